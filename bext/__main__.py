@@ -1,0 +1,3 @@
+from bext.cli import main
+
+raise SystemExit(main())
