@@ -1,0 +1,104 @@
+"""Request and Response: what flows through the request pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from bext.http.body import RequestBody
+from bext.protocol.events import Headers
+
+
+class Request:
+    """One request as the pipeline sees it, whatever HTTP version carried it.
+
+    ``headers`` keeps arrival order with lowercased names and raw byte values: the proxy
+    forwards them with little work, and HTTP/2 and HTTP/3 deliver names lowercased anyway.
+    """
+
+    __slots__ = (
+        "body",
+        "client_addr",
+        "client_port",
+        "headers",
+        "host",
+        "http_version",
+        "method",
+        "path",
+        "query",
+        "scheme",
+        "server_port",
+        "start_time",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        headers: Headers,
+        http_version: str,
+        scheme: str,
+        client_addr: str,
+        client_port: int,
+        server_port: int,
+        body: RequestBody,
+        start_time: float,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+        self.scheme = scheme
+        self.client_addr = client_addr
+        self.client_port = client_port
+        self.server_port = server_port
+        self.body = body
+        self.start_time = start_time
+        host = None
+        for name, value in headers:
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        self.host: str | None = host
+        # Set by the pipeline once the target is split and normalised.
+        self.path = ""
+        self.query = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lowercase), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r}>"
+
+
+class Response:
+    """A response: a status, header fields and either ``body`` bytes or a ``stream``.
+
+    Header names are written as given on HTTP/1.1 and lowercased on HTTP/2 and HTTP/3.
+    ``content_length`` states a stream's length when known, so HTTP/1.1 can avoid chunking.
+    Responses built once at config load (``respond`` rules, error pages) are shared between
+    requests: connections must treat a Response as read-only.
+    """
+
+    __slots__ = ("body", "content_length", "headers", "status", "stream")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        stream: AsyncIterator[bytes] | None = None,
+        content_length: int | None = None,
+    ) -> None:
+        self.status = status
+        self.headers: Headers = headers if headers is not None else []
+        self.body = body
+        self.stream = stream
+        self.content_length = len(body) if stream is None else content_length
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"

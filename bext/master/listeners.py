@@ -1,0 +1,96 @@
+"""Listening sockets: one SO_REUSEPORT socket per worker slot and address, held for life.
+
+Each SO_REUSEPORT socket has its own accept queue and the kernel drops the connections
+queued on one when it closes. So the master binds them once, before forking, and keeps every
+one of them until it exits; worker *i* adopts socket *i* of each address. A worker that dies
+or is replaced leaves its socket (and the connections queued on it) to its successor
+(ARCHITECTURE.md, decision 1).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass, field
+
+log = logging.getLogger("bext")
+
+BACKLOG = 2048
+
+
+class BindError(Exception):
+    """A listening address could not be bound; the message says which and why."""
+
+
+@dataclass
+class Listener:
+    """One listening address with a socket per worker slot."""
+
+    host: str
+    port: int
+    sockets: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+
+def _bind_one(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # "::" must not also claim IPv4, so "0.0.0.0" can be listed beside it.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_listeners(
+    hosts: tuple[str, ...], port: int, slots: int, tolerate_missing_ipv6: bool
+) -> list[Listener]:
+    """Bind ``slots`` sockets on every host. Port 0 picks one free port shared by all."""
+    listeners: list[Listener] = []
+    chosen = port
+    try:
+        for host in hosts:
+            try:
+                first = _bind_one(host, chosen)
+            except OSError as exc:
+                missing_v6 = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+                if tolerate_missing_ipv6 and ":" in host and missing_v6:
+                    log.warning("skipping %s: no IPv6 on this host (%s)", host, exc.strerror)
+                    continue
+                raise BindError(f"cannot listen on {host}:{chosen}: {exc.strerror}") from exc
+            chosen = first.getsockname()[1]
+            listener = Listener(host, chosen, [first])
+            listeners.append(listener)
+            for _ in range(slots - 1):
+                try:
+                    listener.sockets.append(_bind_one(host, chosen))
+                except OSError as exc:
+                    raise BindError(
+                        f"cannot listen on {host}:{chosen}: {exc.strerror}"
+                    ) from exc
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    if not listeners:
+        raise BindError("no address could be bound")
+    return listeners

@@ -1,0 +1,63 @@
+"""HTTP/1.1 response serialisation: bytes out, no I/O.
+
+Status lines are precomputed; a head is built with one ``b"".join``. Framing headers
+(Content-Length / Transfer-Encoding / Connection) are decided here from the request's
+version and keep-alive state, so handlers never think about HTTP/1.1 framing.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from bext.protocol.events import Headers
+
+STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in HTTPStatus
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d Unknown\r\n" % status
+    return line
+
+
+def response_head(
+    status: int,
+    headers: Headers,
+    preamble: bytes,
+    content_length: int | None,
+    keep_alive: bool,
+    http10: bool,
+) -> bytes:
+    """Serialise a response head.
+
+    ``preamble`` carries the per-connection constant fields (``Date``, ``Server``) already
+    serialised. ``content_length`` None means the body length is unknown: chunked for a
+    HTTP/1.1 client, close-delimited for HTTP/1.0.
+    """
+    parts = [status_line(status), preamble]
+    for name, value in headers:
+        parts.append(name + b": " + value + b"\r\n")
+    if content_length is not None:
+        parts.append(b"Content-Length: %d\r\n" % content_length)
+    elif not http10 and status >= 200 and status not in (204, 304):
+        parts.append(_CHUNKED)
+    if not keep_alive:
+        parts.append(_CLOSE)
+    elif http10:
+        parts.append(_KEEP_ALIVE)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (``data`` must not be empty)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)

@@ -1,0 +1,86 @@
+"""What every connection of one worker shares: the pipeline, limits, timeouts, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bext import __version__
+from bext.http.date import date_line
+from bext.http.message import Request, Response
+from bext.observe.accesslog import AccessLog
+from bext.protocol.events import Event, ParserLimits
+
+
+class RequestHandler(Protocol):
+    """The request pipeline as connections see it.
+
+    A handler that can answer without waiting returns the Response itself, so the HTTP/1.1
+    fast path does not create a task per request; otherwise it returns an awaitable.
+    """
+
+    def handle(self, request: Request) -> Response | Awaitable[Response]: ...
+
+
+class RequestParser(Protocol):
+    """The sans-IO HTTP/1.1 parser interface both engines implement."""
+
+    def feed(self, data: bytes) -> list[Event]: ...
+
+    @property
+    def in_head(self) -> bool: ...
+
+    @property
+    def upgrade_pending(self) -> bool: ...
+
+    def take_upgrade_tail(self) -> bytes: ...
+
+    def decline_upgrade(self) -> list[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    header: float = 15.0
+    body: float = 60.0
+    keepalive: float = 75.0
+    send: float = 60.0
+
+
+@dataclass(eq=False)
+class WorkerContext:
+    handler: RequestHandler
+    parser_factory: Callable[[ParserLimits], RequestParser]
+    limits: ParserLimits
+    timeouts: Timeouts
+    access_log: AccessLog
+    scheme: str = "http"
+    server_tokens: bool = True
+    max_keepalive_requests: int = 1000
+    max_connections: int = 10000
+    stopping: bool = False
+    connections: set[ConnectionLike] = field(default_factory=set)
+    _date: bytes = b""
+    _preamble: bytes = b""
+
+    def __post_init__(self) -> None:
+        self._server_line = (
+            b"Server: bext/" + __version__.encode() + b"\r\n" if self.server_tokens else b"Server: bext\r\n"
+        )
+
+    def preamble(self) -> bytes:
+        """``Date`` and ``Server`` fields, serialised once per second."""
+        date = date_line()
+        if date is not self._date:
+            self._date = date
+            self._preamble = date + self._server_line
+        return self._preamble
+
+
+class ConnectionLike(Protocol):
+    def shutdown(self) -> None:
+        """Finish what is in flight, then close (graceful stop)."""
+
+    def abort(self) -> None:
+        """Close now (the graceful deadline passed)."""
+

@@ -1,0 +1,504 @@
+"""One HTTP/1.1 client connection: bytes in, parser events, pipeline, bytes out.
+
+This is the only place that knows both the socket and HTTP/1.1. The parser is sans-IO
+(:mod:`bext.protocol.h1` or :mod:`bext.protocol.h1_ref`), the pipeline knows nothing of
+HTTP/1.1, and framing is left to :mod:`bext.protocol.h1_writer`.
+
+Pipelined requests are parsed as they arrive and queued; responses go out strictly in
+order. Reading pauses when too many requests queue up or when a request body is not being
+consumed fast enough, so one connection's memory stays bounded.
+
+Timeouts use one lazily re-armed timer per connection: state changes only store a
+timestamp, and the timer, when it fires, works out which deadline (if any) has passed and
+re-arms itself for the next one. No ``wait_for`` per read, no timer churn per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import cast
+
+from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.errors import error_response
+from bext.http.message import Request, Response
+from bext.protocol.events import BodyChunk, ProtocolError, RequestHead
+from bext.protocol.h1_writer import CONTINUE, LAST_CHUNK, chunk, response_head
+from bext.worker.context import WorkerContext
+
+log = logging.getLogger("bext")
+
+_MAX_QUEUED = 32
+"""Pipelined requests parsed ahead of the one being answered before reading pauses."""
+
+_PAUSED_BY_BODY = 1
+_PAUSED_BY_QUEUE = 2
+_PAUSED_BY_ERROR = 4
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_LARGE_BODY = 64 * 1024
+
+
+class H1Connection(asyncio.Protocol):
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._parser = ctx.parser_factory(ctx.limits)
+        self._transport: asyncio.Transport | None = None
+        self._client = ("", 0)
+        self._server_port = 0
+        self._queue: deque[tuple[Request | ProtocolError, bool]] = deque()
+        self._receiving: Request | None = None
+        self._current: Request | None = None
+        self._keep_alive = True
+        self._response_started = False
+        self._task: asyncio.Task[None] | None = None
+        self._served = 0
+        self._driving = False
+        self._read_pauses = 0
+        self._closed = False
+        self._input_failed = False
+        # Write-side flow control.
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        # Timeout bookkeeping: timestamps only; see _on_timer.
+        self._head_started: float | None = None
+        self._body_activity = 0.0
+        self._idle_since: float | None = None
+        self._write_paused_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self._client = (peer[0], peer[1])
+        if isinstance(sock, tuple):
+            self._server_port = sock[1]
+        ctx = self._ctx
+        if ctx.stopping or len(ctx.connections) >= ctx.max_connections:
+            transport.abort()
+            self._closed = True
+            return
+        ctx.connections.add(self)
+        now = self._loop.time()
+        self._head_started = now  # a new connection has header_timeout to send its request
+        self._arm(now + ctx.timeouts.header)
+
+    def data_received(self, data: bytes) -> None:
+        if self._input_failed:
+            return
+        now = self._loop.time()
+        self._idle_since = None
+        try:
+            events = self._parser.feed(data)
+        except ProtocolError as exc:
+            self._fail_input(exc)
+            return
+        for event in events:
+            kind = type(event)
+            if kind is RequestHead:
+                self._on_head(event, now)  # type: ignore[arg-type]
+            elif kind is BodyChunk:
+                self._body_activity = now
+                receiving = self._receiving
+                if receiving is not None:
+                    receiving.body.feed(event.data)  # type: ignore[union-attr]
+            else:
+                receiving = self._receiving
+                if receiving is not None:
+                    self._receiving = None
+                    receiving.body.end()
+        if self._parser.in_head:
+            if self._head_started is None:
+                self._head_started = now
+                self._arm(now + self._ctx.timeouts.header)
+        else:
+            self._head_started = None
+        if self._parser.upgrade_pending:
+            # Protocol switches (WebSocket) are not offered yet: answer the request as plain
+            # HTTP and close, since the bytes after it belong to the other protocol.
+            self._pause_reading(_PAUSED_BY_ERROR)
+            self._input_failed = True
+
+    def eof_received(self) -> bool:
+        receiving = self._receiving
+        if receiving is not None:
+            self._receiving = None
+            receiving.body.fail("client closed the connection")
+        if self._current is None and not self._queue:
+            return False  # nothing in flight: let the transport close
+        self._input_failed = True
+        return True  # half-close: finish the responses in flight, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._ctx.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._receiving is not None:
+            self._receiving.body.fail("client closed the connection")
+            self._receiving = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("client closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._write_paused_since = self._loop.time()
+        self._arm(self._write_paused_since + self._ctx.timeouts.send)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- BodyFlow (called by RequestBody) ---------------------------------------------------
+
+    def pause_body(self) -> None:
+        self._pause_reading(_PAUSED_BY_BODY)
+
+    def resume_body(self) -> None:
+        self._body_activity = self._loop.time()
+        self._resume_reading(_PAUSED_BY_BODY)
+
+    def send_continue(self) -> None:
+        if not self._response_started and self._transport is not None and not self._closed:
+            self._transport.write(CONTINUE)
+
+    # -- graceful stop --------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self._current is None and not self._queue and self._receiving is None:
+            self._close()
+        # Otherwise the response in flight carries "Connection: close" (ctx.stopping).
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _on_head(self, head: RequestHead, now: float) -> None:
+        if head.has_body:
+            body = RequestBody(self, head.expect_continue)
+        else:
+            body = EMPTY_BODY
+        request = Request(
+            head.method,
+            head.target,
+            head.headers,
+            head.http_version,
+            self._ctx.scheme,
+            self._client[0],
+            self._client[1],
+            self._server_port,
+            body,
+            now,
+        )
+        if head.has_body:
+            self._receiving = request
+            self._body_activity = now
+            self._arm(now + self._ctx.timeouts.body)
+        keep_alive = head.keep_alive and head.upgrade is None
+        self._queue.append((request, keep_alive))
+        if self._current is None:
+            self._drive()
+        elif len(self._queue) >= _MAX_QUEUED:
+            self._pause_reading(_PAUSED_BY_QUEUE)
+
+    def _drive(self) -> None:
+        """Answer queued requests in order until one needs to wait."""
+        self._driving = True
+        try:
+            while self._current is None and self._queue and not self._closed:
+                item, keep_alive = self._queue.popleft()
+                if isinstance(item, ProtocolError):
+                    self._send_error(item)
+                    return
+                self._start(item, keep_alive)
+        finally:
+            self._driving = False
+        if self._current is None and not self._closed:
+            if self._read_pauses & _PAUSED_BY_QUEUE:
+                self._resume_reading(_PAUSED_BY_QUEUE)
+            if not self._queue and self._receiving is None and not self._parser.in_head:
+                if self._input_failed:
+                    self._close()
+                    return
+                self._idle_since = now = self._loop.time()
+                self._arm(now + self._ctx.timeouts.keepalive)
+
+    def _start(self, request: Request, keep_alive: bool) -> None:
+        ctx = self._ctx
+        self._current = request
+        self._response_started = False
+        self._served += 1
+        self._keep_alive = (
+            keep_alive and not ctx.stopping and self._served < ctx.max_keepalive_requests
+        )
+        try:
+            result = ctx.handler.handle(request)
+        except Exception:
+            log.exception("request handler failed for %s %r", request.method, request.target)
+            result = error_response(500, request.header(b"accept"))
+        if type(result) is Response:
+            if result.stream is None:
+                self._send_simple(request, result)
+            else:
+                self._task = self._loop.create_task(self._send_streamed(request, result))
+        else:
+            self._task = self._loop.create_task(self._await_response(request, result))  # type: ignore[arg-type]
+
+    async def _await_response(self, request: Request, pending: Awaitable[Response]) -> None:
+        try:
+            response = await pending
+        except asyncio.CancelledError:
+            raise
+        except BodyError as exc:
+            if self._closed:
+                return
+            response = error_response(400, request.header(b"accept"), str(exc))
+            self._keep_alive = False
+        except Exception:
+            log.exception("request handler failed for %s %r", request.method, request.target)
+            response = error_response(500, request.header(b"accept"))
+        if self._closed:
+            return
+        if response.stream is None:
+            self._send_simple(request, response)
+        else:
+            await self._send_streamed(request, response)
+
+    def _framing(self, request: Request, response: Response) -> tuple[bool, bool]:
+        """(send a body at all, keep the connection alive afterwards)."""
+        body = request.body
+        if not body.complete:
+            if body.continue_pending:
+                # The client still waits for "100 Continue" and may or may not send the body:
+                # the connection cannot be reused reliably.
+                self._keep_alive = False
+            body.discard()
+        with_body = request.method != "HEAD" and response.status not in _NO_BODY_STATUS
+        return with_body, self._keep_alive
+
+    def _send_simple(self, request: Request, response: Response) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        with_body, keep_alive = self._framing(request, response)
+        self._response_started = True
+        status = response.status
+        head = response_head(
+            status,
+            response.headers,
+            self._ctx.preamble(),
+            None if status in _NO_BODY_STATUS else len(response.body),
+            keep_alive,
+            request.http_version == "1.0",
+        )
+        body = response.body if with_body else b""
+        if len(body) < _LARGE_BODY:
+            transport.write(head + body)
+        else:
+            transport.write(head)
+            transport.write(body)
+        self._finish(request, status, len(body), keep_alive)
+
+    async def _send_streamed(self, request: Request, response: Response) -> None:
+        transport = self._transport
+        stream = response.stream
+        assert stream is not None
+        if transport is None or self._closed:
+            await _close_stream(stream)
+            return
+        with_body, keep_alive = self._framing(request, response)
+        length = response.content_length
+        http10 = request.http_version == "1.0"
+        if length is None and http10:
+            keep_alive = False  # the end of the body is the end of the connection
+        chunked = with_body and length is None and not http10
+        self._response_started = True
+        transport.write(
+            response_head(response.status, response.headers, self._ctx.preamble(), length,
+                          keep_alive, http10)
+        )
+        sent = 0
+        if with_body:
+            try:
+                async for data in stream:
+                    if not data:
+                        continue
+                    sent += len(data)
+                    transport.write(chunk(data) if chunked else data)
+                    if self._write_paused:
+                        await self._drain()
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception:
+                # The body broke off half way: the client must see a truncated response,
+                # never a complete-looking one, so no last chunk and no keep-alive.
+                log.exception("response stream failed for %s %r", request.method, request.target)
+                self.abort()
+                return
+            if length is not None and sent != length:
+                log.error("response stream for %r sent %d of %d bytes", request.target, sent,
+                          length)
+                self.abort()
+                return
+            if chunked:
+                transport.write(LAST_CHUNK)
+        else:
+            await _close_stream(stream)
+        self._finish(request, response.status, sent, keep_alive)
+
+    async def _drain(self) -> None:
+        if self._closed:
+            raise ConnectionResetError("client closed the connection")
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+
+    def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
+        ctx = self._ctx
+        if ctx.access_log.enabled:
+            ctx.access_log.log(
+                request.client_addr,
+                f"{request.method} {request.target.decode('latin-1')} HTTP/{request.http_version}",
+                status,
+                sent,
+                request.header(b"referer"),
+                request.header(b"user-agent"),
+                self._loop.time() - request.start_time,
+            )
+        self._current = None
+        self._task = None
+        if not keep_alive:
+            self._close()
+        elif not self._driving:
+            self._drive()  # an asynchronous response finished: answer what queued meanwhile
+
+    # -- failures and closing ------------------------------------------------------------------
+
+    def _fail_input(self, exc: ProtocolError) -> None:
+        """The client's bytes are unusable: answer with ``exc.status`` once it is our turn."""
+        self._input_failed = True
+        self._pause_reading(_PAUSED_BY_ERROR)
+        self._head_started = None
+        receiving = self._receiving
+        if receiving is not None:
+            self._receiving = None
+            receiving.body.fail(exc.reason)
+            if receiving is self._current:
+                if not self._response_started:
+                    if self._task is not None:
+                        self._task.cancel()
+                        self._task = None
+                    self._current = None
+                    self._send_error(exc)
+                else:
+                    self._keep_alive = False
+                return
+            if self._queue and self._queue[-1][0] is receiving:
+                self._queue.pop()
+        self._queue.append((exc, False))
+        if self._current is None:
+            self._drive()
+
+    def _send_error(self, exc: ProtocolError) -> None:
+        log.info("client %s: %d %s", self._client[0], exc.status, exc.reason)
+        transport = self._transport
+        if transport is not None and not self._closed:
+            response = error_response(exc.status, None, exc.reason)
+            self._response_started = True
+            transport.write(
+                response_head(exc.status, response.headers, self._ctx.preamble(),
+                              len(response.body), False, False)
+                + response.body
+            )
+            if self._ctx.access_log.enabled:
+                self._ctx.access_log.log(self._client[0], "-", exc.status, len(response.body),
+                                         None, None, 0.0)
+        self._close()
+
+    def _close(self) -> None:
+        if not self._closed and self._transport is not None:
+            self._closed = True
+            self._transport.close()  # flushes what is buffered first
+
+    def _pause_reading(self, reason: int) -> None:
+        if not self._read_pauses and self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+        self._read_pauses |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        if not self._read_pauses & reason:
+            return
+        self._read_pauses &= ~reason
+        if not self._read_pauses and self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires earlier anyway and re-arms for this one
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        now = self._loop.time()
+        timeouts = self._ctx.timeouts
+        upcoming: list[float] = []
+        if self._write_paused:
+            deadline = self._write_paused_since + timeouts.send
+            if deadline <= now:
+                log.info("client %s: send timeout, closing", self._client[0])
+                self.abort()
+                return
+            upcoming.append(deadline)
+        if self._head_started is not None and not self._input_failed:
+            deadline = self._head_started + timeouts.header
+            if deadline <= now:
+                self._fail_input(ProtocolError(408, "request header timeout"))
+                return
+            upcoming.append(deadline)
+        if self._receiving is not None and not self._read_pauses & _PAUSED_BY_BODY:
+            deadline = self._body_activity + timeouts.body
+            if deadline <= now:
+                self._fail_input(ProtocolError(408, "request body timeout"))
+                return
+            upcoming.append(deadline)
+        if self._idle_since is not None:
+            deadline = self._idle_since + timeouts.keepalive
+            if deadline <= now:
+                self._close()
+                return
+            upcoming.append(deadline)
+        if upcoming:
+            self._arm(min(upcoming))
+
+
+async def _close_stream(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

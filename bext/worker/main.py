@@ -1,0 +1,152 @@
+"""A worker process: one event loop serving the listening sockets of its slot.
+
+Runs right after ``fork()`` in the child. Everything heavy was imported by the master before
+forking, so workers share those pages copy-on-write; ``gc.freeze()`` keeps the collector
+from touching (and so copying) them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+from collections.abc import Callable
+
+from bext.config import Config
+from bext.master.listeners import Listener
+from bext.observe.accesslog import AccessLog
+from bext.observe.errorlog import log, set_role
+from bext.protocol.events import ParserLimits
+from bext.protocol.h1 import HttptoolsParser
+from bext.protocol.h1_ref import H11Parser
+from bext.worker.context import RequestParser, Timeouts, WorkerContext
+from bext.worker.h1_connection import H1Connection
+from bext.worker.pipeline import Pipeline
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+    uvloop = None
+
+try:
+    from setproctitle import setproctitle
+except ImportError:  # pragma: no cover
+    def setproctitle(title: str) -> None:
+        pass
+
+
+PARSER_ENGINES: dict[str, Callable[[ParserLimits], RequestParser]] = {
+    "httptools": HttptoolsParser,
+    "h11": H11Parser,
+}
+
+
+def parser_factory(engine: str) -> Callable[[ParserLimits], RequestParser]:
+    return PARSER_ENGINES["httptools" if engine == "auto" else engine]
+
+
+def build_context(config: Config) -> WorkerContext:
+    server = config.server
+    return WorkerContext(
+        handler=Pipeline(config),
+        parser_factory=parser_factory(server.http1_engine),
+        limits=ParserLimits(
+            max_uri_length=server.max_uri_length,
+            max_header_size=server.max_header_size,
+            max_headers=server.max_headers,
+            max_body_size=server.max_body_size,
+        ),
+        timeouts=Timeouts(
+            header=server.header_timeout,
+            body=server.body_timeout,
+            keepalive=server.keepalive_timeout,
+            send=server.send_timeout,
+        ),
+        access_log=AccessLog(config.log.access, config.log.access_format),
+        server_tokens=server.server_tokens,
+        max_keepalive_requests=server.max_keepalive_requests,
+        max_connections=server.max_connections,
+    )
+
+
+def worker_main(
+    slot: int, generation: int, listeners: list[Listener], config: Config, ready_fd: int
+) -> int:
+    """Entry point in the forked child; returns the process exit code."""
+    setproctitle(f"bext: worker {slot} (gen {generation})")
+    set_role(f"worker {slot}")
+    sockets = []
+    for listener in listeners:
+        for index, sock in enumerate(listener.sockets):
+            if index == slot:
+                sockets.append(sock)
+            else:
+                sock.close()  # only this process's copy; the master keeps the socket
+    worker = Worker(config, sockets, ready_fd)
+    loop_factory = uvloop.new_event_loop if uvloop is not None else None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(worker.serve())
+
+
+class Worker:
+    def __init__(self, config: Config, sockets: list[object], ready_fd: int) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.ready_fd = ready_fd
+        self.ctx = build_context(config)
+        self.master_pid = os.getppid()
+        self.stop_requested: asyncio.Event | None = None
+        self.fast = False
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stop_requested = asyncio.Event()
+        ctx = self.ctx
+        servers = [
+            await loop.create_server(lambda: H1Connection(ctx), sock=sock, backlog=2048)  # type: ignore[arg-type]
+            for sock in self.sockets
+        ]
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, False)
+        loop.add_signal_handler(signal.SIGQUIT, self._request_stop, True)
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, True)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        housekeeping = loop.create_task(self._housekeeping())
+        gc.collect()
+        gc.freeze()
+        os.write(self.ready_fd, b"r")
+        os.close(self.ready_fd)
+
+        await self.stop_requested.wait()
+        for server in servers:
+            server.close()  # stop accepting; the master's copy keeps the queue alive
+        ctx.stopping = True
+        if not self.fast:
+            deadline = loop.time() + self.config.server.graceful_timeout
+            for conn in list(ctx.connections):
+                conn.shutdown()
+            while ctx.connections and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            conn.abort()
+        housekeeping.cancel()
+        ctx.access_log.flush()
+        return 0
+
+    def _request_stop(self, fast: bool) -> None:
+        self.fast = self.fast or fast
+        assert self.stop_requested is not None
+        self.stop_requested.set()
+
+    def _reopen_logs(self) -> None:
+        self.ctx.access_log.flush()
+        self.ctx.access_log.reopen()
+
+    async def _housekeeping(self) -> None:
+        """Once a second: flush the access log; leave if the master is gone."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.ctx.access_log.flush()
+            if os.getppid() != self.master_pid:
+                log.error("master %d is gone; stopping", self.master_pid)
+                self._request_stop(False)
