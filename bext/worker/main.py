@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover
         pass
 
 
+UNLIMITED_BODY = 1 << 62
+"""``max_body_size = 0`` means no limit, as nginx's ``client_max_body_size 0``."""
+
 PARSER_ENGINES: dict[str, Callable[[ParserLimits], RequestParser]] = {
     "httptools": HttptoolsParser,
     "h11": H11Parser,
@@ -55,7 +58,7 @@ def build_context(config: Config) -> WorkerContext:
             max_uri_length=server.max_uri_length,
             max_header_size=server.max_header_size,
             max_headers=server.max_headers,
-            max_body_size=server.max_body_size,
+            max_body_size=server.max_body_size or UNLIMITED_BODY,
         ),
         timeouts=Timeouts(
             header=server.header_timeout,

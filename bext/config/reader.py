@@ -1,0 +1,279 @@
+"""Walking TOML tables with a key path, type checks and unknown-key detection.
+
+`Table` wraps one TOML table and knows its key path (`upstreams.django.health`). Its typed
+getters record a problem and return the default on a bad value (`server.port: expected
+an integer, got "3000" (a string)`), so a walk never stops at the first mistake, and
+`finish()` reports every key no getter asked for, with a suggestion for typos
+(`server.prot: unknown key (did you mean "port"?)`). The section readers in `sections.py`
+and `rules.py` are written against this, which keeps them to one line per setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bext.config import values
+from bext.config.errors import did_you_mean, quote
+from bext.config.units import format_size, parse_duration, parse_size
+
+__all__ = [
+    "MISSING",
+    "Context",
+    "Table",
+    "checked",
+    "is_int",
+    "key_repr",
+    "show_value",
+    "string_list",
+]
+
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_T = TypeVar("_T")
+
+
+class _Missing:
+    """Marks an absent key, since None is not a TOML value but may be a valid default."""
+
+
+MISSING = _Missing()
+
+
+def show_value(value: Any) -> str:
+    """Describe a TOML value and its type, as in `"3000" (a string)`."""
+    if isinstance(value, bool):
+        return f"{'true' if value else 'false'} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{value!r} (a float)"
+    if isinstance(value, str):
+        return f"{quote(value)} (a string)"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return f"{value.isoformat()} (a date/time)"
+    return f"a {type(value).__name__}"
+
+
+def key_repr(name: str) -> str:
+    """Render a key for a path the way TOML would need it written."""
+    return name if _BARE_KEY_RE.fullmatch(name) else quote(name)
+
+
+def is_int(value: Any) -> bool:
+    """TOML booleans are Python bools, which are ints; a `true` port is still a mistake."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "str": "a string",
+    "bool": "true or false",
+    "table": "a table",
+    "array": "an array",
+}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "int":
+        return is_int(value)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "table":
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+class Context:
+    """What one parse accumulates: problems, warnings, and where relative paths start."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, path: str, reason: str) -> None:
+        self.problems.append(f"{path}: {reason}")
+
+    def warn(self, path: str, reason: str) -> None:
+        self.warnings.append(f"{path}: {reason}")
+
+    def expect(self, path: str, value: Any, kind: str) -> bool:
+        """Check a value's TOML type, recording a problem (and returning False) if wrong."""
+        if _has_type(value, kind):
+            return True
+        self.error(path, f"expected {_EXPECTED[kind]}, got {show_value(value)}")
+        return False
+
+
+class Table:
+    """One TOML table being read: typed getters that record problems, and unknown-key checks.
+
+    Every getter marks its key as known, so `finish()` can report whatever is left as a
+    typo. Readers therefore call the getters for every key the table supports, even when
+    an earlier problem makes the value moot, so suggestions cover the full vocabulary.
+    """
+
+    def __init__(self, ctx: Context, path: str, raw: Mapping[str, Any]) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.raw = raw
+        self._known: list[str] = []
+
+    def sub(self, key: str) -> str:
+        """The key path of `key` inside this table."""
+        return f"{self.path}.{key_repr(key)}" if self.path else key_repr(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.raw
+
+    def take(self, key: str) -> Any:
+        """The raw value of `key` (or `MISSING`), marking the key as known."""
+        if key not in self._known:
+            self._known.append(key)
+        return self.raw.get(key, MISSING)
+
+    def finish(self, noun: str = "key") -> None:
+        """Report every key that no getter asked for."""
+        for key in self.raw:
+            if key not in self._known:
+                suggestion = did_you_mean(key, self._known)
+                self.ctx.error(self.sub(key), f"unknown {noun}{suggestion}")
+
+    def _typed(self, key: str, kind: str) -> Any:
+        value = self.take(key)
+        if value is MISSING or not self.ctx.expect(self.sub(key), value, kind):
+            return MISSING
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self._typed(key, "bool")
+        return default if value is MISSING else bool(value)
+
+    def get_int(
+        self, key: str, default: int, *, lo: int | None = None, hi: int | None = None
+    ) -> int:
+        value = self._typed(key, "int")
+        if value is MISSING:
+            return default
+        if not self._in_range(key, value, lo, hi, str):
+            return default
+        return int(value)
+
+    def get_str(self, key: str, default: str) -> str:
+        value = self._typed(key, "str")
+        return default if value is MISSING else str(value)
+
+    def get_opt_str(self, key: str) -> str | None:
+        value = self._typed(key, "str")
+        return None if value is MISSING else str(value)
+
+    def get_choice(self, key: str, default: str, choices: Sequence[str]) -> str:
+        """One of a fixed set of strings, suggesting the closest on a typo."""
+        value = self._typed(key, "str")
+        if value is MISSING:
+            return default
+        if value not in choices:
+            options = ", ".join(quote(choice) for choice in choices)
+            self.ctx.error(
+                self.sub(key),
+                f"expected one of {options}, got {quote(value)}{did_you_mean(value, choices)}",
+            )
+            return default
+        return str(value)
+
+    def get_duration(self, key: str, default: float, *, positive: bool = False) -> float:
+        """A duration in seconds; `positive` refuses 0 where it would mean "time out at once"."""
+        value = self.take(key)
+        if value is MISSING:
+            return default
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.ctx.error(self.sub(key), str(exc))
+            return default
+        if positive and seconds <= 0:
+            self.ctx.error(self.sub(key), f"must be greater than 0, got {show_value(value)}")
+            return default
+        return seconds
+
+    def get_size(
+        self, key: str, default: int, *, lo: int | None = None, hi: int | None = None
+    ) -> int:
+        """A size in bytes, range-checked with limits shown in KiB/MiB."""
+        value = self.take(key)
+        if value is MISSING:
+            return default
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            self.ctx.error(self.sub(key), str(exc))
+            return default
+        if not self._in_range(key, size, lo, hi, format_size):
+            return default
+        return size
+
+    def get_path(self, key: str, base: Path) -> Path | None:
+        """A path setting, resolved against `base` (see `values.resolve_path`)."""
+        value = self._typed(key, "str")
+        if value is MISSING:
+            return None
+        if not value:
+            self.ctx.error(self.sub(key), "must not be empty")
+            return None
+        return values.resolve_path(base, value)
+
+    def get_table(self, key: str, *, hint: str = "") -> Table:
+        """The sub-table at `key`; empty (all defaults) when missing or of the wrong type."""
+        value = self.take(key)
+        if value is MISSING:
+            return Table(self.ctx, self.sub(key), {})
+        if not isinstance(value, dict):
+            self.ctx.error(self.sub(key), f"expected a table{hint}, got {show_value(value)}")
+            return Table(self.ctx, self.sub(key), {})
+        return Table(self.ctx, self.sub(key), value)
+
+    def _in_range(
+        self, key: str, value: int, lo: int | None, hi: int | None, render: Callable[[int], str]
+    ) -> bool:
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            reason = f"must be between {render(lo)} and {render(hi)}, got {render(value)}"
+        elif lo is not None and value < lo:
+            reason = f"must be at least {render(lo)}, got {render(value)}"
+        elif hi is not None and value > hi:
+            reason = f"must be at most {render(hi)}, got {render(value)}"
+        else:
+            return True
+        self.ctx.error(self.sub(key), reason)
+        return False
+
+
+def string_list(ctx: Context, path: str, value: Any) -> list[tuple[str, str]]:
+    """A string or an array of strings, as (key path, string) pairs for per-item messages."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if not isinstance(value, list):
+        ctx.error(path, f"expected a string or an array of strings, got {show_value(value)}")
+        return []
+    items: list[tuple[str, str]] = []
+    for i, item in enumerate(value):
+        if ctx.expect(f"{path}[{i}]", item, "str"):
+            items.append((f"{path}[{i}]", item))
+    return items
+
+
+def checked(ctx: Context, path: str, check: Callable[[str], _T], value: str) -> _T | None:
+    """Run a `values` check, turning its ValueError into a recorded problem (and None)."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        ctx.error(path, str(exc))
+        return None

@@ -1,0 +1,249 @@
+"""Reader for `[[route_rules]]` and the checks that span rules.
+
+A rule is a URL pattern (plus an optional host) and exactly one action. Beyond each rule's
+own shape, this module checks what only the whole list reveals: proxy targets that name
+no upstream, and rules that an earlier catch-all makes unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bext.config import values
+from bext.config.errors import did_you_mean, quote
+from bext.config.reader import MISSING, Context, Table, checked, is_int, key_repr, show_value
+from bext.config.schema import (
+    DEFAULT_CONTENT_TYPE,
+    REDIRECT_STATUSES,
+    RedirectAction,
+    RespondAction,
+    RouteRule,
+)
+
+__all__ = ["read_rules"]
+
+_ACTIONS = ("render", "proxy", "respond", "redirect")
+_STATIC_ONLY = ("root", "index", "allow_symlinks")
+_PROXY_ONLY = ("request_buffering", "response_buffering")
+
+
+def read_rules(
+    ctx: Context, root: Table, app_dir: Path, upstream_names: Sequence[str]
+) -> tuple[RouteRule, ...]:
+    """`[[route_rules]]`, in file order, which is match order; then the reachability check."""
+    raw = root.take("route_rules")
+    if raw is MISSING:
+        return ()
+    if not isinstance(raw, list):
+        ctx.error(
+            "route_rules", f"expected an array of tables ([[route_rules]]), got {show_value(raw)}"
+        )
+        return ()
+    rules: list[RouteRule] = []
+    for i, item in enumerate(raw):
+        path = f"route_rules[{i}]"
+        if not isinstance(item, dict):
+            ctx.error(path, f"expected a table, got {show_value(item)}")
+            continue
+        rule = _read_rule(ctx, Table(ctx, path, item), i, app_dir, upstream_names)
+        if rule is not None:
+            rules.append(rule)
+    _check_reachability(ctx, rules)
+    return tuple(rules)
+
+
+def _read_rule(
+    ctx: Context, t: Table, index: int, app_dir: Path, upstream_names: Sequence[str]
+) -> RouteRule | None:
+    """Read one rule; None when its pattern is unusable (so later checks skip it)."""
+    raw_pattern = t.take("pattern")
+    pattern = None
+    if raw_pattern is MISSING:
+        ctx.error(t.sub("pattern"), 'missing; every rule needs a URL pattern such as "/**"')
+    elif ctx.expect(t.sub("pattern"), raw_pattern, "str"):
+        pattern = checked(ctx, t.sub("pattern"), values.check_pattern, raw_pattern)
+
+    host = t.get_opt_str("host")
+    if host is not None:
+        host = checked(ctx, t.sub("host"), values.check_host_pattern, host)
+
+    render = t.get_opt_str("render")
+    if render is not None and render != "static":
+        ctx.error(
+            t.sub("render"),
+            f'expected "static", got {quote(render)}{did_you_mean(render, ["static"])}',
+        )
+        render = None
+    root = t.get_path("root", app_dir)
+    proxy = t.get_opt_str("proxy")
+    if proxy is not None and proxy not in upstream_names:
+        if upstream_names:
+            hint = did_you_mean(proxy, upstream_names)
+        else:
+            hint = " (no [upstreams.NAME] sections are defined)"
+        ctx.error(t.sub("proxy"), f"no upstream named {quote(proxy)}{hint}")
+    respond = _read_respond(ctx, t)
+    redirect = _read_redirect(ctx, t)
+    headers = _read_headers(ctx, t)
+    index_file = t.get_opt_str("index")
+    if index_file is not None and (
+        not index_file or "/" in index_file or "\0" in index_file or index_file in (".", "..")
+    ):
+        ctx.error(
+            t.sub("index"), f'expected a file name such as "index.html", got {quote(index_file)}'
+        )
+        index_file = None
+    request_buffering = t.get_bool("request_buffering", True)
+    response_buffering = t.get_bool("response_buffering", True)
+    allow_symlinks = t.get_bool("allow_symlinks", False)
+    t.finish()
+
+    present = [action for action in _ACTIONS if t.has(action)]
+    if len(present) != 1:
+        reason = "a rule needs exactly one of render, proxy, respond, redirect"
+        if present:
+            reason += f"; it has {', '.join(present)}"
+        ctx.error(t.path, reason)
+    for key in _STATIC_ONLY:
+        if t.has(key) and "render" not in present:
+            ctx.error(t.sub(key), 'only applies to render = "static" rules')
+    for key in _PROXY_ONLY:
+        if t.has(key) and "proxy" not in present:
+            ctx.error(t.sub(key), "only applies to proxy rules")
+
+    if pattern is None:
+        return None
+    return RouteRule(
+        index=index,
+        pattern=pattern,
+        host=host,
+        render=render,
+        root=root,
+        proxy=proxy,
+        respond=respond,
+        redirect=redirect,
+        headers=headers,
+        index_file=index_file,
+        request_buffering=request_buffering,
+        response_buffering=response_buffering,
+        allow_symlinks=allow_symlinks,
+    )
+
+
+def _read_respond(ctx: Context, rule: Table) -> RespondAction | None:
+    """`respond = { status, body, content_type }`, or just a status: `respond = 204`."""
+    raw = rule.take("respond")
+    path = rule.sub("respond")
+    if raw is MISSING:
+        return None
+    if is_int(raw):
+        raw = {"status": raw}
+    if not isinstance(raw, dict):
+        ctx.error(
+            path, f'expected a table such as {{ status = 200, body = "ok" }}, got {show_value(raw)}'
+        )
+        return None
+    t = Table(ctx, path, raw)
+    status = t.get_int("status", 200, lo=100, hi=599)
+    body = t.get_str("body", "")
+    content_type = t.get_str("content_type", DEFAULT_CONTENT_TYPE)
+    t.finish()
+    if body and (status < 200 or status in (204, 304)):
+        ctx.error(t.sub("body"), f"a {status} response cannot have a body")
+    if not content_type:
+        ctx.error(t.sub("content_type"), "must not be empty")
+    else:
+        checked(ctx, t.sub("content_type"), values.check_header_value, content_type)
+    return RespondAction(status=status, body=body, content_type=content_type)
+
+
+def _read_redirect(ctx: Context, rule: Table) -> RedirectAction | None:
+    """`redirect = { to = "https://example.com{path}", status = 301 }`, or just the target."""
+    raw = rule.take("redirect")
+    path = rule.sub("redirect")
+    if raw is MISSING:
+        return None
+    if isinstance(raw, str):
+        raw = {"to": raw}
+    if not isinstance(raw, dict):
+        ctx.error(
+            path,
+            f'expected a table such as {{ to = "https://example.com{{path}}", status = 301 }}, '
+            f"got {show_value(raw)}",
+        )
+        return None
+    t = Table(ctx, path, raw)
+    to = t.get_opt_str("to")
+    if to is None and not t.has("to"):
+        ctx.error(t.sub("to"), "missing; where should the client go?")
+    if to is not None:
+        to = checked(ctx, t.sub("to"), values.check_redirect_target, to)
+    status = t.get_int("status", 302)
+    if status not in REDIRECT_STATUSES:
+        options = ", ".join(str(code) for code in REDIRECT_STATUSES)
+        ctx.error(t.sub("status"), f"expected one of {options}, got {status}")
+    t.finish()
+    return RedirectAction(to=to or "/", status=status)
+
+
+def _read_headers(ctx: Context, rule: Table) -> tuple[tuple[str, str], ...]:
+    """`headers = { name = "value" }`: extra response headers, names lowercased."""
+    raw = rule.take("headers")
+    path = rule.sub("headers")
+    if raw is MISSING:
+        return ()
+    if not isinstance(raw, dict):
+        ctx.error(
+            path,
+            f'expected a table such as {{ "cache-control" = "no-store" }}, got {show_value(raw)}',
+        )
+        return ()
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in raw.items():
+        header_path = f"{path}.{key_repr(name)}"
+        lowered = checked(ctx, header_path, values.check_header_name, name)
+        if lowered is not None and lowered in seen:
+            ctx.error(header_path, f"{quote(lowered)} is set twice (header names ignore case)")
+            lowered = None
+        if not ctx.expect(header_path, value, "str"):
+            continue
+        if checked(ctx, header_path, values.check_header_value, value) is None:
+            continue
+        if lowered is not None:
+            seen.add(lowered)
+            headers.append((lowered, value))
+    return tuple(headers)
+
+
+def _check_reachability(ctx: Context, rules: Iterable[RouteRule]) -> None:
+    """Refuse rules that can never match because an earlier "/**" takes every request.
+
+    Rules are tried in file order, so a catch-all shadows every later rule on the same host
+    (a catch-all without `host` shadows every later rule). That is always a mistake, and
+    one that otherwise shows up only as "my static files are served by Django".
+    """
+    catch_alls: list[RouteRule] = []
+    seen: dict[tuple[str | None, str], int] = {}
+    for rule in rules:
+        shadow = next((c for c in catch_alls if c.host is None or c.host == rule.host), None)
+        if shadow is not None:
+            where = "" if shadow.host is None else f" on {shadow.host}"
+            ctx.error(
+                f"route_rules[{rule.index}]",
+                f"unreachable, route_rules[{shadow.index}] ({quote(shadow.pattern)}{where}) "
+                "already matches everything",
+            )
+            continue
+        key = (rule.host, rule.pattern)
+        if key in seen:
+            ctx.warn(
+                f"route_rules[{rule.index}]",
+                f"same host and pattern as route_rules[{seen[key]}], which is tried first; "
+                "this rule never matches",
+            )
+        else:
+            seen[key] = rule.index
+        if rule.pattern == "/**":
+            catch_alls.append(rule)

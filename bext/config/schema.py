@@ -1,0 +1,312 @@
+"""The typed shape of `bext.config.toml`: one frozen dataclass per TOML table.
+
+These classes are the single source of truth for what a configuration can say. The loader
+(`bext.config.load`) fills them from TOML and refuses anything they cannot represent; the
+master, workers and `bext check` only ever see these objects, never raw TOML. They are
+frozen so a loaded config can be shared by reference and swapped whole on reload without
+anyone mutating it underneath a running worker.
+
+Every field has the default a missing key gets, so code and tests can also build configs
+directly (`Config(source=None, base_dir=Path("/srv/app"))`). Values built that way skip the
+loader's validation; build through `parse_config` when the input is user-supplied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "DJANGO_STATIC_DIRS",
+    "CacheConfig",
+    "Config",
+    "FrameworkConfig",
+    "HealthConfig",
+    "LogConfig",
+    "RedirectAction",
+    "RespondAction",
+    "RouteRule",
+    "ServerConfig",
+    "TLSCertificate",
+    "TLSConfig",
+    "UpstreamConfig",
+    "UpstreamServer",
+    "WafConfig",
+    "default_static_root",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+FRAMEWORK_TYPES = ("proxy", "static", "django", "flask", "fastapi", "starlette")
+HTTP1_ENGINES = ("auto", "httptools", "h11")
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+REDIRECT_PLACEHOLDERS = ("path", "query")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCESS_FORMATS = ("combined", "json")
+WAF_MODES = ("block", "detect")
+DEFAULT_HOSTS = ("0.0.0.0", "::")
+DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+# URL prefix -> folder under app_dir, following Django's conventions: `collectstatic`
+# gathers into STATIC_ROOT (conventionally BASE_DIR / "staticfiles") and uploads land in
+# MEDIA_ROOT (conventionally BASE_DIR / "media"). This is what lets the seed's two-line
+# static rules work without a `root`.
+DJANGO_STATIC_DIRS: tuple[tuple[str, str], ...] = (
+    ("/static/", "staticfiles"),
+    ("/media/", "media"),
+)
+
+
+def _cpu_count() -> int:
+    """One worker per core is the default; `os.cpu_count()` may be unknown (None)."""
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class TLSCertificate:
+    """An SNI certificate: served when the client asks for one of `hosts`."""
+
+    hosts: tuple[str, ...]
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """`[server.tls]`, or `tls = "internal"`. Validated for shape; TLS arrives later.
+
+    `internal` means bext issues certificates from its own local CA (development and
+    private networks). Otherwise `cert`/`key` are the default certificate, and
+    `certificates` adds per-host ones chosen by SNI. `hsts` is the Strict-Transport-Security
+    max-age in seconds, or None to send no HSTS header.
+    """
+
+    internal: bool = False
+    port: int = 443
+    cert: Path | None = None
+    key: Path | None = None
+    http3: bool = False
+    redirect_http: bool = False
+    hsts: float | None = None
+    certificates: tuple[TLSCertificate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """`[server]`: listeners, process model, protocol limits and timeouts.
+
+    Durations are float seconds and sizes int bytes, whatever units the file used.
+    `host_is_default` tells the master the operator never asked for IPv6 explicitly, so a
+    host without an IPv6 stack should start on IPv4 alone instead of failing.
+    `max_body_size = 0` disables the request body limit (as nginx's client_max_body_size 0).
+    `max_connections` is per worker.
+    """
+
+    port: int = 3000
+    host: tuple[str, ...] = DEFAULT_HOSTS
+    host_is_default: bool = True
+    app_dir: Path = field(default_factory=Path.cwd)
+    workers: int = field(default_factory=_cpu_count)
+    http1_engine: str = "auto"
+    graceful_timeout: float = 30.0
+    header_timeout: float = 15.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    send_timeout: float = 60.0
+    max_header_size: int = 16 * KiB
+    max_headers: int = 100
+    max_uri_length: int = 8 * KiB
+    max_body_size: int = 100 * MiB
+    max_keepalive_requests: int = 1000
+    max_connections: int = 10000
+    server_tokens: bool = True
+    trusted_proxies: tuple[str, ...] = ()
+    pidfile: Path | None = None
+    control_socket: Path | None = None
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkConfig:
+    """`[framework]`: what sits behind bext. bext never runs Python in-process."""
+
+    type: str = "proxy"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """`[upstreams.NAME.health]`: active health checks (validated now, active later).
+
+    A server is marked down after `fall` consecutive failures and up again after `rise`
+    successes; a probe succeeds when the status is within `expect_status` (inclusive).
+    """
+
+    enabled: bool = False
+    path: str = "/"
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 3
+    expect_status: tuple[int, int] = (200, 399)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    """One backend address of an upstream group, as written (`url`) and parsed.
+
+    For `scheme == "http"`, `host` (lowercase, IPv6 without brackets) and `port` are set;
+    for `scheme == "unix"`, `unix_path` is the absolute socket path.
+    """
+
+    url: str
+    weight: int = 1
+    scheme: str = "http"
+    host: str | None = None
+    port: int | None = None
+    unix_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """`[upstreams.NAME]`: a group of equivalent backends (Gunicorn/Uvicorn processes)."""
+
+    name: str
+    keepalive: int = 32
+    connect_timeout_ms: int = 2000
+    read_timeout_ms: int = 30000
+    servers: tuple[UpstreamServer, ...] = ()
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RespondAction:
+    """`respond = { status = 200, body = "ok" }`: a fixed response, no upstream involved."""
+
+    status: int = 200
+    body: str = ""
+    content_type: str = DEFAULT_CONTENT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectAction:
+    """`redirect = { to = "https://example.com{path}", status = 301 }`.
+
+    `to` may contain `{path}` and `{query}`: the request's path as sent, and its raw query
+    string without the "?" (see `bext.handlers.redirect`). It is ASCII, percent-encoded.
+    """
+
+    to: str
+    status: int = 302
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """One `[[route_rules]]` entry. Rules are tried in file order; `index` is 0-based.
+
+    Exactly one action is set: `render` ("static"), `proxy` (an upstream name), `respond`
+    or `redirect`. `headers` are added to responses of this rule, names lowercased.
+    `index_file` is the TOML key `index` (the file served for a directory, static only).
+    """
+
+    index: int
+    pattern: str
+    host: str | None = None
+    render: str | None = None
+    root: Path | None = None
+    proxy: str | None = None
+    respond: RespondAction | None = None
+    redirect: RedirectAction | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    index_file: str | None = None
+    request_buffering: bool = True
+    response_buffering: bool = True
+    allow_symlinks: bool = False
+
+    @property
+    def action(self) -> str:
+        """The kind of action: "static", "proxy", "respond" or "redirect"."""
+        if self.render is not None:
+            return self.render
+        if self.proxy is not None:
+            return "proxy"
+        if self.respond is not None:
+            return "respond"
+        return "redirect"
+
+    def static_root(self, app_dir: Path) -> Path:
+        """The folder a static rule serves from; see `default_static_root`."""
+        return default_static_root(self, app_dir)
+
+
+def default_static_root(rule: RouteRule, app_dir: Path) -> Path:
+    """`rule.root` if set, else the Django-conventional folder for the rule's URL prefix.
+
+    "/static/**" serves app_dir/staticfiles (STATIC_ROOT after `collectstatic`),
+    "/media/**" serves app_dir/media (MEDIA_ROOT), anything else app_dir itself.
+    """
+    if rule.root is not None:
+        return rule.root
+    for prefix, folder in DJANGO_STATIC_DIRS:
+        if rule.pattern.startswith(prefix):
+            return app_dir / folder
+    return app_dir
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """`[cache]`: the response cache. Validated for shape; the cache arrives later."""
+
+    enabled: bool = False
+    max_memory: int = 256 * MiB
+    max_object_size: int = 8 * MiB
+    default_ttl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WafConfig:
+    """`[waf]`: the web application firewall. Validated for shape; the WAF arrives later."""
+
+    enabled: bool = False
+    mode: str = "block"
+    paranoia: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """`[log]`. `access` is "stdout", "stderr", "off" or an absolute file path; `error` is
+    "stderr" or an absolute file path."""
+
+    access: str = "stdout"
+    access_format: str = "combined"
+    level: str = "info"
+    error: str = "stderr"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole, validated configuration.
+
+    `source` is the file it came from (None when parsed from memory) and `base_dir` the
+    folder relative paths were resolved against. `warnings` are things worth telling the
+    operator that do not stop bext from running (printed by `bext check`).
+    """
+
+    source: Path | None
+    base_dir: Path
+    server: ServerConfig = field(default_factory=ServerConfig)
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    route_rules: tuple[RouteRule, ...] = ()
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    waf: WafConfig = field(default_factory=WafConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    warnings: tuple[str, ...] = ()
+
+    def upstream(self, name: str) -> UpstreamConfig | None:
+        """The upstream group called `name`, or None."""
+        for upstream in self.upstreams:
+            if upstream.name == name:
+                return upstream
+        return None

@@ -1,0 +1,453 @@
+"""Readers for the table sections: [server], [framework], [upstreams.NAME], [cache], [waf], [log].
+
+Each reader takes a `Table`, asks for every key its dataclass knows, applies the checks
+that involve more than one key (cert needs key, timeout within interval), and returns the
+frozen dataclass. Problems go to the shared `Context`; the caller raises once at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from bext.config import values
+from bext.config.errors import quote
+from bext.config.reader import (
+    MISSING,
+    Context,
+    Table,
+    checked,
+    is_int,
+    key_repr,
+    show_value,
+    string_list,
+)
+from bext.config.schema import (
+    ACCESS_FORMATS,
+    DEFAULT_HOSTS,
+    FRAMEWORK_TYPES,
+    HTTP1_ENGINES,
+    LOG_LEVELS,
+    WAF_MODES,
+    CacheConfig,
+    FrameworkConfig,
+    HealthConfig,
+    KiB,
+    LogConfig,
+    MiB,
+    ServerConfig,
+    TLSCertificate,
+    TLSConfig,
+    UpstreamConfig,
+    UpstreamServer,
+    WafConfig,
+)
+from bext.config.units import format_duration, format_size, parse_duration
+
+__all__ = [
+    "read_cache",
+    "read_framework",
+    "read_log",
+    "read_server",
+    "read_upstreams",
+    "read_waf",
+]
+
+_UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_MAX_WORKERS = 1024
+
+
+def read_server(ctx: Context, t: Table) -> ServerConfig:
+    """`[server]`. The listen host defaults to both stacks; `host_is_default` records that."""
+    port = t.get_int("port", 3000, lo=0, hi=65535)
+
+    raw_host = t.take("host")
+    hosts: list[str] = []
+    if raw_host is not MISSING:
+        entries = string_list(ctx, t.sub("host"), raw_host)
+        if isinstance(raw_host, list) and not raw_host:
+            ctx.error(t.sub("host"), "must list at least one address")
+        for path, text in entries:
+            for address in checked(ctx, path, values.parse_listen_host, text) or ():
+                if address not in hosts:
+                    hosts.append(address)
+
+    app_dir = t.get_path("app_dir", ctx.base_dir) or ctx.base_dir
+
+    workers = _read_workers(ctx, t)
+    http1_engine = t.get_choice("http1_engine", "auto", HTTP1_ENGINES)
+    graceful_timeout = t.get_duration("graceful_timeout", 30.0)
+    header_timeout = t.get_duration("header_timeout", 15.0, positive=True)
+    body_timeout = t.get_duration("body_timeout", 60.0, positive=True)
+    keepalive_timeout = t.get_duration("keepalive_timeout", 75.0, positive=True)
+    send_timeout = t.get_duration("send_timeout", 60.0, positive=True)
+    max_header_size = t.get_size("max_header_size", 16 * KiB, lo=KiB, hi=MiB)
+    max_headers = t.get_int("max_headers", 100, lo=1, hi=1000)
+    max_uri_length = t.get_size("max_uri_length", 8 * KiB, lo=256, hi=MiB)
+    max_body_size = t.get_size("max_body_size", 100 * MiB)
+    max_keepalive_requests = t.get_int("max_keepalive_requests", 1000, lo=1)
+    max_connections = t.get_int("max_connections", 10000, lo=1)
+    server_tokens = t.get_bool("server_tokens", True)
+
+    proxies: list[str] = []
+    raw_proxies = t.take("trusted_proxies")
+    if raw_proxies is not MISSING:
+        for path, text in string_list(ctx, t.sub("trusted_proxies"), raw_proxies):
+            network = checked(ctx, path, values.check_trusted_proxy, text)
+            if network is not None and network not in proxies:
+                proxies.append(network)
+
+    pidfile = t.get_path("pidfile", ctx.base_dir)
+    control_socket = t.get_path("control_socket", ctx.base_dir)
+
+    tls = None
+    raw_tls = t.take("tls")
+    if raw_tls is not MISSING:
+        tls = _read_tls(ctx, t.sub("tls"), raw_tls)
+        if tls is not None and tls.port == port and port != 0:
+            ctx.error(t.sub("tls") + ".port", f"must differ from server.port ({port})")
+    t.finish()
+
+    return ServerConfig(
+        port=port,
+        host=tuple(hosts) if raw_host is not MISSING else DEFAULT_HOSTS,
+        host_is_default=raw_host is MISSING,
+        app_dir=app_dir,
+        workers=workers,
+        http1_engine=http1_engine,
+        graceful_timeout=graceful_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+        send_timeout=send_timeout,
+        max_header_size=max_header_size,
+        max_headers=max_headers,
+        max_uri_length=max_uri_length,
+        max_body_size=max_body_size,
+        max_keepalive_requests=max_keepalive_requests,
+        max_connections=max_connections,
+        server_tokens=server_tokens,
+        trusted_proxies=tuple(proxies),
+        pidfile=pidfile,
+        control_socket=control_socket,
+        tls=tls,
+    )
+
+
+def _read_workers(ctx: Context, t: Table) -> int:
+    """`workers`: a count, or "auto"/0 for one per CPU (the default)."""
+    cpus = os.cpu_count() or 1
+    value = t.take("workers")
+    if value is MISSING or value == "auto" or (is_int(value) and value == 0):
+        return cpus
+    if is_int(value) and 1 <= value <= _MAX_WORKERS:
+        return int(value)
+    ctx.error(
+        t.sub("workers"),
+        f'expected a number of processes from 1 to {_MAX_WORKERS}, or "auto" '
+        f"(one per CPU), got {show_value(value)}",
+    )
+    return cpus
+
+
+def _read_tls(ctx: Context, path: str, raw: Any) -> TLSConfig | None:
+    """`tls = "internal"` or a `[server.tls]` table; shape only until TLS lands."""
+    if raw == "internal":
+        return TLSConfig(internal=True)
+    if not isinstance(raw, dict):
+        ctx.error(path, f'expected "internal" or a [server.tls] table, got {show_value(raw)}')
+        return None
+    t = Table(ctx, path, raw)
+    internal = t.get_bool("internal", False)
+    port = t.get_int("port", 443, lo=0, hi=65535)
+    cert = t.get_path("cert", ctx.base_dir)
+    key = t.get_path("key", ctx.base_dir)
+    http3 = t.get_bool("http3", False)
+    redirect_http = t.get_bool("redirect_http", False)
+    hsts: float | None = None
+    raw_hsts = t.take("hsts")
+    if raw_hsts is not MISSING and raw_hsts is not False:
+        try:
+            hsts = parse_duration(raw_hsts)
+        except ValueError:
+            ctx.error(
+                t.sub("hsts"),
+                f'expected a max-age such as "365d", or false for no HSTS header, '
+                f"got {show_value(raw_hsts)}",
+            )
+    certificates = _read_certificates(ctx, t)
+    t.finish()
+
+    if (cert is None) != (key is None):
+        given, missing = ("cert", "key") if key is None else ("key", "cert")
+        ctx.error(path, f"{given} is set but {missing} is missing (give both or neither)")
+    elif internal and cert is not None:
+        ctx.error(
+            path,
+            "internal = true issues its own certificate; remove cert and key "
+            "or set internal = false",
+        )
+    elif not internal and not t.has("cert") and not t.has("key"):
+        ctx.error(
+            path,
+            "needs cert and key (the default certificate), or internal = true "
+            "for a certificate from bext's local CA",
+        )
+    return TLSConfig(
+        internal=internal,
+        port=port,
+        cert=cert,
+        key=key,
+        http3=http3,
+        redirect_http=redirect_http,
+        hsts=hsts,
+        certificates=certificates,
+    )
+
+
+def _read_certificates(ctx: Context, tls: Table) -> tuple[TLSCertificate, ...]:
+    """`[[server.tls.certificates]]`: extra certificates chosen by SNI host."""
+    raw = tls.take("certificates")
+    if raw is MISSING or not ctx.expect(tls.sub("certificates"), raw, "array"):
+        return ()
+    result: list[TLSCertificate] = []
+    for i, item in enumerate(raw):
+        path = f"{tls.sub('certificates')}[{i}]"
+        if not ctx.expect(path, item, "table"):
+            continue
+        t = Table(ctx, path, item)
+        hosts: list[str] = []
+        raw_hosts = t.take("hosts")
+        if raw_hosts is MISSING:
+            ctx.error(t.sub("hosts"), "missing; list the host names this certificate serves")
+        else:
+            for host_path, text in string_list(ctx, t.sub("hosts"), raw_hosts):
+                host = checked(ctx, host_path, values.check_host_pattern, text)
+                if host is not None:
+                    hosts.append(host)
+        cert = t.get_path("cert", ctx.base_dir)
+        key = t.get_path("key", ctx.base_dir)
+        for name, value in (("cert", cert), ("key", key)):
+            if value is None and not t.has(name):
+                ctx.error(t.sub(name), "missing; each certificate needs cert and key")
+        t.finish()
+        if cert is not None and key is not None:
+            result.append(TLSCertificate(hosts=tuple(hosts), cert=cert, key=key))
+    return tuple(result)
+
+
+# -- [upstreams.NAME] ---------------------------------------------------------------------
+
+
+def read_upstreams(ctx: Context, t: Table) -> tuple[UpstreamConfig, ...]:
+    """`[upstreams.NAME]` tables, in file order (the order `bext check` shows)."""
+    result: list[UpstreamConfig] = []
+    for name in list(t.raw):
+        raw = t.take(name)
+        path = t.sub(name)
+        if not _UPSTREAM_NAME_RE.fullmatch(name):
+            ctx.error(
+                path,
+                "upstream names may use letters, digits, '-' and '_', "
+                f"and must start with a letter or digit, got {quote(name)}",
+            )
+        if not isinstance(raw, dict):
+            ctx.error(
+                path, f"expected a table ([upstreams.{key_repr(name)}]), got {show_value(raw)}"
+            )
+            continue
+        result.append(_read_upstream(ctx, Table(ctx, path, raw), name))
+    return tuple(result)
+
+
+def _read_upstream(ctx: Context, t: Table, name: str) -> UpstreamConfig:
+    keepalive = t.get_int("keepalive", 32, lo=0, hi=10000)
+    connect_timeout_ms = t.get_int("connect_timeout_ms", 2000, lo=1)
+    read_timeout_ms = t.get_int("read_timeout_ms", 30000, lo=1)
+    servers = _read_servers(ctx, t, name)
+    health = _read_health(ctx, t.get_table("health"))
+    t.finish()
+    return UpstreamConfig(
+        name=name,
+        keepalive=keepalive,
+        connect_timeout_ms=connect_timeout_ms,
+        read_timeout_ms=read_timeout_ms,
+        servers=servers,
+        health=health,
+    )
+
+
+def _read_servers(ctx: Context, upstream: Table, name: str) -> tuple[UpstreamServer, ...]:
+    """The servers array: tables (`[[upstreams.NAME.servers]]`) or plain URL strings."""
+    path = upstream.sub("servers")
+    example = f'add [[upstreams.{key_repr(name)}.servers]] with url = "http://127.0.0.1:8000"'
+    raw = upstream.take("servers")
+    if raw is MISSING:
+        ctx.error(path, f"missing; an upstream needs at least one server: {example}")
+        return ()
+    if not isinstance(raw, list):
+        ctx.error(path, f"expected an array of tables ([[...servers]]), got {show_value(raw)}")
+        return ()
+    if not raw:
+        ctx.error(path, f"empty; an upstream needs at least one server: {example}")
+        return ()
+    result: list[UpstreamServer] = []
+    for i, item in enumerate(raw):
+        item_path = f"{path}[{i}]"
+        url: str | None = None
+        url_path, weight = item_path, 1
+        if isinstance(item, str):
+            url = item
+        elif isinstance(item, dict):
+            t = Table(ctx, item_path, item)
+            url_path = t.sub("url")
+            raw_url = t.take("url")
+            if raw_url is MISSING:
+                ctx.error(url_path, 'missing; such as url = "http://127.0.0.1:8000"')
+            elif ctx.expect(url_path, raw_url, "str"):
+                url = raw_url
+            weight = t.get_int("weight", 1, lo=1, hi=1000)
+            t.finish()
+        else:
+            ctx.error(item_path, f"expected a table with url = ..., got {show_value(item)}")
+        if url is None:
+            continue
+        try:
+            server = values.parse_upstream_url(url, weight=weight, base_dir=ctx.base_dir)
+        except ValueError as exc:
+            ctx.error(url_path, str(exc))
+            continue
+        if any(_same_address(server, other) for other in result):
+            ctx.warn(item_path, f"{quote(url)} is listed twice")
+        result.append(server)
+    return tuple(result)
+
+
+def _same_address(a: UpstreamServer, b: UpstreamServer) -> bool:
+    """Two URLs can spell one backend ("http://h" and "http://h:80")."""
+    return (a.scheme, a.host, a.port, a.unix_path) == (b.scheme, b.host, b.port, b.unix_path)
+
+
+def _read_health(ctx: Context, t: Table) -> HealthConfig:
+    """`[upstreams.NAME.health]`; shape only until active health checks land."""
+    enabled = t.get_bool("enabled", False)
+    path = t.get_str("path", "/")
+    if not path.startswith("/") or any(ch.isspace() or ord(ch) < 0x20 for ch in path):
+        ctx.error(t.sub("path"), f'must be a URL path starting with "/", got {quote(path)}')
+        path = "/"
+    interval = t.get_duration("interval", 5.0, positive=True)
+    timeout = t.get_duration("timeout", 2.0, positive=True)
+    if timeout > interval:
+        ctx.error(
+            t.sub("timeout"),
+            f"must not exceed interval ({format_duration(interval)}), "
+            f"got {format_duration(timeout)}",
+        )
+    rise = t.get_int("rise", 2, lo=1, hi=100)
+    fall = t.get_int("fall", 3, lo=1, hi=100)
+    expect_status = _read_expect_status(ctx, t)
+    t.finish()
+    return HealthConfig(
+        enabled=enabled,
+        path=path,
+        interval=interval,
+        timeout=timeout,
+        rise=rise,
+        fall=fall,
+        expect_status=expect_status,
+    )
+
+
+def _read_expect_status(ctx: Context, t: Table) -> tuple[int, int]:
+    """`expect_status`: one status (200) or an inclusive range ([200, 399])."""
+    default = (200, 399)
+    value = t.take("expect_status")
+    if value is MISSING:
+        return default
+    path = t.sub("expect_status")
+    if is_int(value):
+        bounds = [value]
+    elif isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value):
+        bounds = list(value)
+    else:
+        ctx.error(
+            path,
+            f"expected a status such as 200 or a range such as [200, 399], got {show_value(value)}",
+        )
+        return default
+    if not all(100 <= status <= 599 for status in bounds):
+        ctx.error(path, f"statuses must be between 100 and 599, got {show_value(value)}")
+        return default
+    low, high = bounds[0], bounds[-1]
+    if low > high:
+        ctx.error(path, f"the range is empty: {low} is greater than {high}")
+        return default
+    return (low, high)
+
+
+# -- [cache], [waf], [log], [framework] -----------------------------------------------------
+
+
+def read_cache(ctx: Context, t: Table) -> CacheConfig:
+    """`[cache]`; shape only until the response cache lands."""
+    enabled = t.get_bool("enabled", False)
+    max_memory = t.get_size("max_memory", 256 * MiB)
+    max_object_size = t.get_size("max_object_size", 8 * MiB)
+    default_ttl = t.get_duration("default_ttl", 0.0)
+    t.finish()
+    if max_object_size > max_memory:
+        ctx.error(
+            t.sub("max_object_size"),
+            f"must not exceed cache.max_memory ({format_size(max_memory)}), "
+            f"got {format_size(max_object_size)}",
+        )
+    return CacheConfig(
+        enabled=enabled,
+        max_memory=max_memory,
+        max_object_size=max_object_size,
+        default_ttl=default_ttl,
+    )
+
+
+def read_waf(t: Table) -> WafConfig:
+    """`[waf]`; shape only until the WAF lands."""
+    enabled = t.get_bool("enabled", False)
+    mode = t.get_choice("mode", "block", WAF_MODES)
+    paranoia = t.get_int("paranoia", 1, lo=1, hi=4)
+    t.finish()
+    return WafConfig(enabled=enabled, mode=mode, paranoia=paranoia)
+
+
+def read_log(ctx: Context, t: Table) -> LogConfig:
+    """`[log]`: "stdout"/"stderr"/"off" are destinations, anything else a file path."""
+    access = t.get_str("access", "stdout")
+    if access not in ("stdout", "stderr", "off"):
+        access = _log_file(ctx, t.sub("access"), access, "stdout")
+    access_format = t.get_choice("access_format", "combined", ACCESS_FORMATS)
+    level = t.get_choice("level", "info", LOG_LEVELS)
+    error = t.get_str("error", "stderr")
+    if error in ("stdout", "off"):
+        ctx.error(
+            t.sub("error"),
+            f'the error log cannot be {quote(error)}; use "stderr" or a file path',
+        )
+        error = "stderr"
+    elif error != "stderr":
+        error = _log_file(ctx, t.sub("error"), error, "stderr")
+    t.finish()
+    return LogConfig(access=access, access_format=access_format, level=level, error=error)
+
+
+def _log_file(ctx: Context, path: str, text: str, default: str) -> str:
+    if not text:
+        ctx.error(path, "must not be empty")
+        return default
+    return str(values.resolve_path(ctx.base_dir, text))
+
+
+def read_framework(t: Table) -> FrameworkConfig:
+    """`[framework]`: informational for now; bext never runs the app in-process."""
+    framework = FrameworkConfig(type=t.get_choice("type", "proxy", FRAMEWORK_TYPES))
+    t.finish()
+    return framework

@@ -1,0 +1,258 @@
+"""Checks for single config values: URL patterns, host patterns, addresses, headers, paths.
+
+Each function takes one value and either returns it normalised or raises `ValueError`
+with a reason; the loader adds the key path. They live apart from the table walking in
+`load.py` so the routing and proxy code, and tests, can rely on exactly the same rules
+that admitted the value in the first place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bext.config.errors import did_you_mean, quote
+from bext.config.schema import REDIRECT_PLACEHOLDERS, UpstreamServer
+
+__all__ = [
+    "check_header_name",
+    "check_header_value",
+    "check_host_pattern",
+    "check_pattern",
+    "check_redirect_target",
+    "check_trusted_proxy",
+    "parse_listen_host",
+    "parse_upstream_url",
+    "resolve_path",
+]
+
+# RFC 9110 section 5.6.2: token = 1*tchar.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A DNS label; underscores are tolerated because real internal names use them.
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+# Headers whose value bext computes itself: letting a rule set them would corrupt message
+# framing (content-length, transfer-encoding) or connection management (the rest).
+_MANAGED_HEADERS = frozenset(
+    {"connection", "content-length", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+_FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
+
+
+def resolve_path(base: Path, text: str) -> Path:
+    """Make `text` an absolute, normalised path; relative paths are taken from `base`.
+
+    "~" is expanded. Symlinks are deliberately NOT resolved: deployments commonly point
+    `/srv/app/current` at the latest release, and static files must follow that link when
+    it moves, not stay pinned to the release that was current when the config loaded.
+    """
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    return Path(os.path.normpath(path))
+
+
+def check_pattern(pattern: str) -> str:
+    """Validate a route glob: "/static/**", "/*.txt", "/a/**/b".
+
+    `*` matches within one path segment; `**` matches any number of segments and must be a
+    whole segment, because "/a**" has no single obvious meaning (prefix "/a"? segment
+    "a..."?) and guessing wrong would expose or hide files.
+    """
+    if not pattern.startswith("/"):
+        raise ValueError(f'must start with "/", got {quote(pattern)}')
+    if any(ch.isspace() or ord(ch) < 0x20 or ch == "\x7f" or ch in "?#" for ch in pattern):
+        raise ValueError(
+            f'must be a URL path without spaces, control characters, "?" or "#", '
+            f"got {quote(pattern)}"
+        )
+    for segment in pattern.split("/")[1:]:
+        if "**" in segment and segment != "**":
+            raise ValueError(
+                f'"**" must be a whole path segment, as in "/static/**", '
+                f"got {quote(segment)} in {quote(pattern)}"
+            )
+    return pattern
+
+
+def check_host_pattern(host: str) -> str:
+    """Validate and lowercase a Host match: "example.com" or "*.example.com".
+
+    A trailing dot is dropped (browsers may send "example.com."). Ports are refused
+    because bext matches the host name alone, whichever listener the request came in on.
+    """
+    if not host:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() for ch in host):
+        raise ValueError(f"must not contain spaces, got {quote(host)}")
+    name = host.lower()
+    if name.startswith("[") and name.endswith("]"):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            raise ValueError(f"not a valid IPv6 address, got {quote(host)}") from None
+        return name
+    if ":" in name:
+        raise ValueError(f"ports are not part of host matching, got {quote(host)}")
+    name = name.removesuffix(".")
+    rest = name[2:] if name.startswith("*.") else name
+    if "*" in rest:
+        raise ValueError(
+            f'a wildcard is only allowed as the whole first label, as in "*.example.com", '
+            f"got {quote(host)}"
+        )
+    if len(rest) > 253 or not all(_LABEL_RE.fullmatch(label) for label in rest.split(".")):
+        raise ValueError(f"not a valid host name, got {quote(host)}")
+    return name
+
+
+def parse_listen_host(text: str) -> tuple[str, ...]:
+    """Turn one `server.host` entry into the IP addresses to bind.
+
+    Only IP literals (and "localhost") are accepted: binding to a DNS name would make the
+    listening address depend on a resolver at boot, which is how servers end up listening
+    on the wrong interface. "localhost" means both loopbacks, IPv4 and IPv6.
+    """
+    if text == "localhost":
+        return ("127.0.0.1", "::1")
+    literal = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return (str(ipaddress.ip_address(literal)),)
+    except ValueError:
+        raise ValueError(
+            f'expected an IP address (such as "0.0.0.0" or "::") or "localhost", got {quote(text)}'
+        ) from None
+
+
+def check_trusted_proxy(text: str) -> str:
+    """Normalise a trusted proxy address or CIDR ("10.0.0.0/8", "::1") to network form.
+
+    Host bits are allowed ("10.1.2.3/8" means 10.0.0.0/8) since people often paste an
+    address with its prefix length.
+    """
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise ValueError(
+            f'expected an IP address or CIDR such as "10.0.0.0/8", got {quote(text)}'
+        ) from None
+
+
+def parse_upstream_url(url: str, *, weight: int = 1, base_dir: Path) -> UpstreamServer:
+    """Parse an upstream server URL: "http://HOST[:PORT]" or "unix:/path/to.sock".
+
+    Paths, queries and credentials are refused: bext forwards the client's own path, so a
+    path in the upstream URL would be silently ignored or, worse, silently prefixed.
+    A relative unix socket path is taken from `base_dir` (the config file's folder).
+    """
+    if any(ch.isspace() for ch in url):
+        raise ValueError(f"must not contain spaces, got {quote(url)}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        raise ValueError(
+            "https upstreams are not supported yet; "
+            "Gunicorn/Uvicorn listen on plain HTTP on localhost"
+        )
+    if scheme not in ("http", "unix"):
+        raise ValueError(
+            f'expected "http://HOST:PORT" or "unix:/path/to.sock", got {quote(url)}'
+            + did_you_mean(scheme, ("http", "unix"))
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"must not have a query or fragment, got {quote(url)}")
+    if scheme == "unix":
+        if parts.netloc:
+            raise ValueError(
+                f'expected "unix:/path/to.sock" or "unix:///path/to.sock", got {quote(url)}'
+            )
+        if not parts.path:
+            raise ValueError(f"needs a socket path, got {quote(url)}")
+        return UpstreamServer(
+            url=url, weight=weight, scheme="unix", unix_path=resolve_path(base_dir, parts.path)
+        )
+    if parts.path not in ("", "/"):
+        raise ValueError(
+            f"must not have a path ({quote(parts.path)}); bext forwards the request path "
+            f"as received, got {quote(url)}"
+        )
+    if "@" in parts.netloc:
+        raise ValueError(f"must not contain credentials, got {quote(url)}")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"needs a host, got {quote(url)}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"has an invalid port, got {quote(url)}") from None
+    if port == 0:
+        raise ValueError(f"port must be between 1 and 65535, got {quote(url)}")
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"has an invalid IPv6 address, got {quote(url)}") from None
+    else:
+        try:
+            check_host_pattern(host)
+        except ValueError:
+            raise ValueError(f"has an invalid host, got {quote(url)}") from None
+        if "*" in host:
+            raise ValueError(f"has an invalid host, got {quote(url)}")
+    return UpstreamServer(
+        url=url, weight=weight, scheme="http", host=host, port=80 if port is None else port
+    )
+
+
+def check_header_name(name: str) -> str:
+    """Validate a response header name and return it lowercased.
+
+    Names are lowercased once here because HTTP/2 and HTTP/3 require lowercase on the
+    wire and HTTP/1.1 does not care.
+    """
+    if not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"{quote(name)} is not a valid HTTP header name")
+    lowered = name.lower()
+    if lowered in _MANAGED_HEADERS:
+        raise ValueError(f"{quote(lowered)} is managed by bext and cannot be set by a rule")
+    return lowered
+
+
+def check_header_value(value: str) -> str:
+    """Refuse CR, LF and NUL, which would let a value split the response (RFC 9110 5.5).
+
+    Other control characters and non-ASCII text are refused too: they are not portable in
+    header fields, and catching them here beats a worker failing to encode them later.
+    """
+    if any(ch in value for ch in _FORBIDDEN_IN_VALUES):
+        raise ValueError(f"must not contain CR, LF or NUL characters, got {quote(value)}")
+    if not all(ch == "\t" or " " <= ch <= "~" for ch in value):
+        raise ValueError(
+            "must be printable ASCII (encode other text, e.g. as RFC 8187 or "
+            f"percent-encoding), got {quote(value)}"
+        )
+    return value
+
+
+def check_redirect_target(target: str) -> str:
+    """Validate a redirect `to`, which may use the placeholders {path} and {query}."""
+    if not target:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in target):
+        raise ValueError(f"must not contain spaces or control characters, got {quote(target)}")
+    if not target.isascii() or "\x7f" in target:
+        raise ValueError(f"must be ASCII; percent-encode other characters, got {quote(target)}")
+    for match in _PLACEHOLDER_RE.finditer(target):
+        if match.group(1) not in REDIRECT_PLACEHOLDERS:
+            known = ["{" + name + "}" for name in REDIRECT_PLACEHOLDERS]
+            raise ValueError(
+                f"unknown placeholder {quote(match.group(0))} (known: {', '.join(known)})"
+                + did_you_mean(match.group(0), known)
+            )
+    leftover = _PLACEHOLDER_RE.sub("", target)
+    if "{" in leftover or "}" in leftover:
+        raise ValueError(f'has an unmatched "{{" or "}}", got {quote(target)}')
+    return target
