@@ -13,6 +13,8 @@ from bext.http.message import Request, Response
 
 def unavailable_handler(what: str) -> Handler:
     def unavailable(request: Request) -> Response:
-        return error_response(501, request.header(b"accept"), f"{what} is not available in this build")
+        return error_response(
+            501, request.header(b"accept"), f"{what} is not available in this build"
+        )
 
     return unavailable

@@ -28,7 +28,7 @@ def _error_body(status: int, html: bool, detail: str) -> tuple[bytes, bytes]:
     phrase = reason_phrase(status)
     if html:
         text = (
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
             f"<title>{status} {escape(phrase)}</title></head>\n"
             f"<body><h1>{status} {escape(phrase)}</h1>\n"
             + (f"<p>{escape(detail)}</p>\n" if detail else "")

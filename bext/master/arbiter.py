@@ -12,6 +12,7 @@ more ``handle_*`` methods and loop duties.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -99,10 +100,8 @@ class Arbiter:
     def _enqueue_signal(self, signum: int, _frame: object) -> None:
         if len(self.signals) < 32:
             self.signals.append(signum)
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass
 
     def _handle_signals(self) -> None:
         while self.signals:
@@ -134,8 +133,10 @@ class Arbiter:
         self._signal_workers(signal.SIGQUIT)
 
     def handle_sighup(self) -> None:
-        log.warning("SIGHUP: configuration reload is not available in this version; restart "
-                    "bext to apply a new configuration")
+        log.warning(
+            "SIGHUP: configuration reload is not available in this version; restart "
+            "bext to apply a new configuration"
+        )
 
     def handle_sigusr1(self) -> None:
         self._signal_workers(signal.SIGUSR1)  # workers reopen their log files
@@ -153,10 +154,8 @@ class Arbiter:
         for worker in self.workers.values():
             if signum in (signal.SIGTERM, signal.SIGQUIT):
                 worker.stopping = True
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signum)
-            except ProcessLookupError:
-                pass
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -174,8 +173,7 @@ class Arbiter:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 for other in self.workers.values():
                     other.close_pipe()
-                code = self.worker_main(slot, self.generation, self.listeners, self.config,
-                                        ready_w)
+                code = self.worker_main(slot, self.generation, self.listeners, self.config, ready_w)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
@@ -212,12 +210,17 @@ class Arbiter:
         if data:
             worker.ready = True
         worker.close_pipe()  # one message ("listening") or EOF (died first)
-        if not self.announced_ready and len(self.workers) == self.config.server.workers and all(
-            w.ready for w in self.workers.values()
+        if (
+            not self.announced_ready
+            and len(self.workers) == self.config.server.workers
+            and all(w.ready for w in self.workers.values())
         ):
             self.announced_ready = True
-            log.info("ready: %d workers serving %s", len(self.workers),
-                     ", ".join(listener.url for listener in self.listeners))
+            log.info(
+                "ready: %d workers serving %s",
+                len(self.workers),
+                ", ".join(listener.url for listener in self.listeners),
+            )
 
     def _reap(self) -> None:
         while True:
@@ -254,11 +257,13 @@ class Arbiter:
                 self.spawn(slot)
 
     def _enforce_stop_deadline(self) -> None:
-        if self.stop_deadline is not None and self.workers and time.monotonic() >= self.stop_deadline:
+        if (
+            self.stop_deadline is not None
+            and self.workers
+            and time.monotonic() >= self.stop_deadline
+        ):
             log.warning("stop deadline passed: killing %d worker(s)", len(self.workers))
             for worker in self.workers.values():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             self.stop_deadline = time.monotonic() + 5.0

@@ -84,9 +84,7 @@ def bind_listeners(
                 try:
                     listener.sockets.append(_bind_one(host, chosen))
                 except OSError as exc:
-                    raise BindError(
-                        f"cannot listen on {host}:{chosen}: {exc.strerror}"
-                    ) from exc
+                    raise BindError(f"cannot listen on {host}:{chosen}: {exc.strerror}") from exc
     except BaseException:
         for listener in listeners:
             listener.close()

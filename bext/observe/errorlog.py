@@ -11,13 +11,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class _Formatter(logging.Formatter):
-    converter = time.gmtime
-
     def __init__(self, role: str) -> None:
         super().__init__("%(asctime)sZ [%(levelname)s] " + role + ": %(message)s")
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
 
 
 def configure_error_log(level: str, target: str, role: str) -> None:

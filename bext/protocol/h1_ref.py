@@ -30,6 +30,7 @@ from bext.protocol.h1_rules import check_head
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_FRAMING_FIELD = re.compile(rb"\r\n(content-length|transfer-encoding)[ \t]*:[ \t]*([^\r]*)", re.I)
 
 
 class H11Parser:
@@ -110,6 +111,8 @@ class H11Parser:
             raise ProtocolError(400, "bare LF in request head")
         if _OBS_FOLD.search(head):
             raise ProtocolError(400, "obsolete line folding in request head")
+        if end >= 0:
+            _check_framing_fields(bytes(head))
         if end < 0:
             if len(buffer) > self._head_limit:
                 line_end = buffer.find(b"\r\n")
@@ -168,3 +171,20 @@ class H11Parser:
             headers,
             limits,
         )
+
+
+def _check_framing_fields(head: bytes) -> None:
+    """Refuse repeated or list-valued framing fields before h11 quietly merges them."""
+    lengths = 0
+    encodings = 0
+    for match in _FRAMING_FIELD.finditer(head):
+        if match.group(1).lower() == b"content-length":
+            lengths += 1
+            if not match.group(2).rstrip(b" \t").isdigit():
+                raise ProtocolError(400, "invalid Content-Length")
+        else:
+            encodings += 1
+            if match.group(2).rstrip(b" \t").lower() != b"chunked":
+                raise ProtocolError(400, "unsupported Transfer-Encoding")
+    if lengths > 1 or encodings > 1:
+        raise ProtocolError(400, "repeated framing header")

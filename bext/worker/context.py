@@ -65,7 +65,9 @@ class WorkerContext:
 
     def __post_init__(self) -> None:
         self._server_line = (
-            b"Server: bext/" + __version__.encode() + b"\r\n" if self.server_tokens else b"Server: bext\r\n"
+            b"Server: bext/" + __version__.encode() + b"\r\n"
+            if self.server_tokens
+            else b"Server: bext\r\n"
         )
 
     def preamble(self) -> bytes:
@@ -83,4 +85,3 @@ class ConnectionLike(Protocol):
 
     def abort(self) -> None:
         """Close now (the graceful deadline passed)."""
-

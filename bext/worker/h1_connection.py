@@ -191,10 +191,7 @@ class H1Connection(asyncio.Protocol):
     # -- requests ---------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead, now: float) -> None:
-        if head.has_body:
-            body = RequestBody(self, head.expect_continue)
-        else:
-            body = EMPTY_BODY
+        body = RequestBody(self, head.expect_continue) if head.has_body else EMPTY_BODY
         request = Request(
             head.method,
             head.target,
@@ -331,8 +328,9 @@ class H1Connection(asyncio.Protocol):
         chunked = with_body and length is None and not http10
         self._response_started = True
         transport.write(
-            response_head(response.status, response.headers, self._ctx.preamble(), length,
-                          keep_alive, http10)
+            response_head(
+                response.status, response.headers, self._ctx.preamble(), length, keep_alive, http10
+            )
         )
         sent = 0
         if with_body:
@@ -353,8 +351,9 @@ class H1Connection(asyncio.Protocol):
                 self.abort()
                 return
             if length is not None and sent != length:
-                log.error("response stream for %r sent %d of %d bytes", request.target, sent,
-                          length)
+                log.error(
+                    "response stream for %r sent %d of %d bytes", request.target, sent, length
+                )
                 self.abort()
                 return
             if chunked:
@@ -426,13 +425,20 @@ class H1Connection(asyncio.Protocol):
             response = error_response(exc.status, None, exc.reason)
             self._response_started = True
             transport.write(
-                response_head(exc.status, response.headers, self._ctx.preamble(),
-                              len(response.body), False, False)
+                response_head(
+                    exc.status,
+                    response.headers,
+                    self._ctx.preamble(),
+                    len(response.body),
+                    False,
+                    False,
+                )
                 + response.body
             )
             if self._ctx.access_log.enabled:
-                self._ctx.access_log.log(self._client[0], "-", exc.status, len(response.body),
-                                         None, None, 0.0)
+                self._ctx.access_log.log(
+                    self._client[0], "-", exc.status, len(response.body), None, None, 0.0
+                )
         self._close()
 
     def _close(self) -> None:

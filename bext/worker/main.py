@@ -11,6 +11,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 from collections.abc import Callable
 
 from bext.config import Config
@@ -25,13 +26,14 @@ from bext.worker.h1_connection import H1Connection
 from bext.worker.pipeline import Pipeline
 
 try:
-    import uvloop
+    from uvloop import new_event_loop as uvloop_new_event_loop
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-    uvloop = None
+    uvloop_new_event_loop = None  # type: ignore[assignment]
 
 try:
     from setproctitle import setproctitle
 except ImportError:  # pragma: no cover
+
     def setproctitle(title: str) -> None:
         pass
 
@@ -87,13 +89,12 @@ def worker_main(
             else:
                 sock.close()  # only this process's copy; the master keeps the socket
     worker = Worker(config, sockets, ready_fd)
-    loop_factory = uvloop.new_event_loop if uvloop is not None else None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=uvloop_new_event_loop) as runner:
         return runner.run(worker.serve())
 
 
 class Worker:
-    def __init__(self, config: Config, sockets: list[object], ready_fd: int) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket], ready_fd: int) -> None:
         self.config = config
         self.sockets = sockets
         self.ready_fd = ready_fd
@@ -107,7 +108,7 @@ class Worker:
         self.stop_requested = asyncio.Event()
         ctx = self.ctx
         servers = [
-            await loop.create_server(lambda: H1Connection(ctx), sock=sock, backlog=2048)  # type: ignore[arg-type]
+            await loop.create_server(lambda: H1Connection(ctx), sock=sock, backlog=2048)
             for sock in self.sockets
         ]
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, False)

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.parametrize("engine", ENGINES)
 
 async def echo(request: Request) -> Response:
     body = await request.body.read_all(1 << 30)
-    headers = [(b"Content-Type", b"application/octet-stream"), (b"X-Method", request.method.encode())]
+    headers = [
+        (b"Content-Type", b"application/octet-stream"),
+        (b"X-Method", request.method.encode()),
+    ]
     return Response(200, headers, body)
 
 
@@ -76,12 +79,14 @@ def test_pipelined_responses_keep_order(engine: str) -> None:
 
 
 def test_head_has_length_but_no_body(engine: str) -> None:
-    with serve(lambda r: Response(200, [], b"twelve bytes"), engine) as port:
-        with RawConnection(port) as conn:
-            conn.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            head = conn.read_response(head_only=True)
-            assert head.header("content-length") == "12"
-            assert conn.read_response().body == b"twelve bytes"
+    with (
+        serve(lambda r: Response(200, [], b"twelve bytes"), engine) as port,
+        RawConnection(port) as conn,
+    ):
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = conn.read_response(head_only=True)
+        assert head.header("content-length") == "12"
+        assert conn.read_response().body == b"twelve bytes"
 
 
 def test_expect_100_continue(engine: str) -> None:
@@ -115,13 +120,15 @@ def test_unread_body_is_discarded_and_connection_reused(engine: str) -> None:
 
 
 def test_body_limit_while_streaming_chunked(engine: str) -> None:
-    with serve(echo, engine, limits=ParserLimits(max_body_size=1000)) as port:
-        with RawConnection(port) as conn:
-            conn.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
-            conn.send(b"400\r\n" + b"a" * 1024 + b"\r\n")
-            r = conn.read_response()
-            assert r.status == 413
-            assert conn.is_closed()
+    with (
+        serve(echo, engine, limits=ParserLimits(max_body_size=1000)) as port,
+        RawConnection(port) as conn,
+    ):
+        conn.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.send(b"400\r\n" + b"a" * 1024 + b"\r\n")
+        r = conn.read_response()
+        assert r.status == 413
+        assert conn.is_closed()
 
 
 def test_body_read_timeout(engine: str) -> None:
@@ -153,11 +160,13 @@ def test_stream_failing_midway_is_truncated_not_completed(engine: str) -> None:
         yield b"first part\n"
         raise RuntimeError("upstream died")
 
-    with serve(lambda r: Response(200, [], stream=failing()), engine) as port:
-        with RawConnection(port) as conn:
-            conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            with pytest.raises(ConnectionError):
-                conn.read_response()  # no terminating chunk ever arrives
+    with (
+        serve(lambda r: Response(200, [], stream=failing()), engine) as port,
+        RawConnection(port) as conn,
+    ):
+        conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        with pytest.raises(ConnectionError):
+            conn.read_response()  # no terminating chunk ever arrives
 
 
 def test_upload_backpressure_bounds_buffering(engine: str) -> None:

@@ -22,8 +22,16 @@ respond = { status = 200, body = "ok" }
 Start = Callable[..., BextProcess]
 
 MALFORMED: list[tuple[str, bytes, int]] = [
-    ("cl+te", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("two different CL", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    (
+        "cl+te",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "two different CL",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
     ("CL list", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
     ("negative CL", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
     ("TE gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
@@ -39,15 +47,27 @@ MALFORMED: list[tuple[str, bytes, int]] = [
     ("unknown method", b"FROB / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("no host", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("two hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-    ("bad chunk size", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    ("chunk missing CRLF", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXX0\r\n\r\n", 400),
+    (
+        "bad chunk size",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+    (
+        "chunk missing CRLF",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXX0\r\n\r\n",
+        400,
+    ),
     ("space in target", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("HTTP/2.0 version", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     ("CONNECT", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
     ("dot-dot above root", b"GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("encoded NUL in path", b"GET /a%00b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("overlong utf-8 path", b"GET /%c0%ae%c0%ae/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-    ("expect other", b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\na", 417),
+    (
+        "expect other",
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\na",
+        417,
+    ),
 ]
 
 
@@ -150,8 +170,10 @@ def test_max_keepalive_requests(start_bext: Start) -> None:
 
 def test_access_log_combined_format_with_request_time(start_bext: Start) -> None:
     server = start_bext(config(ROUTES, workers=1))
-    httpx.get(server.base_url + "/some/path?x=1", headers={"User-Agent": 'ua "quoted"',
-                                                           "Referer": "http://r.test/"})
+    httpx.get(
+        server.base_url + "/some/path?x=1",
+        headers={"User-Agent": 'ua "quoted"', "Referer": "http://r.test/"},
+    )
     deadline = time.monotonic() + 5
     while "some/path" not in server.stdout() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -64,7 +64,7 @@ def test_killed_worker_is_respawned_and_service_continues(start_bext: Start) -> 
     server = start_bext(config(HELLO, workers=2))
     before = server.worker_pids()
     os.kill(before[0], signal.SIGKILL)
-    server.wait_for_log(r"worker \d \(pid %d\) killed by signal 9; respawning" % before[0])
+    server.wait_for_log(rf"worker \d \(pid {before[0]}\) killed by signal 9; respawning")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         after = server.worker_pids()

@@ -55,9 +55,7 @@ def serve(
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(
-            loop.create_server(lambda: H1Connection(ctx), sock=sock)
-        )
+        server = loop.run_until_complete(loop.create_server(lambda: H1Connection(ctx), sock=sock))
         started.set()
         loop.run_forever()
         server.close()

@@ -67,7 +67,7 @@ class RawConnection:
     def read_response(self, head_only: bool = False) -> RawResponse:
         """Read one response; ``head_only`` for responses to HEAD (no body expected)."""
         status_line = self._line().decode("latin-1")
-        version, status, reason = (status_line.split(" ", 2) + [""])[:3]
+        version, status, reason = ([*status_line.split(" ", 2), ""])[:3]
         response = RawResponse(int(status), reason, version=version)
         while line := self._line():
             name, _, value = line.decode("latin-1").partition(":")

@@ -1,0 +1,38 @@
+# bext developer entry points. Everything installs from this repository's own files.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo bench clean
+
+$(STAMP): pyproject.toml
+	scripts/system-deps.sh test
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+## make test: install what the tests need, then lint, type-check and run the whole suite
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bext tests bench
+	$(VENV)/bin/ruff format --check bext tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy bext
+
+## make demo: bext on http://127.0.0.1:3000 (Ctrl-C stops it)
+demo: $(STAMP)
+	$(VENV)/bin/bext check -c demo/bext.config.toml
+	$(VENV)/bin/bext run -c demo/bext.config.toml
+
+## make bench: bext side by side with nginx (installs nginx-light, wrk, h2load)
+bench: $(STAMP)
+	scripts/system-deps.sh bench
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

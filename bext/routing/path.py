@@ -1,0 +1,181 @@
+"""Request-target splitting and path normalisation.
+
+The normalised path is what routing matches and what the static file server
+maps onto the filesystem, so this module is the traversal-safety boundary:
+after :func:`normalize_path` a path is absolute, contains no ``.`` or ``..``
+segments, no empty segments (except a trailing slash), no control characters,
+is valid UTF-8, and every ``/`` in it is a real segment separator.
+
+Deliberate choices:
+
+* Decoding happens *before* dot-segment removal, so ``%2e%2e`` is ``..``;
+  doing it the other way round is the classic traversal bug.
+* An encoded slash is left as the literal text ``%2F`` (canonical upper case)
+  instead of being decoded, so it can never create a segment boundary. The
+  text ``%2F`` can also come from ``%252F``; consumers that care (the static
+  server) refuse any path containing ``%2F`` and thereby both forms.
+* Backslash is an ordinary character, not a separator: on POSIX it is a legal
+  filename byte, and ``/a\\..\\b`` is a single segment named ``a\\..\\b`` that
+  cannot climb anywhere. Treating it as a separator would make routing and the
+  backend disagree about what the path is. A server that maps paths onto a
+  Windows filesystem must refuse backslashes itself.
+* Repeated slashes are merged (like nginx ``merge_slashes on``) so that
+  ``//etc/passwd`` and ``/static//x`` route like ``/etc/passwd`` and ``/static/x``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["BadPath", "absolute_form_host", "normalize_path", "split_target"]
+
+
+class BadPath(ValueError):
+    """The request path is unusable; the caller answers 400. ``reason`` is short."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+# Strict two-digit table: int(x, 16) would also accept "+1", " 1" or "_1".
+_UNHEX: dict[bytes, int] = {
+    bytes((hi, lo)): int(bytes((hi, lo)), 16) for hi in _HEX_DIGITS for lo in _HEX_DIGITS
+}
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _percent_decode(raw: bytes) -> bytes:
+    """Decode %XX escapes, keeping an encoded slash as the literal ``%2F``."""
+    parts = raw.split(b"%")
+    out = bytearray(parts[0])
+    for part in parts[1:]:
+        code = _UNHEX.get(part[:2])
+        if code is None:
+            raise BadPath("invalid percent-encoding")
+        if code == 0x2F:
+            out += b"%2F"
+        else:
+            out.append(code)
+        out += part[2:]
+    return bytes(out)
+
+
+def normalize_path(raw_path: bytes) -> str:
+    """Decode and canonicalise the path part of a request-target (no query).
+
+    Raises :class:`BadPath` for anything that cannot be made safe: not starting
+    with ``/``, bad percent escapes, invalid or overlong UTF-8, control
+    characters (including NUL), or ``..`` climbing above the root. A trailing
+    slash is preserved because it is meaningful (directory vs file).
+    """
+    if raw_path[:1] != b"/":
+        raise BadPath("path must start with '/'")
+    if (
+        raw_path.isascii()
+        and b"%" not in raw_path
+        and b"//" not in raw_path
+        and b"/." not in raw_path
+    ):
+        text = raw_path.decode("ascii")
+        if text.isprintable():
+            return text
+
+    decoded = _percent_decode(raw_path) if b"%" in raw_path else raw_path
+    bad = _CONTROL.search(decoded)
+    if bad is not None:
+        raise BadPath("NUL byte in path" if bad.group() == b"\0" else "control character in path")
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadPath("path is not valid UTF-8") from None
+
+    # RFC 3986 section 5.2.4, on segments, with empty segments merged.
+    segments = text.split("/")
+    last = len(segments) - 1
+    out: list[str] = []
+    trailing = False
+    for index in range(1, last + 1):
+        segment = segments[index]
+        if segment == "..":
+            if not out:
+                raise BadPath("path escapes the root")
+            out.pop()
+        elif segment and segment != ".":
+            out.append(segment)
+            continue
+        # "", "." and ".." leave the path ending in a directory when they come last.
+        trailing = index == last
+    if not out:
+        return "/"
+    return "/" + "/".join(out) + ("/" if trailing else "")
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request-target into ``(raw path, raw query)``; query excludes ``?``.
+
+    Origin-form (``/p?q``) splits on the first ``?``. Absolute-form
+    (``http://host/p?q``, ``https://...``) yields its path, ``/`` when the
+    path is empty; its authority is dropped here -- use
+    :func:`absolute_form_host` to obtain it, since RFC 9112 section 3.2.2 says
+    it overrides the Host header. Anything else (``*`` for ``OPTIONS *``, an
+    authority-form CONNECT target, other schemes) is returned unchanged as the
+    path so that :func:`normalize_path` rejects it.
+    """
+    if target[:1] != b"/":
+        rest = _strip_http_scheme(target)
+        if rest is not None:
+            start = _authority_end(rest)
+            target = rest[start:]
+            if target[:1] != b"/":
+                target = b"/" + target
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+def absolute_form_host(target: bytes) -> tuple[str | None, bytes]:
+    """Return ``(authority, origin-form target)`` for an absolute-form target.
+
+    The authority is returned raw (it may carry a port), ready for
+    :meth:`Router.match <bext.routing.router.Router.match>` in place of the Host
+    header. For any other form the result is ``(None, target)`` unchanged.
+    Raises :class:`BadPath` for an empty authority, userinfo (``user@host``,
+    which RFC 9110 forbids in http URIs and is a phishing vector) or a
+    non-ASCII authority.
+    """
+    rest = _strip_http_scheme(target)
+    if rest is None:
+        return None, target
+    end = _authority_end(rest)
+    authority = rest[:end]
+    if not authority:
+        raise BadPath("empty authority in absolute-form target")
+    if b"@" in authority:
+        raise BadPath("userinfo in absolute-form target")
+    if not authority.isascii():
+        raise BadPath("non-ASCII authority in absolute-form target")
+    origin = rest[end:]
+    if origin[:1] != b"/":
+        origin = b"/" + origin
+    return authority.decode("ascii"), origin
+
+
+def _strip_http_scheme(target: bytes) -> bytes | None:
+    """Return what follows ``http://`` / ``https://`` (any case), else None."""
+    head = target[:8].lower()
+    if head.startswith(b"http://"):
+        return target[7:]
+    if head == b"https://":
+        return target[8:]
+    return None
+
+
+def _authority_end(rest: bytes) -> int:
+    """Index where the authority ends: the first ``/`` or ``?``, else the end."""
+    end = len(rest)
+    for sep in (b"/", b"?"):
+        found = rest.find(sep, 0, end)
+        if found >= 0:
+            end = found
+    return end
