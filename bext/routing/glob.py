@@ -219,5 +219,5 @@ class _SegmentGlob:
                 pos += 1
             if pos > last_start:
                 return False
-            pos += 1
+            pos += len(block)
         return True
