@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from bext.config.errors import did_you_mean, quote
 from bext.config.schema import REDIRECT_PLACEHOLDERS, UpstreamServer
+from bext.routing.glob import validate_glob
+from bext.routing.host import parse_host_pattern
 
 __all__ = [
     "check_header_name",
@@ -58,23 +60,17 @@ def resolve_path(base: Path, text: str) -> Path:
 def check_pattern(pattern: str) -> str:
     """Validate a route glob: "/static/**", "/*.txt", "/a/**/b".
 
-    `*` matches within one path segment; `**` matches any number of segments and must be a
-    whole segment, because "/a**" has no single obvious meaning (prefix "/a"? segment
-    "a..."?) and guessing wrong would expose or hide files.
+    The glob grammar itself belongs to :mod:`bext.routing.glob`; this adds what a URL path
+    in a config file must not contain.
     """
-    if not pattern.startswith("/"):
-        raise ValueError(f'must start with "/", got {quote(pattern)}')
     if any(ch.isspace() or ord(ch) < 0x20 or ch == "\x7f" or ch in "?#" for ch in pattern):
         raise ValueError(
             f'must be a URL path without spaces, control characters, "?" or "#", '
             f"got {quote(pattern)}"
         )
-    for segment in pattern.split("/")[1:]:
-        if "**" in segment and segment != "**":
-            raise ValueError(
-                f'"**" must be a whole path segment, as in "/static/**", '
-                f"got {quote(segment)} in {quote(pattern)}"
-            )
+    error = validate_glob(pattern)
+    if error is not None:
+        raise ValueError(error)
     return pattern
 
 
@@ -106,6 +102,7 @@ def check_host_pattern(host: str) -> str:
         )
     if len(rest) > 253 or not all(_LABEL_RE.fullmatch(label) for label in rest.split(".")):
         raise ValueError(f"not a valid host name, got {quote(host)}")
+    parse_host_pattern(name)  # what is accepted here, the router must be able to compile
     return name
 
 

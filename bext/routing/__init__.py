@@ -1,7 +1,7 @@
 """Request routing: path normalisation, glob and host matching, first-match router."""
 
 from bext.routing.glob import GlobKind, GlobMatcher, compile_glob, validate_glob
-from bext.routing.host import normalize_host, validate_host_pattern
+from bext.routing.host import normalize_host
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import RouteLike, Router
 
@@ -17,5 +17,4 @@ __all__ = [
     "normalize_path",
     "split_target",
     "validate_glob",
-    "validate_host_pattern",
 ]

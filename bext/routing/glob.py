@@ -48,12 +48,17 @@ def validate_glob(pattern: str) -> str | None:
     rule with its location instead of failing on the first exception.
     """
     if not pattern.startswith("/"):
-        return f"pattern {pattern!r} must start with '/'"
+        return f'must start with "/", got "{pattern}"'
     if "***" in pattern:
-        return f"pattern {pattern!r} contains '***'; use '**' for any number of segments"
+        return f'"***" in "{pattern}": use "**" for any number of segments'
     for segment in pattern.split("/"):
         if "**" in segment and segment != "**":
-            return f"pattern {pattern!r}: '**' must be a whole path segment (got {segment!r})"
+            # "/a**" has no single obvious meaning (prefix "/a"? segment "a..."?) and
+            # guessing wrong would expose or hide files.
+            return (
+                f'"**" must be a whole path segment, as in "/static/**", '
+                f'got "{segment}" in "{pattern}"'
+            )
     return None
 
 

@@ -9,7 +9,7 @@ and IPv6 literals are not re-canonicalised (``[::1]`` and ``[0::1]`` differ).
 
 from __future__ import annotations
 
-__all__ = ["HostPattern", "normalize_host", "parse_host_pattern", "validate_host_pattern"]
+__all__ = ["HostPattern", "normalize_host", "parse_host_pattern"]
 
 
 def normalize_host(raw: str) -> str:
@@ -78,12 +78,3 @@ def parse_host_pattern(pattern: str) -> HostPattern:
             raise ValueError(f"host {pattern!r}: '*' is only allowed as a leading '*.' label")
         return HostPattern(None, host[1:])
     return HostPattern(host, None)
-
-
-def validate_host_pattern(pattern: str) -> str | None:
-    """Return an error message for an invalid rule host, or None if it is valid."""
-    try:
-        parse_host_pattern(pattern)
-    except ValueError as exc:
-        return str(exc)
-    return None

@@ -1,0 +1,173 @@
+"""A FIFO byte buffer that spills from memory to an anonymous temp file.
+
+Used both ways round: request bodies are spooled completely before the upstream request
+starts (a slow upload never occupies a Gunicorn worker), and responses are read from the
+upstream at full speed while the client reads at its own pace (the upstream worker is freed
+early). Memory per buffer stays below ``memory_limit``; beyond it data goes to a file, up to
+``file_limit``, after which the producer is asked to pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable
+
+READ_SIZE = 256 * 1024
+
+
+class SpillError(Exception):
+    """The producer failed; the data is incomplete."""
+
+
+class SpillBuffer:
+    __slots__ = (
+        "_chunks",
+        "_done",
+        "_error",
+        "_fd",
+        "_file_limit",
+        "_memory",
+        "_memory_limit",
+        "_on_pause",
+        "_on_resume",
+        "_paused",
+        "_read_pos",
+        "_tmpdir",
+        "_waiter",
+        "_write_pos",
+        "total",
+    )
+
+    def __init__(
+        self,
+        memory_limit: int,
+        file_limit: int,
+        tmpdir: str | None = None,
+        on_pause: Callable[[], None] | None = None,
+        on_resume: Callable[[], None] | None = None,
+    ) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._memory = 0
+        self._memory_limit = memory_limit
+        self._file_limit = file_limit
+        self._tmpdir = tmpdir
+        self._fd = -1
+        self._read_pos = 0
+        self._write_pos = 0
+        self._done = False
+        self._error: SpillError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_pause = on_pause
+        self._on_resume = on_resume
+        self._paused = False
+        self.total = 0
+
+    @property
+    def buffered(self) -> int:
+        return self._memory + self._write_pos - self._read_pos
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # -- producer -----------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self._write_pos == self._read_pos and self._memory + len(data) <= self._memory_limit:
+            self._chunks.append(data)
+            self._memory += len(data)
+        else:
+            # Once anything is on disk, later data goes there too so order is kept.
+            if self._fd < 0:
+                self._fd, path = tempfile.mkstemp(prefix="bext-", dir=self._tmpdir)
+                os.unlink(path)
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, self._write_pos)
+                self._write_pos += written
+                view = view[written:]
+        if (
+            not self._paused
+            and self._on_pause is not None
+            and self._write_pos - self._read_pos >= self._file_limit
+            and self._memory + len(data) > self._memory_limit
+        ):
+            self._paused = True
+            self._on_pause()
+        self._wake()
+
+    def end(self) -> None:
+        self._done = True
+        self._wake()
+
+    def fail(self, reason: str) -> None:
+        if not self._done:
+            self._error = SpillError(reason)
+            self._done = True
+            self._wake()
+
+    # -- consumer -----------------------------------------------------------------------
+
+    async def read(self) -> bytes:
+        """The next piece of data; ``b""`` at the end. Raises :class:`SpillError`."""
+        while True:
+            data = self.read_nowait()
+            if data:
+                return data
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def read_nowait(self) -> bytes:
+        if self._chunks:
+            data = self._chunks.popleft()
+            self._memory -= len(data)
+        elif self._read_pos < self._write_pos:
+            size = min(READ_SIZE, self._write_pos - self._read_pos)
+            data = os.pread(self._fd, size, self._read_pos)
+            self._read_pos += len(data)
+            if self._read_pos == self._write_pos:
+                self._read_pos = self._write_pos = 0  # drained: reuse the file from the start
+        else:
+            return b""
+        if self._paused and self.buffered <= (self._memory_limit + self._file_limit) // 2:
+            self._paused = False
+            if self._on_resume is not None:
+                self._on_resume()
+        return data
+
+    def __aiter__(self) -> SpillBuffer:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self.read()
+        if not data:
+            self.close()
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._chunks.clear()
+        self._memory = 0
+        self._read_pos = self._write_pos = 0
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
