@@ -13,7 +13,7 @@ import asyncio
 import os
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 READ_SIZE = 256 * 1024
 
@@ -65,6 +65,15 @@ class SpillBuffer:
         self._paused = False
         self.total = 0
 
+    def set_limits(self, memory_limit: int, file_limit: int) -> None:
+        """Change how far ahead the producer may read (e.g. once a response says "stream")."""
+        self._memory_limit = memory_limit
+        self._file_limit = file_limit
+
+    @property
+    def closed(self) -> bool:
+        return self._memory_limit < 0
+
     @property
     def buffered(self) -> int:
         return self._memory + self._write_pos - self._read_pos
@@ -77,7 +86,12 @@ class SpillBuffer:
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
-        if self._write_pos == self._read_pos and self._memory + len(data) <= self._memory_limit:
+        if self._memory_limit < 0:
+            return  # closed by the consumer: nobody will read this
+        nothing_on_disk = self._write_pos == self._read_pos
+        if nothing_on_disk and (
+            self._memory + len(data) <= self._memory_limit or self._file_limit == 0
+        ):
             self._chunks.append(data)
             self._memory += len(data)
         else:
@@ -93,8 +107,7 @@ class SpillBuffer:
         if (
             not self._paused
             and self._on_pause is not None
-            and self._write_pos - self._read_pos >= self._file_limit
-            and self._memory + len(data) > self._memory_limit
+            and self.buffered >= self._memory_limit + self._file_limit
         ):
             self._paused = True
             self._on_pause()
@@ -165,9 +178,64 @@ class SpillBuffer:
             self._fd = -1
         self._chunks.clear()
         self._memory = 0
+        self._memory_limit = -1
         self._read_pos = self._write_pos = 0
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+class RequestSpool:
+    """A complete request body, in memory up to ``memory_limit`` and in a temp file beyond.
+
+    Unlike :class:`SpillBuffer` it can be read any number of times, so a request that must
+    go to another server after a failed attempt is sent with the same body.
+    """
+
+    __slots__ = ("_chunks", "_fd", "_memory_limit", "_size", "_tmpdir")
+
+    def __init__(self, memory_limit: int, tmpdir: str | None = None) -> None:
+        self._chunks: list[bytes] = []
+        self._memory_limit = memory_limit
+        self._tmpdir = tmpdir
+        self._fd = -1
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def feed(self, data: bytes) -> None:
+        if self._fd < 0 and self._size + len(data) > self._memory_limit:
+            self._fd, path = tempfile.mkstemp(prefix="bext-body-", dir=self._tmpdir)
+            os.unlink(path)
+            for chunk in self._chunks:
+                os.write(self._fd, chunk)
+            self._chunks = []
+        if self._fd >= 0:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        else:
+            self._chunks.append(data)
+        self._size += len(data)
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._fd < 0:
+            yield from self._chunks
+            return
+        offset = 0
+        while offset < self._size:
+            data = os.pread(self._fd, READ_SIZE, offset)
+            if not data:
+                break
+            offset += len(data)
+            yield data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._chunks = []

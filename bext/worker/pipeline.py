@@ -19,6 +19,9 @@ from bext.handlers.respond import respond_handler
 from bext.handlers.unavailable import unavailable_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.proxy.balancer import UpstreamGroup
+from bext.proxy.handler import ProxyHandler
+from bext.proxy.headers import TrustedProxies
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import Router
 
@@ -33,7 +36,7 @@ class Route:
     handler: Handler
 
 
-def compile_route(rule: RouteRule, config: Config) -> Route:
+def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, UpstreamGroup]) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     handler: Handler
     if rule.respond is not None:
@@ -41,7 +44,13 @@ def compile_route(rule: RouteRule, config: Config) -> Route:
     elif rule.redirect is not None:
         handler = redirect_handler(rule.redirect, headers)
     elif rule.proxy is not None:
-        handler = unavailable_handler("proxying")
+        handler = ProxyHandler(
+            upstreams[rule.proxy],
+            TrustedProxies(config.server.trusted_proxies),
+            request_buffering=rule.request_buffering,
+            response_buffering=rule.response_buffering,
+            extra_headers=headers,
+        )
     else:
         handler = unavailable_handler("static file serving")
     return Route(rule.pattern, rule.host, rule.index, handler)
@@ -49,8 +58,9 @@ def compile_route(rule: RouteRule, config: Config) -> Route:
 
 class Pipeline:
     def __init__(self, config: Config) -> None:
+        self.upstreams = {upstream.name: UpstreamGroup(upstream) for upstream in config.upstreams}
         self.router: Router[Route] = Router(
-            [compile_route(rule, config) for rule in config.route_rules]
+            [compile_route(rule, config, self.upstreams) for rule in config.route_rules]
         )
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:

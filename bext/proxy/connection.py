@@ -1,0 +1,302 @@
+"""One keep-alive HTTP/1.1 connection to an upstream server (Gunicorn, Uvicorn).
+
+The response head is awaited as a future; the body is pushed into a
+:class:`~bext.proxy.spill.SpillBuffer` as fast as the upstream sends it, and the
+connection goes back to its pool the moment the response is complete, whether or not the
+client has read it yet. That is what frees a sync Gunicorn worker from a slow client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+
+from bext.protocol.events import Headers
+from bext.proxy.spill import SpillBuffer
+
+
+class UpstreamError(Exception):
+    """Talking to the upstream failed; the flags say whether trying again is safe.
+
+    ``connect_failed``: the request never reached the upstream (any method may go to the
+    next server). ``no_response``: not one response byte arrived. ``reused``: it happened on
+    a pooled connection that had served before, the signature of a keep-alive race.
+    """
+
+    status = 502
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        connect_failed: bool = False,
+        no_response: bool = True,
+        reused: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connect_failed = connect_failed
+        self.no_response = no_response
+        self.reused = reused
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class ResponseHead:
+    __slots__ = ("content_length", "headers", "http_version", "keep_alive", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        http_version: str,
+        keep_alive: bool,
+        content_length: int | None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, read_timeout: float, on_idle: Callable[[UpstreamConnection], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._read_timeout = read_timeout
+        self._on_idle = on_idle
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.requests = 0
+        self.idle_since = 0.0
+        self.request_sent = True
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        # The response in progress.
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head_waiter: asyncio.Future[ResponseHead] | None = None
+        self._body: SpillBuffer | None = None
+        self._headers: Headers = []
+        self._received = 0
+        self._head_only = False
+        self._message_done = False
+        self._last_read = 0.0
+        self._reading_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._upgraded = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            # Bytes nobody asked for: the connection is out of sync, never reuse it.
+            self.close()
+            return
+        self._received += len(data)
+        self._last_read = self._loop.time()
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgraded = True
+            if self._body is not None:
+                self._body.feed(data[exc.args[0] :])
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"invalid response from upstream: {exc}", no_response=False))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self._parser is not None and not self._message_done:
+            head_waiter = self._head_waiter
+            if head_waiter is not None and not head_waiter.done():
+                reason = "upstream closed the connection before responding"
+                head_waiter.set_exception(
+                    UpstreamError(reason, no_response=self._received == 0, reused=self.requests > 1)
+                )
+            elif self._body is not None:
+                if self._close_delimited():
+                    self._body.end()
+                else:
+                    self._body.fail("upstream closed the connection mid-response")
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- used by the proxy handler ---------------------------------------------------------
+
+    def begin(
+        self, head: bytes, head_only: bool, body: SpillBuffer, has_body: bool = False
+    ) -> asyncio.Future[ResponseHead]:
+        """Send a request head and prepare to receive its response."""
+        assert self.transport is not None
+        self.requests += 1
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_waiter = self._loop.create_future()
+        self._body = body
+        self._headers = []
+        self._received = 0
+        self._head_only = head_only
+        self._message_done = False
+        self._upgraded = False
+        self.request_sent = not has_body
+        self._last_read = self._loop.time()
+        self._arm_timer()
+        self.transport.write(head)
+        return self._head_waiter
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("upstream closed the connection")
+        if self._write_paused:
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self._last_read = self._loop.time()
+            self.transport.resume_reading()
+
+    @property
+    def upgraded(self) -> bool:
+        return self._upgraded
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes | None) -> None:
+        self._headers.append((name, value or b""))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim responses (100 Continue, 103 Early Hints) are not forwarded.
+            self._parser = httptools.HttpResponseParser(self)
+            self._headers = []
+            return
+        length = None
+        for name, value in self._headers:
+            if name.lower() == b"content-length" and value.isdigit():
+                length = int(value)
+        head = ResponseHead(
+            status, self._headers, parser.get_http_version(), parser.should_keep_alive(), length
+        )
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(head)
+        if self._head_only or status in (204, 304):
+            self._complete()
+
+    def on_body(self, data: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if not self._message_done:
+            self._complete()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        self._message_done = True
+        self._cancel_timer()
+        # A response that came before the whole request body was sent leaves the
+        # connection out of step: it cannot be reused.
+        keep_alive = (
+            self._parser is not None
+            and self._parser.should_keep_alive()
+            and not self._upgraded
+            and self.request_sent
+        )
+        if self._body is not None and not self._upgraded:
+            self._body.end()
+            self._body = None
+        self._parser = None
+        self._head_waiter = None
+        if keep_alive and not self.closed:
+            self.idle_since = self._loop.time()
+            self._on_idle(self)
+        elif not self._upgraded:
+            self.close()
+
+    def _close_delimited(self) -> bool:
+        """The response has neither Content-Length nor chunked framing: EOF ends it."""
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                return False
+        return True
+
+    def _fail(self, error: UpstreamError) -> None:
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        elif self._body is not None:
+            self._body.fail(error.reason)
+        self._parser = None
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._message_done or self.closed or self._parser is None:
+            return
+        if self._reading_paused:
+            self._last_read = self._loop.time()  # the client is slow, not the upstream
+        deadline = self._last_read + self._read_timeout
+        if deadline <= self._loop.time():
+            self._fail(UpstreamTimeout("upstream read timed out", no_response=self._received == 0))
+            self.abort()
+            return
+        self._timer = self._loop.call_at(deadline, self._on_timer)

@@ -1,0 +1,208 @@
+"""The ``proxy = "NAME"`` handler: forward a request to an upstream group.
+
+Phases, in order: spool the request body (unless ``request_buffering = false``), pick a
+server and a pooled connection, send, await the response head (retrying on the next server
+when that is safe), then stream the body back through a spill buffer.
+
+When a retry is safe: a request that never reached an upstream (connect refused or timed
+out) goes to the next server whatever its method. An idempotent request also goes again
+when the connection closed before a single response byte. A non-idempotent request (POST,
+PATCH) that may have reached the app is never sent twice; to make the keep-alive race
+(the upstream closing an idle connection just as bext reuses it) unlikely for those, they
+only reuse connections that have been idle for less than ``SAFE_REUSE_AGE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+
+from bext.http.body import EMPTY_BODY, RequestBody
+from bext.http.errors import error_response
+from bext.http.message import Request, Response
+from bext.protocol.events import Headers
+from bext.proxy.balancer import UpstreamGroup
+from bext.proxy.connection import UpstreamConnection, UpstreamError
+from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
+from bext.proxy.pool import IDLE_TIMEOUT
+from bext.proxy.spill import RequestSpool, SpillBuffer
+
+log = logging.getLogger("bext")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+SAFE_REUSE_AGE = 2.0
+REQUEST_MEMORY = 1024 * 1024
+"""Request bodies up to this size are spooled in memory, larger ones to a temp file."""
+BUFFERED_MEMORY = 256 * 1024
+BUFFERED_FILE = 1024 * 1024 * 1024
+"""How far ahead of the client bext reads a buffered response (memory, then disk)."""
+STREAMING_MEMORY = 64 * 1024
+_LAST_CHUNK = b"0\r\n\r\n"
+
+_MESSAGES = {
+    502: "the upstream server is unavailable",
+    504: "the upstream server did not answer in time",
+}
+
+
+class ProxyHandler:
+    def __init__(
+        self,
+        group: UpstreamGroup,
+        trusted: TrustedProxies,
+        request_buffering: bool = True,
+        response_buffering: bool = True,
+        extra_headers: Headers | None = None,
+        tmpdir: str | None = None,
+    ) -> None:
+        self.group = group
+        self.trusted = trusted
+        self.request_buffering = request_buffering
+        self.response_buffering = response_buffering
+        self.extra_headers = extra_headers or []
+        self.tmpdir = tmpdir
+
+    def __call__(self, request: Request) -> Coroutine[None, None, Response]:
+        return self.proxy(request)
+
+    async def proxy(self, request: Request) -> Response:
+        target = request.target
+        if target[:1] != b"/":
+            target = request.path.encode("utf-8") + (b"?" + request.query if request.query else b"")
+        spool: RequestSpool | None = None
+        content_length: int | None = None
+        chunked = False
+        body = request.body
+        if body is not EMPTY_BODY:
+            if self.request_buffering:
+                spool = RequestSpool(REQUEST_MEMORY, self.tmpdir)
+                async for data in body:
+                    spool.feed(data)
+                content_length = spool.size
+            else:
+                declared = request.header(b"content-length")
+                if declared is not None:
+                    content_length = int(declared)
+                else:
+                    chunked = True
+        elif request.method in ("POST", "PUT", "PATCH"):
+            content_length = 0
+        head = upstream_request_head(request, target, self.trusted, content_length, chunked)
+        try:
+            return await self._exchange(request, head, spool, chunked)
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _exchange(
+        self, request: Request, head: bytes, spool: RequestSpool | None, chunked: bool
+    ) -> Response:
+        method = request.method
+        idempotent = method in IDEMPOTENT
+        replayable = request.body is EMPTY_BODY or spool is not None
+        error: UpstreamError | None = None
+        for pool in self.group.candidates():
+            try:
+                conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE)
+            except UpstreamError as exc:
+                self._log(request, exc, "trying the next server")
+                self.group.mark_failed(pool)
+                error = exc
+                continue
+            buffer = SpillBuffer(
+                BUFFERED_MEMORY if self.response_buffering else STREAMING_MEMORY,
+                BUFFERED_FILE if self.response_buffering else 0,
+                self.tmpdir,
+                on_pause=conn.pause_reading,
+                on_resume=conn.resume_reading,
+            )
+            waiter = conn.begin(head, method == "HEAD", buffer, request.body is not EMPTY_BODY)
+            sender = None
+            if request.body is not EMPTY_BODY:
+                sender = asyncio.ensure_future(_send_body(conn, spool or request.body, chunked))
+            try:
+                response_head = await waiter
+            except UpstreamError as exc:
+                if sender is not None:
+                    sender.cancel()
+                buffer.close()
+                conn.abort()
+                error = exc
+                if exc.no_response and idempotent and replayable:
+                    self._log(request, exc, "trying again")
+                    continue
+                break
+            self.group.mark_ok(pool)
+            headers, no_buffering = client_response_headers(response_head.headers)
+            if no_buffering and self.response_buffering:
+                buffer.set_limits(STREAMING_MEMORY, 0)
+            if self.extra_headers:
+                headers = _with_rule_headers(headers, self.extra_headers)
+            status = response_head.status
+            if status in (204, 304) or 100 <= status < 200:
+                buffer.close()
+                return Response(status, headers)
+            return Response(
+                status,
+                headers,
+                stream=_relay(buffer, conn, sender),
+                content_length=response_head.content_length,
+            )
+        assert error is not None
+        self._log(request, error, "giving up")
+        return error_response(error.status, request.header(b"accept"), _MESSAGES[error.status])
+
+    def _log(self, request: Request, error: UpstreamError, outcome: str) -> None:
+        log.warning(
+            "upstream %s: %s (%s %s); %s",
+            self.group.name,
+            error.reason,
+            request.method,
+            request.target.decode("latin-1"),
+            outcome,
+        )
+
+
+async def _send_body(
+    conn: UpstreamConnection, source: RequestSpool | RequestBody, chunked: bool
+) -> None:
+    """Write the request body upstream, respecting the upstream's flow control."""
+    try:
+        if isinstance(source, RequestSpool):
+            for data in source.chunks():
+                conn.write(data)
+                await conn.drain()
+        else:
+            async for data in source:
+                conn.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+                await conn.drain()
+            if chunked:
+                conn.write(_LAST_CHUNK)
+        conn.request_sent = True
+    except ConnectionError:
+        pass
+    except Exception:
+        conn.abort()  # the client's body broke off: the upstream must not see a short one
+        raise
+
+
+async def _relay(
+    buffer: SpillBuffer, conn: UpstreamConnection, sender: asyncio.Future[None] | None
+) -> AsyncIterator[bytes]:
+    """The response body for the client; if the client goes away, so does the upstream."""
+    try:
+        while data := await buffer.read():
+            yield data
+    finally:
+        if not buffer.done:
+            conn.abort()
+        buffer.close()
+        if sender is not None and not sender.done():
+            sender.cancel()
+
+
+def _with_rule_headers(headers: Headers, extra: Headers) -> Headers:
+    """The rule's ``headers`` win over the upstream's fields of the same name."""
+    names = {name.lower() for name, _ in extra}
+    return [(n, v) for n, v in headers if n.lower() not in names] + extra

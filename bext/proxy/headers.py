@@ -1,0 +1,155 @@
+"""Header rewriting at the proxy boundary (RFC 9110 §7.6.1, and what Django expects).
+
+Towards the upstream: hop-by-hop fields go (Connection and whatever it names, Keep-Alive,
+TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*), framing is bext's own, and the
+X-Forwarded-* fields are set by bext, never taken from the client unless the client is a
+trusted proxy. Django with ``SECURE_PROXY_SSL_HEADER`` and ``USE_X_FORWARDED_HOST`` then sees
+the real scheme, host and client.
+
+Towards the client: hop-by-hop fields go, and so do ``Date``/``Server`` (bext writes its
+own) and the ``X-Accel-*`` controls meant for the edge.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from bext.http.message import Request
+from bext.protocol.events import Headers
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+_SET_BY_BEXT = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"forwarded"}
+)
+_REQUEST_DROP = HOP_BY_HOP | _SET_BY_BEXT | {b"content-length", b"expect"}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    """Which peers may tell bext who the client is (``server.trusted_proxies``)."""
+
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self._networks: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in cidrs
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection" or name == b"proxy-connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return tokens
+
+
+def client_addresses(request: Request, trusted: TrustedProxies) -> tuple[bytes, bytes]:
+    """(X-Forwarded-For to send, the real client IP) for ``request``."""
+    peer = request.client_addr.encode("ascii")
+    if not trusted or not trusted.trusts(request.client_addr):
+        return peer, peer
+    incoming = [value for name, value in request.headers if name == b"x-forwarded-for"]
+    if not incoming:
+        return peer, peer
+    chain = b", ".join(incoming)
+    real = peer
+    for hop in reversed([h.strip() for h in chain.split(b",")]):
+        real = hop
+        if not trusted.trusts(hop.decode("latin-1")):
+            break
+    return chain + b", " + peer, real
+
+
+def upstream_request_head(
+    request: Request,
+    target: bytes,
+    trusted: TrustedProxies,
+    content_length: int | None,
+    chunked: bool,
+    upgrade: bytes | None = None,
+) -> bytes:
+    """The HTTP/1.1 request head bext sends upstream for ``request``."""
+    headers = request.headers
+    drop = _REQUEST_DROP
+    tokens = _connection_tokens(headers)
+    if tokens:
+        drop = drop | tokens
+    forwarded_for, real_ip = client_addresses(request, trusted)
+    trusted_peer = bool(trusted) and trusted.trusts(request.client_addr)
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    host = None
+    for name, value in headers:
+        if name in drop:
+            if name == b"forwarded" and trusted_peer:
+                parts += [name, b": ", value, b"\r\n"]
+            continue
+        if name == b"host":
+            host = value
+        parts += [name, b": ", value, b"\r\n"]
+    if host is None and request.host is not None:
+        host = request.host.encode("latin-1")
+        parts += [b"host: ", host, b"\r\n"]
+    parts += [
+        b"x-forwarded-for: ", forwarded_for, b"\r\n",
+        b"x-real-ip: ", real_ip, b"\r\n",
+        b"x-forwarded-proto: ", request.scheme.encode("ascii"), b"\r\n",
+    ]  # fmt: skip
+    if host is not None:
+        parts += [b"x-forwarded-host: ", host, b"\r\n"]
+    if upgrade is not None:
+        parts += [b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n"]
+    if content_length is not None:
+        parts.append(b"content-length: %d\r\n" % content_length)
+    elif chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def client_response_headers(headers: Headers) -> tuple[Headers, bool]:
+    """Headers to pass to the client, and whether the app asked not to buffer.
+
+    ``X-Accel-Buffering: no`` (nginx's convention, which Django apps already use for
+    streaming responses) turns response buffering off for this response.
+    """
+    tokens = _connection_tokens(headers)
+    out: Headers = []
+    no_buffering = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _RESPONSE_DROP or lowered in tokens:
+            continue
+        if lowered.startswith(b"x-accel-"):
+            if lowered == b"x-accel-buffering" and value.strip().lower() == b"no":
+                no_buffering = True
+            continue
+        if lowered == b"content-type" and value.startswith(b"text/event-stream"):
+            no_buffering = True
+        out.append((name, value))
+    return out, no_buffering

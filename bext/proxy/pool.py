@@ -1,0 +1,70 @@
+"""Per-worker keep-alive pools: idle upstream connections, one pool per server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+from bext.config.schema import UpstreamServer
+from bext.proxy.connection import UpstreamConnection, UpstreamError
+
+IDLE_TIMEOUT = 30.0
+"""Idle pooled connections older than this are closed by bext rather than by the upstream."""
+
+
+class ConnectionPool:
+    def __init__(
+        self, server: UpstreamServer, keepalive: int, connect_timeout: float, read_timeout: float
+    ) -> None:
+        self.server = server
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: deque[UpstreamConnection] = deque()
+        self.label = server.url
+
+    async def acquire(self, max_idle_age: float = IDLE_TIMEOUT) -> UpstreamConnection:
+        """A pooled connection (newest first) or a new one. Raises UpstreamError."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and now - conn.idle_since < max_idle_age:
+                return conn
+            conn.close()
+        return await self._connect(loop)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        server = self.server
+        conn = UpstreamConnection(self.read_timeout, self._release)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if server.unix_path is not None:
+                    await loop.create_unix_connection(lambda: conn, str(server.unix_path))
+                else:
+                    assert server.host is not None and server.port is not None
+                    await loop.create_connection(lambda: conn, server.host, server.port)
+        except TimeoutError:
+            raise UpstreamError(f"connect to {self.label} timed out", connect_failed=True) from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UpstreamError(
+                f"connect to {self.label} failed: {reason}", connect_failed=True
+            ) from None
+        if conn.transport is not None and server.unix_path is None:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _release(self, conn: UpstreamConnection) -> None:
+        """Called by a connection whose response completed and that may be reused."""
+        if len(self._idle) >= self.keepalive:
+            conn.close()
+            return
+        self._idle.append(conn)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
