@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from bext.http.body import RequestBody
 from bext.protocol.events import Headers
+
+if TYPE_CHECKING:
+    from bext.proxy.tunnel import Tunnel
 
 
 class Request:
@@ -80,11 +84,12 @@ class Response:
 
     Header names are written as given on HTTP/1.1 and lowercased on HTTP/2 and HTTP/3.
     ``content_length`` states a stream's length when known, so HTTP/1.1 can avoid chunking.
+    ``tunnel`` is set on a ``101`` response: the connection then becomes a byte pipe.
     Responses built once at config load (``respond`` rules, error pages) are shared between
     requests: connections must treat a Response as read-only.
     """
 
-    __slots__ = ("body", "content_length", "headers", "status", "stream")
+    __slots__ = ("body", "content_length", "headers", "status", "stream", "tunnel")
 
     def __init__(
         self,
@@ -93,8 +98,10 @@ class Response:
         body: bytes = b"",
         stream: AsyncIterator[bytes] | None = None,
         content_length: int | None = None,
+        tunnel: Tunnel | None = None,
     ) -> None:
         self.status = status
+        self.tunnel = tunnel
         self.headers: Headers = headers if headers is not None else []
         self.body = body
         self.stream = stream

@@ -16,6 +16,7 @@ import httptools
 
 from bext.protocol.events import Headers
 from bext.proxy.spill import SpillBuffer
+from bext.proxy.tunnel import Tunnel
 
 
 class UpstreamError(Exception):
@@ -89,6 +90,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._upgraded = False
+        self.tunnel: Tunnel | None = None
+        self._switched = False
+        self._early: list[bytes] = []
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -96,6 +100,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._switched:
+            if self.tunnel is not None:
+                self.tunnel.from_upstream(data)
+            else:
+                self._early.append(data)
+            return
         parser = self._parser
         if parser is None:
             # Bytes nobody asked for: the connection is out of sync, never reuse it.
@@ -106,9 +116,12 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgraded = True
-            if self._body is not None:
-                self._body.feed(data[exc.args[0] :])
+            # 101: from here on the bytes belong to the new protocol.
+            self._parser = None
+            self._switched = True
+            tail = data[exc.args[0] :]
+            if tail:
+                self._early.append(tail)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"invalid response from upstream: {exc}", no_response=False))
             self.close()
@@ -116,6 +129,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self.tunnel is not None:
+            self.tunnel.close()
         if self._parser is not None and not self._message_done:
             head_waiter = self._head_waiter
             if head_waiter is not None and not head_waiter.done():
@@ -134,9 +149,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_write_paused(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.upstream_write_paused(False)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -192,6 +211,15 @@ class UpstreamConnection(asyncio.Protocol):
     def upgraded(self) -> bool:
         return self._upgraded
 
+    def start_tunnel(self, tunnel: Tunnel) -> None:
+        """Hand the switched connection to ``tunnel``, with what arrived after the 101."""
+        self._switched = True
+        self._parser = None
+        self.tunnel = tunnel
+        for data in self._early:
+            tunnel.from_upstream(data)
+        self._early.clear()
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.closed = True
@@ -211,7 +239,9 @@ class UpstreamConnection(asyncio.Protocol):
         parser = self._parser
         assert parser is not None
         status = parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if status == 101:
+            self._upgraded = True
+        elif 100 <= status < 200:
             # Interim responses (100 Continue, 103 Early Hints) are not forwarded.
             self._parser = httptools.HttpResponseParser(self)
             self._headers = []

@@ -27,6 +27,7 @@ from bext.proxy.connection import UpstreamConnection, UpstreamError
 from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
 from bext.proxy.pool import IDLE_TIMEOUT
 from bext.proxy.spill import RequestSpool, SpillBuffer
+from bext.proxy.tunnel import Tunnel
 
 log = logging.getLogger("bext")
 
@@ -38,6 +39,8 @@ BUFFERED_MEMORY = 256 * 1024
 BUFFERED_FILE = 1024 * 1024 * 1024
 """How far ahead of the client bext reads a buffered response (memory, then disk)."""
 STREAMING_MEMORY = 64 * 1024
+TUNNEL_IDLE_TIMEOUT = 600.0
+"""A WebSocket with no traffic either way for this long is closed (at least read_timeout)."""
 _LAST_CHUNK = b"0\r\n\r\n"
 
 _MESSAGES = {
@@ -88,7 +91,10 @@ class ProxyHandler:
                     chunked = True
         elif request.method in ("POST", "PUT", "PATCH"):
             content_length = 0
-        head = upstream_request_head(request, target, self.trusted, content_length, chunked)
+        upgrade = _requested_upgrade(request)
+        head = upstream_request_head(
+            request, target, self.trusted, content_length, chunked, upgrade
+        )
         try:
             return await self._exchange(request, head, spool, chunked)
         finally:
@@ -140,6 +146,8 @@ class ProxyHandler:
             if self.extra_headers:
                 headers = _with_rule_headers(headers, self.extra_headers)
             status = response_head.status
+            if status == 101:
+                return self._switch_protocols(request, conn, response_head.headers, headers)
             if status in (204, 304) or 100 <= status < 200:
                 buffer.close()
                 return Response(status, headers)
@@ -152,6 +160,29 @@ class ProxyHandler:
         assert error is not None
         self._log(request, error, "giving up")
         return error_response(error.status, request.header(b"accept"), _MESSAGES[error.status])
+
+    def _switch_protocols(
+        self,
+        request: Request,
+        conn: UpstreamConnection,
+        raw_headers: Headers,
+        headers: Headers,
+    ) -> Response:
+        upgrade = _requested_upgrade(request)
+        granted = next((v for n, v in raw_headers if n.lower() == b"upgrade"), None)
+        if upgrade is None or granted is None:
+            conn.abort()
+            log.warning(
+                "upstream %s: switched protocols unasked (%s %s)",
+                self.group.name,
+                request.method,
+                request.target.decode("latin-1"),
+            )
+            return error_response(502, request.header(b"accept"), _MESSAGES[502])
+        tunnel = Tunnel(conn, max(TUNNEL_IDLE_TIMEOUT, self.group.config.read_timeout_ms / 1000))
+        conn.start_tunnel(tunnel)
+        headers = [*headers, (b"Connection", b"Upgrade"), (b"Upgrade", granted)]
+        return Response(101, headers, tunnel=tunnel)
 
     def _log(self, request: Request, error: UpstreamError, outcome: str) -> None:
         log.warning(
@@ -200,6 +231,17 @@ async def _relay(
         buffer.close()
         if sender is not None and not sender.done():
             sender.cancel()
+
+
+def _requested_upgrade(request: Request) -> bytes | None:
+    """The protocol a client asks to switch to (``Upgrade`` named in ``Connection``)."""
+    upgrade = request.header(b"upgrade")
+    if upgrade is None:
+        return None
+    for name, value in request.headers:
+        if name == b"connection" and b"upgrade" in value.lower():
+            return upgrade
+    return None
 
 
 def _with_rule_headers(headers: Headers, extra: Headers) -> Headers:

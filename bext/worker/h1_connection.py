@@ -26,6 +26,7 @@ from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.protocol.events import BodyChunk, ProtocolError, RequestHead
 from bext.protocol.h1_writer import CONTINUE, LAST_CHUNK, chunk, response_head
+from bext.proxy.tunnel import Tunnel
 from bext.worker.context import WorkerContext
 
 log = logging.getLogger("bext")
@@ -36,6 +37,7 @@ _MAX_QUEUED = 32
 _PAUSED_BY_BODY = 1
 _PAUSED_BY_QUEUE = 2
 _PAUSED_BY_ERROR = 4
+_PAUSED_BY_UPGRADE = 8
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _LARGE_BODY = 64 * 1024
@@ -60,6 +62,7 @@ class H1Connection(asyncio.Protocol):
         self._read_pauses = 0
         self._closed = False
         self._input_failed = False
+        self._tunnel: Tunnel | None = None
         # Write-side flow control.
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -93,6 +96,9 @@ class H1Connection(asyncio.Protocol):
         self._arm(now + ctx.timeouts.header)
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.from_client(data)
+            return
         if self._input_failed:
             return
         now = self._loop.time()
@@ -123,10 +129,9 @@ class H1Connection(asyncio.Protocol):
         else:
             self._head_started = None
         if self._parser.upgrade_pending:
-            # Protocol switches (WebSocket) are not offered yet: answer the request as plain
-            # HTTP and close, since the bytes after it belong to the other protocol.
-            self._pause_reading(_PAUSED_BY_ERROR)
-            self._input_failed = True
+            # The bytes after an Upgrade request belong to the other protocol if the handler
+            # switches (101), and are unusable otherwise: stop reading until it decides.
+            self._pause_reading(_PAUSED_BY_UPGRADE)
 
     def eof_received(self) -> bool:
         receiving = self._receiving
@@ -141,6 +146,8 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._ctx.connections.discard(self)
+        if self._tunnel is not None:
+            self._tunnel.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -155,11 +162,16 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._tunnel is not None:
+            self._tunnel.client_write_paused(True)
+            return
         self._write_paused_since = self._loop.time()
         self._arm(self._write_paused_since + self._ctx.timeouts.send)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._tunnel is not None:
+            self._tunnel.client_write_paused(False)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -251,7 +263,9 @@ class H1Connection(asyncio.Protocol):
             log.exception("request handler failed for %s %r", request.method, request.target)
             result = error_response(500, request.header(b"accept"))
         if type(result) is Response:
-            if result.stream is None:
+            if result.tunnel is not None:
+                self._switch_protocols(request, result)
+            elif result.stream is None:
                 self._send_simple(request, result)
             else:
                 self._task = self._loop.create_task(self._send_streamed(request, result))
@@ -272,8 +286,12 @@ class H1Connection(asyncio.Protocol):
             log.exception("request handler failed for %s %r", request.method, request.target)
             response = error_response(500, request.header(b"accept"))
         if self._closed:
+            if response.tunnel is not None:
+                response.tunnel.close()
             return
-        if response.stream is None:
+        if response.tunnel is not None:
+            self._switch_protocols(request, response)
+        elif response.stream is None:
             self._send_simple(request, response)
         else:
             await self._send_streamed(request, response)
@@ -361,6 +379,38 @@ class H1Connection(asyncio.Protocol):
         else:
             await _close_stream(stream)
         self._finish(request, response.status, sent, keep_alive)
+
+    def _switch_protocols(self, request: Request, response: Response) -> None:
+        """Send the 101 and become a byte pipe (WebSocket); the request stays current."""
+        transport = self._transport
+        tunnel = response.tunnel
+        assert transport is not None and tunnel is not None
+        if not self._parser.upgrade_pending:
+            tunnel.close()  # the client did not ask to switch: never hand it a tunnel
+            self._send_simple(request, error_response(502, request.header(b"accept")))
+            return
+        self._response_started = True
+        transport.write(
+            response_head(101, response.headers, self._ctx.preamble(), None, True, False)
+        )
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._head_started = self._idle_since = None
+        self._tunnel = tunnel
+        tunnel.attach_client(transport, self._parser.take_upgrade_tail())
+        self._read_pauses = 0
+        transport.resume_reading()
+        if self._ctx.access_log.enabled:
+            self._ctx.access_log.log(
+                request.client_addr,
+                f"{request.method} {request.target.decode('latin-1')} HTTP/{request.http_version}",
+                101,
+                0,
+                request.header(b"referer"),
+                request.header(b"user-agent"),
+                self._loop.time() - request.start_time,
+            )
 
     async def _drain(self) -> None:
         if self._closed:
