@@ -1,0 +1,123 @@
+"""Upstream faults through a real master: what the client sees, and what is retried."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, fake_upstream, free_port
+from tests.support.rawhttp import RawConnection
+from tests.support.server import BextProcess, config
+
+Start = Callable[..., BextProcess]
+
+
+def proxy_config(*ports: int, read_timeout_ms: int = 30000, workers: int = 1) -> str:
+    servers = "".join(
+        f'[[upstreams.app.servers]]\nurl = "http://127.0.0.1:{port}"\n' for port in ports
+    )
+    return config(
+        f"""
+[upstreams.app]
+connect_timeout_ms = 1000
+read_timeout_ms = {read_timeout_ms}
+{servers}
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+""",
+        workers=workers,
+    )
+
+
+def test_upstream_down_gives_502_with_clear_page(start_bext: Start) -> None:
+    server = start_bext(proxy_config(free_port()))
+    r = httpx.get(server.base_url + "/x")
+    assert r.status_code == 502
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "upstream server is unavailable" in r.text
+    r = httpx.get(server.base_url + "/x", headers={"Accept": "text/html,*/*"})
+    assert r.status_code == 502 and r.text.startswith("<!DOCTYPE html>")
+    server.wait_for_log(
+        r"upstream app: connect to http://127\.0\.0\.1:\d+ failed: Connection refused"
+    )
+
+
+def test_upstream_hang_gives_504_after_read_timeout(start_bext: Start) -> None:
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port, read_timeout_ms=700))
+        started = time.monotonic()
+        r = httpx.get(server.base_url + "/hang", timeout=10)
+        assert r.status_code == 504
+        assert 0.6 < time.monotonic() - started < 3
+        server.wait_for_log("upstream app: upstream read timed out")
+        assert len(upstream.requests) == 1  # a timeout is not retried
+
+
+def test_upstream_dying_mid_response_truncates(start_bext: Start) -> None:
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port))
+        with RawConnection(server.port) as conn:
+            conn.send(b"GET /die HTTP/1.1\r\nHost: t\r\n\r\n")
+            with pytest.raises(ConnectionError):
+                conn.read_response()  # 100000 bytes announced, never all delivered
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(server.base_url + "/die")
+
+
+def test_one_of_two_servers_down_no_request_fails(start_bext: Start) -> None:
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(free_port(), upstream.port, workers=2))
+        with httpx.Client(base_url=server.base_url) as client:
+            for _ in range(40):
+                r = client.get("/ok")
+                assert r.status_code == 200 and r.text == f"ok {upstream.port}"
+        for _ in range(10):  # fresh connections too
+            assert httpx.get(server.base_url + "/ok").status_code == 200
+
+
+def test_round_robin_spreads_requests(start_bext: Start) -> None:
+    with fake_upstream() as a, fake_upstream() as b:
+        server = start_bext(proxy_config(a.port, b.port))
+        with httpx.Client(base_url=server.base_url) as client:
+            seen = [client.get("/ok").text for _ in range(20)]
+        assert seen.count(f"ok {a.port}") == 10 and seen.count(f"ok {b.port}") == 10
+
+
+def test_post_never_retried_when_it_may_have_been_processed(start_bext: Start) -> None:
+    with fake_upstream() as first, fake_upstream() as second:
+        server = start_bext(proxy_config(first.port, second.port))
+        r = httpx.post(server.base_url + "/close", content=b"payment=1")
+        assert r.status_code == 502
+        assert len(first.requests) + len(second.requests) == 1
+
+
+def test_idempotent_request_retried_on_early_close(start_bext: Start) -> None:
+    with fake_upstream() as first, fake_upstream() as second:
+        server = start_bext(proxy_config(first.port, second.port))
+        r = httpx.get(server.base_url + "/close")
+        assert r.status_code == 502  # both closed: tried on each server once, no more
+        assert len(first.requests) == 1 and len(second.requests) == 1
+
+
+def test_stale_keepalive_connections_are_retried_transparently(start_bext: Start) -> None:
+    with fake_upstream() as upstream:
+        upstream.close_after_response = True  # every pooled connection goes stale
+        server = start_bext(proxy_config(upstream.port))
+        with httpx.Client(base_url=server.base_url) as client:
+            for _ in range(30):
+                assert client.get("/ok").status_code == 200
+                assert client.post("/ok", content=b"x").status_code == 200
+
+
+def test_keepalive_pool_reuses_connections(start_bext: Start) -> None:
+    upstream: FakeUpstream
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port))
+        with httpx.Client(base_url=server.base_url) as client:
+            for _ in range(50):
+                assert client.get("/ok").status_code == 200
+        assert upstream.connections <= 2

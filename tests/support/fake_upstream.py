@@ -1,0 +1,111 @@
+"""A scriptable HTTP/1.1 upstream for fault injection (hang, die mid-body, close early).
+
+Real Gunicorn/Uvicorn cover the normal paths; faults need byte-level control, so this
+threaded socket server answers by path:
+
+* ``/ok`` and anything else: ``200`` with body ``ok <port>``, keep-alive
+* ``/hang``: reads the request, never answers
+* ``/die``: announces 100000 bytes, sends 1000, closes
+* ``/close``: reads the request, closes without a byte
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.close_after_response = False
+
+    def start(self) -> FakeUpstream:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        conn.settimeout(30)
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buffer) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                buffer = buffer[length:]
+                with self._lock:
+                    self.requests.append(head)
+                path = head.split(b" ")[1]
+                if path.startswith(b"/hang"):
+                    conn.recv(1)  # until the peer gives up
+                    return
+                if path.startswith(b"/close"):
+                    return
+                if path.startswith(b"/die"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"d" * 1000)
+                    return
+                body = b"ok %d" % self.port
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+                if self.close_after_response:
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+
+@contextmanager
+def fake_upstream() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream().start()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening (for "upstream down")."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
