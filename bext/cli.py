@@ -73,10 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(path: Path) -> Config | None:
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"bext: invalid configuration\n{exc}", file=sys.stderr)
         return None
+    if config.server.tls is not None:
+        # Valid in shape, but serving plain HTTP where HTTPS was asked for would be worse
+        # than not starting.
+        print(
+            f"bext: invalid configuration\n{path}: server.tls: TLS termination is not "
+            "available in this version; remove [server.tls] for now",
+            file=sys.stderr,
+        )
+        return None
+    return config
 
 
 def cmd_check(args: argparse.Namespace) -> int:

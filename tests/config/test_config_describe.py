@@ -78,9 +78,12 @@ def test_listeners(load: Load) -> None:
 
 def test_notes_only_for_enabled_inactive_features(load: Load) -> None:
     assert config_notes(load("")) == []
-    notes = config_notes(load('[server]\ntls = "internal"\n[waf]\nenabled = true\n'))
+    notes = config_notes(
+        load('[waf]\nenabled = true\n[[route_rules]]\npattern = "/s/**"\nrender = "static"\n')
+    )
     assert notes == [
-        "server.tls: configured, but TLS arrives in a later release; ignored",
+        "route_rules[0]: static file serving arrives in a later release; "
+        "the rule answers 501 until then",
         "waf: enabled, but the WAF arrives in a later release; ignored",
     ]
 
