@@ -24,10 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy bext
 
-## make demo: bext on http://127.0.0.1:3000 (Ctrl-C stops it)
+## make demo: the demo Django app under Gunicorn, behind bext on http://127.0.0.1:3000
+## (DEMO_SERVER=uvicorn for Uvicorn; Ctrl-C stops both)
 demo: $(STAMP)
-	$(VENV)/bin/bext check -c demo/bext.config.toml
-	$(VENV)/bin/bext run -c demo/bext.config.toml
+	scripts/demo.sh
 
 ## make bench: bext side by side with nginx (installs nginx-light, wrk, h2load)
 bench: $(STAMP)
