@@ -27,14 +27,19 @@ class HttptoolsParser:
 
     __slots__ = (
         "_body_size",
+        "_chunks",
         "_error",
         "_events",
+        "_feed_body",
+        "_framing",
         "_head_bytes",
+        "_last_upgrade",
         "_header_bytes",
         "_headers",
         "_in_head",
         "_limits",
         "_parser",
+        "_pending_error",
         "_trailers",
         "_upgrade_tail",
         "_url",
@@ -45,7 +50,10 @@ class HttptoolsParser:
         self._limits = limits
         self._events: list[Event] = []
         self._error: ProtocolError | None = None
+        self._pending_error: ProtocolError | None = None
         self._upgrade_tail: bytearray | None = None
+        self._feed_body = 0
+        self._last_upgrade: bytes | None = None
         self._reset_message()
         self._in_head = False
         self._head_bytes = 0
@@ -58,38 +66,79 @@ class HttptoolsParser:
         self._header_bytes = 0
         self._trailers: Headers | None = None
         self._body_size = 0
+        self._chunks = 0
+        self._framing = 0
 
     # -- public sans-IO interface ------------------------------------------------------
 
     def feed(self, data: bytes) -> list[Event]:
-        """Parse ``data``; return the events it completes. Raises :class:`ProtocolError`."""
+        """Parse ``data``; return the events it completes. Raises :class:`ProtocolError`.
+
+        When bytes after a complete request are faulty, that request's events are still
+        returned and the error waits in :attr:`pending_error`, so a valid request is never
+        lost to garbage behind it.
+        """
         if self._error is not None:
             raise self._error
         if self._upgrade_tail is not None:
             self._upgrade_tail += data
             return []
+        was_in_head = self._in_head
+        in_chunked_body = self._chunks > 0
+        self._feed_body = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgrade_tail = bytearray(data[exc.args[0] :])
+            tail = data[exc.args[0] :]
+            if self._last_upgrade is None:
+                # llhttp switched where bext's rules say there is no switch (HTTP/1.0, an
+                # empty Upgrade): carry on as HTTP/1.1 with a fresh parser.
+                events = self._events
+                self._events = []
+                self._parser = httptools.HttpRequestParser(self)
+                return events + (self.feed(tail) if tail else [])
+            self._upgrade_tail = bytearray(tail)
         except httptools.HttpParserCallbackError:
             assert self._error is not None
-            raise self._error from None
+            return self._fail_feed()
         except httptools.HttpParserInvalidMethodError:
             self._error = ProtocolError(400, "invalid method")
-            raise self._error from None
+            return self._fail_feed()
         except httptools.HttpParserError as exc:
             self._error = _classify(exc)
-            raise self._error from None
-        if self._in_head:
+            return self._fail_feed()
+        if was_in_head and self._in_head:
+            # Every byte of this feed belongs to one unfinished head: httptools buffers
+            # partial field values itself, so bound them here (one feed of slack).
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_size + self._limits.max_uri_length:
                 status = 414 if not self._headers and self._url else 431
                 self._error = ProtocolError(status, "request head too large")
-                raise self._error
+                return self._fail_feed()
+        elif in_chunked_body and self._chunks > 0:
+            # Bytes that are neither body nor chunk sizes: extensions and trailers.
+            self._framing += len(data) - self._feed_body
+            if self._framing > self._limits.max_header_size + 24 * self._chunks:
+                self._error = ProtocolError(431, "chunk extensions or trailers too large")
+                return self._fail_feed()
         events = self._events
         self._events = []
         return events
+
+    def _fail_feed(self) -> list[Event]:
+        error = self._error
+        assert error is not None
+        events = self._events
+        self._events = []
+        if any(type(event) is MessageEnd for event in events):
+            self._pending_error = error
+            return events
+        raise error
+
+    @property
+    def pending_error(self) -> ProtocolError | None:
+        """A fault found after the requests last returned; they are to be answered first."""
+        return self._pending_error
 
     @property
     def in_head(self) -> bool:
@@ -128,7 +177,7 @@ class HttptoolsParser:
         self._url.append(part)
 
     def on_header(self, name: bytes, value: bytes | None) -> None:
-        value = value or b""
+        value = value.rstrip(b" \t") if value else b""  # llhttp strips leading OWS only
         if self._in_head:
             headers = self._headers
         else:
@@ -157,15 +206,21 @@ class HttptoolsParser:
             self._error = exc
             raise
         self._header_bytes = 0
+        self._last_upgrade = head.upgrade
         self._events.append(head)
 
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+
     def on_body(self, data: bytes) -> None:
+        self._feed_body += len(data)
         self._body_size += len(data)
         if self._body_size > self._limits.max_body_size:
             self._fail(413, "request body larger than max_body_size")
         self._events.append(BodyChunk(data))
 
     def on_message_complete(self) -> None:
+        self._chunks = 0
         self._events.append(MessageEnd(self._trailers))
 
     def _fail(self, status: int, reason: str) -> None:

@@ -42,6 +42,7 @@ class H11Parser:
         self._buffer = bytearray()
         self._conn: h11.Connection | None = None
         self._error: ProtocolError | None = None
+        self._pending_error: ProtocolError | None = None
         self._upgrade_tail: bytes | None = None
         self._body_size = 0
         self._upgrade_requested = False
@@ -71,14 +72,21 @@ class H11Parser:
         if self._upgrade_tail is not None:
             self._upgrade_tail += data
             return []
+        events: list[Event] = []
         try:
-            return self._feed(data)
+            return self._feed(data, events)
         except ProtocolError as exc:
             self._error = exc
+            if any(type(event) is MessageEnd for event in events):
+                self._pending_error = exc  # answer the complete requests first
+                return events
             raise
 
-    def _feed(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
+    @property
+    def pending_error(self) -> ProtocolError | None:
+        return self._pending_error
+
+    def _feed(self, data: bytes, events: list[Event]) -> list[Event]:
         self._buffer += data
         while True:
             if self._conn is None and not self._start_message():

@@ -11,8 +11,11 @@ import re
 
 from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHead
 
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-"""RFC 9110 §5.6.2 token (method names, header names)."""
+_ABSOLUTE_FORM = re.compile(rb"https?://[^/?#@\s]+", re.IGNORECASE)
+"""RFC 9112 §3.2.2 absolute-form with the non-empty host RFC 9110 §4.2.1 demands."""
+
+_HOST_VALUE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?\Z")
+"""RFC 9112 §3.2 / RFC 3986: uri-host [ ":" port ]."""
 
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
@@ -39,7 +42,7 @@ def check_head(
         raise ProtocolError(405, "CONNECT is not supported")
     if len(target) > limits.max_uri_length:
         raise ProtocolError(414, "request-target too long")
-    if not target or (target[0] != 0x2F and target != b"*" and not target.startswith(b"http")):
+    if not target or (target[0] != 0x2F and target != b"*" and not _ABSOLUTE_FORM.match(target)):
         raise ProtocolError(400, "invalid request-target")
     if len(headers) > limits.max_headers:
         raise ProtocolError(431, "too many header fields")
@@ -53,6 +56,8 @@ def check_head(
     for name, value in headers:
         if name == b"host":
             host_count += 1
+            if not _HOST_VALUE.match(value):
+                raise ProtocolError(400, "invalid Host header")
         elif name == b"content-length":
             if content_length is not None or not value.isdigit():
                 raise ProtocolError(400, "invalid or repeated Content-Length")
@@ -88,8 +93,12 @@ def check_head(
 
     tokens = {t.strip() for t in connection.split(b",")} if connection else set()
     keep_alive = b"close" not in tokens if http_version == "1.1" else b"keep-alive" in tokens
-    if upgrade is not None and b"upgrade" not in tokens:
-        upgrade = None
+    if not upgrade or b"upgrade" not in tokens or http_version == "1.0":
+        upgrade = None  # RFC 9110 §7.8: a HTTP/1.0 Upgrade is ignored
+    elif chunked or content_length:
+        # llhttp hands everything after an Upgrade head to the new protocol, body included;
+        # answering it as plain HTTP would parse that body as requests (smuggling).
+        raise ProtocolError(400, "Upgrade with a request body is not supported")
     return RequestHead(
         method,
         target,

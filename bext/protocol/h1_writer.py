@@ -39,6 +39,9 @@ def response_head(
 ) -> bytes:
     """Serialise a response head.
 
+    Header values must not contain CR or LF; every caller passes values that came through
+    a parser or the config validator, both of which refuse them.
+
     ``preamble`` carries the per-connection constant fields (``Date``, ``Server``) already
     serialised. ``content_length`` None means the body length is unknown: chunked for a
     HTTP/1.1 client, close-delimited for HTTP/1.0.
@@ -46,10 +49,15 @@ def response_head(
     parts = [status_line(status), preamble]
     for name, value in headers:
         parts.append(name + b": " + value + b"\r\n")
-    if content_length is not None:
+    if status < 200 or status == 204:
+        pass  # RFC 9110 §8.6: no Content-Length on 1xx and 204
+    elif content_length is not None:
         parts.append(b"Content-Length: %d\r\n" % content_length)
-    elif not http10 and status >= 200 and status not in (204, 304):
-        parts.append(_CHUNKED)
+    elif status != 304:
+        if http10:
+            keep_alive = False  # the body ends when the connection does
+        else:
+            parts.append(_CHUNKED)
     if not keep_alive:
         parts.append(_CLOSE)
     elif http10:

@@ -108,9 +108,17 @@ class ProxyHandler:
         idempotent = method in IDEMPOTENT
         replayable = request.body is EMPTY_BODY or spool is not None
         error: UpstreamError | None = None
-        for pool in self.group.candidates():
+        attempts = [(pool, False) for pool in self.group.candidates()]
+        while attempts:
+            pool, fresh = attempts.pop(0)
             try:
-                conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE)
+                conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE, fresh)
+                if conn.requests and not idempotent:
+                    # Let an EOF already waiting on this pooled connection be seen before
+                    # a request that must not be sent twice goes out on it.
+                    await asyncio.sleep(0)
+                    if conn.closed:
+                        conn = await pool.acquire(fresh=True)
             except UpstreamError as exc:
                 self._log(request, exc, "trying the next server")
                 self.group.mark_failed(pool)
@@ -136,6 +144,10 @@ class ProxyHandler:
                 conn.abort()
                 error = exc
                 if exc.no_response and idempotent and replayable:
+                    if exc.reused and not fresh:
+                        # A keep-alive connection the server had just closed: same server,
+                        # new connection.
+                        attempts.insert(0, (pool, True))
                     self._log(request, exc, "trying again")
                     continue
                 break

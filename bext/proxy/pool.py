@@ -24,11 +24,17 @@ class ConnectionPool:
         self._idle: deque[UpstreamConnection] = deque()
         self.label = server.url
 
-    async def acquire(self, max_idle_age: float = IDLE_TIMEOUT) -> UpstreamConnection:
-        """A pooled connection (newest first) or a new one. Raises UpstreamError."""
+    async def acquire(
+        self, max_idle_age: float = IDLE_TIMEOUT, fresh: bool = False
+    ) -> UpstreamConnection:
+        """A pooled connection (newest first) or a new one. Raises UpstreamError.
+
+        Pooled connections idle for longer than ``max_idle_age`` are closed, not used;
+        ``fresh`` skips the pool (a retry after a stale keep-alive connection).
+        """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        while self._idle:
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < max_idle_age:
                 return conn

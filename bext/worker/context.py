@@ -10,7 +10,7 @@ from bext import __version__
 from bext.http.date import date_line
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
-from bext.protocol.events import Event, ParserLimits
+from bext.protocol.events import Event, ParserLimits, ProtocolError
 
 
 class RequestHandler(Protocol):
@@ -33,6 +33,9 @@ class RequestParser(Protocol):
 
     @property
     def upgrade_pending(self) -> bool: ...
+
+    @property
+    def pending_error(self) -> ProtocolError | None: ...
 
     def take_upgrade_tail(self) -> bytes: ...
 

@@ -122,6 +122,10 @@ class H1Connection(asyncio.Protocol):
                 if receiving is not None:
                     self._receiving = None
                     receiving.body.end()
+        pending_error = self._parser.pending_error
+        if pending_error is not None:
+            self._fail_input(pending_error)
+            return
         if self._parser.in_head:
             if self._head_started is None:
                 self._head_started = now
@@ -436,7 +440,9 @@ class H1Connection(asyncio.Protocol):
             )
         self._current = None
         self._task = None
-        if not keep_alive:
+        if not keep_alive or self._parser.upgrade_pending:
+            # After an Upgrade request answered without switching, the bytes that follow
+            # belong to a protocol nobody speaks here.
             self._close()
         elif not self._driving:
             self._drive()  # an asynchronous response finished: answer what queued meanwhile
