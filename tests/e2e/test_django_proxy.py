@@ -22,7 +22,7 @@ from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
 sys.path.insert(0, str(DEMO))
-from shop.payload import payload_sha256  # noqa: E402
+from shop.payload import payload_sha256
 
 MiB = 1024 * 1024
 
@@ -56,7 +56,9 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
 def site(
-    request: pytest.FixtureRequest, app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    app_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, BextProcess]]:
     kind: str = request.param
     port = free_port()
@@ -104,8 +106,12 @@ def test_admin_login(site: tuple[str, BextProcess]) -> None:
         token = csrf_token(client.get("/admin/login/").text)
         r = client.post(
             "/admin/login/?next=/admin/",
-            data={"csrfmiddlewaretoken": token, "username": "admin", "password": "admin",
-                  "next": "/admin/"},  # fmt: skip
+            data={
+                "csrfmiddlewaretoken": token,
+                "username": "admin",
+                "password": "admin",
+                "next": "/admin/",
+            },
         )
         assert r.status_code == 302 and r.headers["location"] == "/admin/"
         assert "Site administration" in client.get("/admin/").text
@@ -193,9 +199,10 @@ def test_100mb_download_byte_identical_with_bounded_memory(site: tuple[str, Bext
         pytest.skip("one 100 MB run is enough; the uvicorn leg covers the other paths")
     size = 100 * MiB
     sha = hashlib.sha256()
-    with RssWatch(server.worker_pids()) as rss, httpx.stream(
-        "GET", server.base_url + "/download", params={"size": size}, timeout=120
-    ) as r:
+    with (
+        RssWatch(server.worker_pids()) as rss,
+        httpx.stream("GET", server.base_url + "/download", params={"size": size}, timeout=120) as r,
+    ):
         assert r.headers["content-length"] == str(size)
         for data in r.iter_bytes():
             sha.update(data)

@@ -48,10 +48,16 @@ class AppServer:
         if bind.startswith("unix:"):
             argv = [str(BIN / "gunicorn"), "--bind", bind, "--workers", str(workers),
                     "demosite.wsgi"]  # fmt: skip
-        self.log = open(DEMO.parent / ".pytest_cache" / f"app-{os.getpid()}-{time.time_ns()}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv, cwd=DEMO, env=env, stdout=self.log, stderr=self.log, start_new_session=True
-        )
+        log_dir = DEMO.parent / ".pytest_cache"
+        log_dir.mkdir(exist_ok=True)
+        self.log_path = log_dir / f"{kind}-{os.getpid()}-{time.time_ns()}.log"
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self.proc = subprocess.Popen(
+                argv, cwd=DEMO, env=env, stdout=log_fd, stderr=log_fd, start_new_session=True
+            )
+        finally:
+            os.close(log_fd)
 
     def wait_ready(self, url: str, transport: httpx.HTTPTransport | None = None) -> None:
         deadline = time.monotonic() + 30
@@ -75,4 +81,3 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self.log.close()

@@ -1,0 +1,1000 @@
+"""Benchmark bext against nginx on the same machine, in the same run, and report ratios.
+
+Usage::
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 64] [--threads 2]
+                                  [--rounds 2] [--scenario NAME ...] [--json OUT]
+
+It writes an nginx and a bext configuration for the selected scenarios (see
+:mod:`scenarios`) into a temporary directory, starts one nginx and one bext (same number of
+worker processes, 127.0.0.1 only), checks every scenario answers the same status and body
+length on both, then loads each scenario with ``wrk --latency``: nginx, bext, nginx, bext,
+... for ``--rounds`` rounds, and keeps the best round (highest requests/s) of each server.
+It prints a table and a markdown snippet for bench/RESULTS.md.
+
+Every process started here is stopped on the way out, whatever the way out is (normal
+end, error, Ctrl-C, SIGTERM): try/finally plus atexit. Every wrk run is bounded by ``-d``
+and also guarded by a subprocess timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from pyspy_summary import summarise_file
+from scenarios import Scenario, iter_selected
+
+REPO = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT = 15.0
+START_TIMEOUT = 30.0
+WRK_GRACE = 30.0
+"""Seconds a wrk run may take beyond its -d before it is killed."""
+SERVERS = ("nginx", "bext")
+
+
+class BenchError(Exception):
+    """Something is wrong with the setup: reported without a traceback, exit status 1."""
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Managed:
+    name: str
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    stop_signal: int = signal.SIGTERM
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Processes:
+    """The servers (and anything else long-lived) this run started; stop() is idempotent."""
+
+    def __init__(self) -> None:
+        self._managed: list[Managed] = []
+
+    def start(
+        self, name: str, argv: Sequence[str], logdir: Path, stop_signal: int = signal.SIGTERM
+    ) -> Managed:
+        stdout = (logdir / f"{name}.stdout").open("wb")
+        stderr_path = logdir / f"{name}.stderr"
+        stderr = stderr_path.open("wb")
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,  # own process group: killpg reaches its workers
+                cwd=logdir,
+            )
+        finally:
+            stdout.close()
+            stderr.close()
+        managed = Managed(name, proc, stderr_path, stop_signal)
+        self._managed.append(managed)
+        return managed
+
+    def stop(self) -> None:
+        while self._managed:
+            _stop_one(self._managed.pop())
+
+
+def _stop_one(managed: Managed) -> None:
+    proc = managed.proc
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(managed.stop_signal)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log(f"bench: {managed.name} did not stop in {STOP_TIMEOUT:.0f}s, killing")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+    # The leader is gone; anything left in its group (an orphaned worker) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, 0)
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime+stime of the live processes in process group ``pgid`` (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def fill(text: str, values: Mapping[str, str], what: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise BenchError(f"{what}: unknown placeholder {{{{{key}}}}}")
+        return values[key]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A scenario with its placeholders filled in."""
+
+    scenario: Scenario
+    path: str
+    nginx_server: str
+    nginx_http: str
+    bext_routes: str
+    lua_path: Path | None
+
+
+def prepare(scenario: Scenario, workdir: Path, stack: ExitStack) -> Prepared:
+    root = workdir / "scenarios" / scenario.name
+    root.mkdir(parents=True)
+    for relative, content in scenario.files.items():
+        target = root / relative
+        if not target.resolve().is_relative_to(root.resolve()):
+            raise BenchError(f"{scenario.name}: file {relative!r} escapes the scenario root")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    values: dict[str, str] = {"root": str(root)}
+    for fixture in scenario.fixtures:
+        values.update(stack.enter_context(fixture(root)))
+    lua_path = None
+    if scenario.lua_script is not None:
+        lua_path = root / "wrk.lua"
+        lua_path.write_text(fill(scenario.lua_script, values, f"{scenario.name} lua_script"))
+    return Prepared(
+        scenario=scenario,
+        path=fill(scenario.path, values, f"{scenario.name} path"),
+        nginx_server=fill(scenario.nginx_server, values, f"{scenario.name} nginx_server"),
+        nginx_http=fill(scenario.nginx_http, values, f"{scenario.name} nginx_http"),
+        bext_routes=fill(scenario.bext_routes, values, f"{scenario.name} bext_routes"),
+        lua_path=lua_path,
+    )
+
+
+def _indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line if line.strip() else line for line in text.splitlines())
+
+
+def nginx_config(
+    workdir: Path, port: int, workers: int, scenarios: list[Prepared], nginx_v: str
+) -> str:
+    temp = workdir / "nginx-temp"
+    temp_paths = ["client_body", "proxy", "fastcgi"]
+    # nginx-light builds may leave modules out; their *_temp_path directives then do not exist.
+    temp_paths += [m for m in ("uwsgi", "scgi") if f"--without-http_{m}_module" not in nginx_v]
+    temp_lines = "\n".join(f"    {name}_temp_path {temp / name};" for name in temp_paths)
+    http_extra = "\n".join(_indent(p.nginx_http, 4) for p in scenarios if p.nginx_http.strip())
+    locations = "\n".join(
+        f"        # scenario {p.scenario.name}\n{_indent(p.nginx_server, 8)}" for p in scenarios
+    )
+    return f"""\
+# generated by bench/run.py
+worker_processes {workers};
+pid {workdir / "nginx.pid"};
+error_log {workdir / "nginx-error.log"} warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+{temp_lines}
+{http_extra}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+{locations}
+    }}
+}}
+"""
+
+
+def bext_config(workers: int, scenarios: list[Prepared]) -> str:
+    routes = "\n".join(
+        f"# scenario {p.scenario.name}\n{p.bext_routes.strip()}\n" for p in scenarios
+    )
+    return f"""\
+# generated by bench/run.py
+[server]
+port = 0
+host = "127.0.0.1"
+workers = {workers}
+max_keepalive_requests = 1000000
+
+[log]
+access = "off"
+
+{routes}"""
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    base_url: str
+    process: Managed
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.process.pid)
+
+
+def _fail_start(managed: Managed, why: str) -> BenchError:
+    return BenchError(f"{managed.name} {why}; its stderr ends with:\n{managed.stderr_tail()}")
+
+
+def start_nginx(
+    procs: Processes,
+    nginx: str,
+    workdir: Path,
+    workers: int,
+    scenarios: list[Prepared],
+    nginx_v: str,
+) -> Server:
+    port = free_port()
+    (workdir / "nginx-temp").mkdir()
+    conf = workdir / "nginx.conf"
+    conf.write_text(nginx_config(workdir, port, workers, scenarios, nginx_v))
+    argv = [nginx, "-p", str(workdir), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
+    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise BenchError(f"nginx rejects the generated {conf}:\n{check.stderr.strip()}")
+    managed = procs.start("nginx", [*argv, "-g", "daemon off;"], workdir)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if managed.proc.poll() is not None:
+            raise _fail_start(managed, f"exited with status {managed.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                pass
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if len(children_of(managed.pid)) >= workers:
+            return Server("nginx", f"http://127.0.0.1:{port}", managed)
+        time.sleep(0.05)
+    raise _fail_start(managed, f"did not start within {START_TIMEOUT:.0f}s")
+
+
+_READY = re.compile(r"ready: (\d+) workers serving (\S+)")
+
+
+def start_bext(
+    procs: Processes, bext: str, workdir: Path, workers: int, scenarios: list[Prepared]
+) -> Server:
+    conf = workdir / "bext.toml"
+    conf.write_text(bext_config(workers, scenarios))
+    managed = procs.start("bext", [bext, "run", "-c", str(conf)], workdir)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = _READY.search(managed.stderr_path.read_text(errors="replace"))
+        if match is not None:
+            url = match.group(2).rstrip("/")
+            if not url.startswith("http://127.0.0.1:"):
+                raise BenchError(f"bext serves {url}, expected http://127.0.0.1:PORT")
+            return Server("bext", url, managed)
+        if managed.proc.poll() is not None:
+            raise _fail_start(managed, f"exited with status {managed.proc.returncode}")
+        time.sleep(0.05)
+    raise _fail_start(managed, f"did not report ready within {START_TIMEOUT:.0f}s")
+
+
+# -- verification -----------------------------------------------------------------------------
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+
+@dataclass(frozen=True)
+class Probe:
+    status: int
+    body_length: int
+    head_length: int
+    """Bytes of status line and header fields as received, a fairness check."""
+
+
+def probe(url: str, headers: Mapping[str, str]) -> Probe:
+    request = urllib.request.Request(url, headers=dict(headers))
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            status, body, msg = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, body, msg = exc.code, exc.read(), exc.headers
+    except OSError as exc:
+        raise BenchError(f"GET {url} failed: {exc}") from exc
+    head = len(f"HTTP/1.1 {status} XX\r\n") + len(msg.as_bytes())
+    return Probe(status, len(body), head)
+
+
+def verify(prepared: Prepared, servers: Sequence[Server]) -> dict[str, Probe]:
+    scenario = prepared.scenario
+    probes = {s.name: probe(s.base_url + prepared.path, scenario.request_headers) for s in servers}
+    problems = []
+    for name, result in probes.items():
+        if result.status != scenario.expected_status:
+            problems.append(f"{name} answered {result.status}, expected {scenario.expected_status}")
+        expected = scenario.expected_body_length
+        if expected is not None and result.body_length != expected:
+            problems.append(f"{name} sent a {result.body_length}-byte body, expected {expected}")
+    lengths = {result.body_length for result in probes.values()}
+    if len(lengths) > 1:
+        problems.append(
+            "body lengths differ: "
+            + ", ".join(f"{name} {r.body_length}" for name, r in probes.items())
+        )
+    if problems:
+        raise BenchError(f"scenario {scenario.name} fails verification: " + "; ".join(problems))
+    return probes
+
+
+# -- wrk --------------------------------------------------------------------------------------
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_P99 = re.compile(r"^\s*99(?:\.000)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+_P50 = re.compile(r"^\s*50(?:\.000)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", re.M)
+_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+@dataclass
+class WrkResult:
+    server: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    socket_errors: int
+    non_2xx: int
+    server_cpu: float
+    """Server processes' CPU time / wall time of the run, in cores."""
+    wrk_cpu: float
+    machine_idle: float
+    """Share of all CPUs idle during the run: well above 0 means the load did not saturate."""
+    machine_steal: float
+    others_cpu: float
+    """CPU used by everything else on the machine (other tenants, this runner), in cores.
+    Approximate: user+system time of the machine minus the server's and wrk's."""
+    output: str = field(repr=False)
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU (user+system) per response in microseconds: robust to CPU stolen by
+        other tenants, though not to cache effects."""
+        return 1e6 * self.server_cpu / self.rps if self.rps else float("inf")
+
+    @property
+    def clean(self) -> bool:
+        return self.socket_errors == 0 and self.non_2xx == 0
+
+
+def _latency_ms(pattern: re.Pattern[str], text: str, what: str) -> float:
+    match = pattern.search(text)
+    if match is None:
+        raise BenchError(f"no {what} line in wrk output:\n{text}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(text: str) -> tuple[float, float, float, int, int, int]:
+    """(rps, p50 ms, p99 ms, requests, socket errors, non-2xx/3xx) from ``wrk --latency``."""
+    rps = _RPS.search(text)
+    total = _TOTAL.search(text)
+    if rps is None or total is None:
+        raise BenchError(f"cannot parse wrk output:\n{text}")
+    errors = _SOCKET_ERRORS.search(text)
+    non_2xx = _NON_2XX.search(text)
+    return (
+        float(rps.group(1)),
+        _latency_ms(_P50, text, "50%"),
+        _latency_ms(_P99, text, "99%"),
+        int(total.group(1)),
+        sum(int(n) for n in errors.groups()) if errors else 0,
+        int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+@dataclass(frozen=True)
+class Load:
+    wrk: str
+    threads: int
+    connections: int
+    duration: int
+
+    def argv(self, url: str, prepared: Prepared, duration: int | None = None) -> list[str]:
+        argv = [
+            self.wrk,
+            "--latency",
+            "-t",
+            str(self.threads),
+            "-c",
+            str(self.connections),
+            "-d",
+            f"{duration or self.duration}s",
+        ]
+        for name, value in prepared.scenario.request_headers.items():
+            argv += ["-H", f"{name}: {value}"]
+        argv += prepared.scenario.wrk_args
+        if prepared.lua_path is not None:
+            argv += ["-s", str(prepared.lua_path)]
+        return [*argv, url]
+
+
+def machine_cpu() -> tuple[int, int, int, int]:
+    """Jiffies over all CPUs since boot from /proc/stat: (total, idle incl. iowait, steal,
+    user+nice+system, the part that per-process accounting sees)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return sum(values[:8]), values[3] + values[4], values[7], sum(values[:3])
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(argv: list[str], duration: int) -> str:
+    """wrk's output; wrk is killed if it overruns ``duration`` by WRK_GRACE seconds."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=duration + WRK_GRACE, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"wrk overran its {duration}s run by {WRK_GRACE:.0f}s: killed") from exc
+    if done.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def measure(
+    server: Server, prepared: Prepared, load: Load, round_no: int, duration: int | None = None
+) -> WrkResult:
+    seconds = duration or load.duration
+    argv = load.argv(server.base_url + prepared.path, prepared, seconds)
+    cpu0, wrk0, t0 = server.cpu_seconds(), _children_cpu(), time.monotonic()
+    machine0 = machine_cpu()
+    output = run_wrk(argv, seconds)
+    wall = time.monotonic() - t0
+    cpu1, wrk1, machine1 = server.cpu_seconds(), _children_cpu(), machine_cpu()
+    total, idle, steal, tasks = (b - a for b, a in zip(machine1, machine0, strict=True))
+    server_cpu, wrk_cpu = (cpu1 - cpu0) / wall, (wrk1 - wrk0) / wall
+    others = tasks / os.sysconf("SC_CLK_TCK") / wall - server_cpu - wrk_cpu
+    rps, p50, p99, requests, errors, non_2xx = parse_wrk(output)
+    return WrkResult(
+        server=server.name,
+        round=round_no,
+        rps=rps,
+        p50_ms=p50,
+        p99_ms=p99,
+        requests=requests,
+        socket_errors=errors,
+        non_2xx=non_2xx,
+        server_cpu=server_cpu,
+        wrk_cpu=wrk_cpu,
+        others_cpu=max(0.0, others),
+        machine_idle=idle / total if total else 0.0,
+        machine_steal=steal / total if total else 0.0,
+        output=output,
+    )
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+
+def profile_bext(
+    bext: Server, prepared: Prepared, load: Load, py_spy: str, outdir: Path, native: bool
+) -> dict[str, object]:
+    """Load bext as in a measured round while py-spy samples its first worker."""
+    workers = children_of(bext.process.pid)
+    if not workers:
+        raise BenchError("bext has no worker processes to profile")
+    seconds = max(3, min(5, load.duration - 2))
+    rate = 50 if native else 100
+    outdir.mkdir(parents=True, exist_ok=True)
+    suffix = "-native" if native else ""
+    out = outdir / f"{prepared.scenario.name}-worker{suffix}.txt"
+    spy_argv = [
+        py_spy,
+        "record",
+        "-d",
+        str(seconds),
+        "-r",
+        str(rate),
+        "-p",
+        str(workers[0]),
+        "-o",
+        str(out),
+        "--format",
+        "raw",
+    ]
+    if native:
+        spy_argv.append("--native")
+    wrk_seconds = seconds + 3
+    wrk = subprocess.Popen(
+        load.argv(bext.base_url + prepared.path, prepared, wrk_seconds),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)
+        spy = subprocess.run(
+            spy_argv, capture_output=True, text=True, timeout=seconds + WRK_GRACE, check=False
+        )
+    finally:
+        try:
+            wrk.wait(wrk_seconds + WRK_GRACE)
+        except subprocess.TimeoutExpired:
+            wrk.kill()
+            wrk.wait()
+    if spy.returncode != 0 or not out.exists():
+        raise BenchError(f"py-spy failed ({spy.returncode}):\n{spy.stderr.strip()}")
+    summary = summarise_file(out)
+    # Without --native py-spy drops samples of an idle thread, so samples / (rate x seconds)
+    # estimates how busy the worker was; with --native idle samples (epoll) are recorded.
+    idle = sum(n for name, n in summary.categories if name.startswith("event loop idle"))
+    busy = 100.0 * (summary.total - idle) / (rate * seconds)
+    print(
+        f"\n== profile of bext worker {workers[0]}, {prepared.scenario.name}, "
+        f"{seconds}s at {rate} Hz ({out}); busy ~{busy:.0f}% of wall time =="
+    )
+    print(summary.render(12))
+    return {
+        "file": str(out),
+        "worker_pid": workers[0],
+        "seconds": seconds,
+        "rate": rate,
+        "native": native,
+        "busy_percent": round(busy, 1),
+        **summary.as_dict(15),
+    }
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    description: str
+    probes: dict[str, Probe]
+    rounds: list[WrkResult]
+
+    def best(self, server: str) -> WrkResult:
+        return max((r for r in self.rounds if r.server == server), key=lambda r: r.rps)
+
+    @property
+    def rps_ratio(self) -> float:
+        return self.best("bext").rps / self.best("nginx").rps
+
+    @property
+    def p99_ratio(self) -> float:
+        nginx = self.best("nginx").p99_ms
+        return self.best("bext").p99_ms / nginx if nginx > 0 else float("inf")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+TABLE_HEAD = (
+    "| scenario | nginx req/s | bext req/s | **bext/nginx** | nginx p99 | bext p99 "
+    "| p99 bext/nginx | CPU µs/req nginx / bext | other load nginx / bext |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def table_row(result: ScenarioResult) -> str:
+    nginx, bext = result.best("nginx"), result.best("bext")
+    flags = "" if nginx.clean and bext.clean else " ⚠ errors"
+    return (
+        f"| {result.name}{flags} | {nginx.rps:,.0f} | {bext.rps:,.0f} "
+        f"| **{result.rps_ratio:.2f}** | {_ms(nginx.p99_ms)} | {_ms(bext.p99_ms)} "
+        f"| {result.p99_ratio:.2f} "
+        f"| {nginx.cpu_us_per_request:.1f} / {bext.cpu_us_per_request:.1f} "
+        f"| {nginx.others_cpu:.2f} / {bext.others_cpu:.2f} |"
+    )
+
+
+def rounds_table(result: ScenarioResult) -> str:
+    lines = [
+        f"{result.name}: every round",
+        f"  {'round':>5} {'server':<6} {'req/s':>10} {'p50':>10} {'p99':>10} "
+        f"{'srv CPU':>8} {'µs/req':>7} {'wrk CPU':>8} {'others':>6} {'idle':>5} {'steal':>5}"
+        "  errors",
+    ]
+    for r in result.rounds:
+        lines.append(
+            f"  {r.round:>5} {r.server:<6} {r.rps:>10,.0f} {_ms(r.p50_ms):>10} "
+            f"{_ms(r.p99_ms):>10} {r.server_cpu:>8.2f} {r.cpu_us_per_request:>7.1f} "
+            f"{r.wrk_cpu:>8.2f} "
+            f"{r.others_cpu:>6.2f} {r.machine_idle:>5.0%} {r.machine_steal:>5.0%}  "
+            f"{r.socket_errors} socket, {r.non_2xx} non-2xx"
+        )
+    return "\n".join(lines)
+
+
+def version_of(argv: list[str], pattern: str) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match.group(1) if match else "unknown"
+
+
+def environment(nginx: str, wrk: str, bext: str) -> dict[str, str]:
+    python = Path(bext).with_name("python")
+    libs = "unknown"
+    if python.exists():
+        script = (
+            "import importlib.metadata as m, platform\n"
+            "print(platform.python_version(), m.version('uvloop'), m.version('httptools'))"
+        )
+        done = subprocess.run(
+            [str(python), "-c", script], capture_output=True, text=True, timeout=30, check=False
+        )
+        if done.returncode == 0:
+            py, uvloop, httptools = done.stdout.split()
+            libs = f"Python {py}, uvloop {uvloop}, httptools {httptools}"
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "cpus_usable": str(len(os.sched_getaffinity(0))),
+        "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "nginx": version_of([nginx, "-v"], r"nginx/(\S+)"),
+        "wrk": version_of([wrk, "-v"], r"wrk (\S+)"),
+        "bext": version_of([bext, "--version"], r"bext (\S+)"),
+        "bext_git": version_of(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], r"(\S+)"
+        ),
+        "bext_runtime": libs,
+    }
+
+
+def command_line(argv: list[str]) -> str:
+    def rel(path: str) -> str:
+        with contextlib.suppress(ValueError):
+            return str(Path(path).resolve().relative_to(Path.cwd()))
+        return path
+
+    python = sys.executable
+    with contextlib.suppress(ValueError):
+        python = str(Path(python).relative_to(Path.cwd()))  # keep .venv/bin/python, no symlinks
+    return shlex.join([python, rel(argv[0]), *argv[1:]])
+
+
+def markdown(
+    results: list[ScenarioResult],
+    env: Mapping[str, str],
+    command: str,
+    load: Load,
+    rounds: int,
+    workers: int,
+) -> str:
+    rows = "\n".join(table_row(r) for r in results)
+    descriptions = "\n".join(f"- `{r.name}`: {r.description}" for r in results)
+    return f"""\
+### {env["date"]}: {load.connections} connections, {load.threads} wrk threads, \
+{load.duration} s x {rounds} rounds
+
+`{command}`
+
+Machine: nproc {env["nproc"]} ({env["cpus_usable"]} usable), {env["kernel"]}, \
+load average at start {env["loadavg_at_start"]}; nginx and bext {workers} workers each.
+Versions: nginx {env["nginx"]}, wrk {env["wrk"]}, bext {env["bext"]} at {env["bext_git"]} \
+({env["bext_runtime"]}).
+
+{TABLE_HEAD}
+{rows}
+
+Best of {rounds} alternating rounds per server (nginx, bext, nginx, bext, ...). Ratios above 1
+mean bext has more requests/s, or a longer p99 latency, than nginx. "CPU µs/req" is the
+server processes' user+system CPU time (softirq excluded) per response in the best round;
+"other load" is the CPU, in cores, that everything but the server and wrk used meanwhile
+(other tenants of the machine): a round it hits is skewed.
+
+{descriptions}
+"""
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def _tool(given: str | None, *candidates: str) -> str:
+    for candidate in [given] if given else list(candidates):
+        found = shutil.which(candidate) if "/" not in candidate else candidate
+        if found and os.access(found, os.X_OK):
+            return found
+    raise BenchError(f"cannot find {given or candidates[-1]} (see bench/README.md)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark bext against nginx (same machine, same run) with wrk."
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t")
+    parser.add_argument("--rounds", type=int, default=2, help="measured runs per server")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="seconds of unmeasured load per server and scenario (0: none)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker processes for nginx and for bext (default 2)"
+    )
+    parser.add_argument(
+        "--scenario",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="scenarios to run (default: all)",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write all results as JSON")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after measuring, py-spy one bext worker under load per scenario",
+    )
+    parser.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: also record C frames (py-spy --native)",
+    )
+    parser.add_argument("--nginx", help="nginx binary (default: nginx on PATH or /usr/sbin)")
+    parser.add_argument("--wrk", help="wrk binary (default: on PATH)")
+    parser.add_argument("--bext", help="bext binary (default: .venv/bin/bext, then PATH)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    for name in ("duration", "connections", "threads", "rounds", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads (wrk needs one per thread)")
+    return args
+
+
+def measure_scenario(
+    item: Prepared, servers: Sequence[Server], load: Load, rounds: int, warmup: int
+) -> ScenarioResult:
+    """Verify, warm up, then alternate the servers for ``rounds`` measured wrk runs."""
+    probes = verify(item, servers)
+    log(
+        f"\n== {item.scenario.name}: verified "
+        + ", ".join(
+            f"{n} {p.status}, {p.body_length} B body + {p.head_length} B head"
+            for n, p in probes.items()
+        )
+    )
+    if warmup:
+        for server in servers:
+            measure(server, item, load, 0, warmup)
+    results: list[WrkResult] = []
+    for round_no in range(1, rounds + 1):
+        for server in servers:
+            result = measure(server, item, load, round_no)
+            results.append(result)
+            log(
+                f"   round {round_no} {server.name:<5} {result.rps:>10,.0f} req/s"
+                f"  p99 {_ms(result.p99_ms)}"
+            )
+            if not result.clean:
+                log(
+                    f"   WARNING: {result.socket_errors} socket errors, "
+                    f"{result.non_2xx} non-2xx/3xx responses"
+                )
+    return ScenarioResult(item.scenario.name, item.scenario.description, probes, results)
+
+
+def json_document(
+    args: argparse.Namespace,
+    command: str,
+    env: Mapping[str, str],
+    results: list[ScenarioResult],
+    profiles: Mapping[str, object],
+    snippet: str,
+) -> dict[str, object]:
+    return {
+        "command": command,
+        "environment": dict(env),
+        "settings": {
+            name: getattr(args, name)
+            for name in ("duration", "connections", "threads", "rounds", "warmup", "workers")
+        },
+        "scenarios": [
+            {
+                "name": r.name,
+                "description": r.description,
+                "probes": {n: asdict(p) for n, p in r.probes.items()},
+                "rounds": [
+                    {
+                        **{k: v for k, v in asdict(w).items() if k != "output"},
+                        "cpu_us_per_request": w.cpu_us_per_request,
+                    }
+                    for w in r.rounds
+                ],
+                "best": {s: r.best(s).round for s in SERVERS},
+                "rps_ratio": r.rps_ratio,
+                "p99_ratio": r.p99_ratio,
+            }
+            for r in results
+        ],
+        "profiles": dict(profiles),
+        "markdown": snippet,
+    }
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    nginx = _tool(args.nginx, "/usr/sbin/nginx", "nginx")
+    wrk = _tool(args.wrk, "wrk")
+    bext = _tool(args.bext, str(REPO / ".venv" / "bin" / "bext"), "bext")
+    py_spy = None
+    if args.profile:
+        py_spy = _tool(None, str(Path(bext).with_name("py-spy")), "py-spy")
+    try:
+        selected = list(iter_selected(args.scenario))
+    except KeyError as exc:
+        raise BenchError(str(exc.args[0])) from None
+    env = environment(nginx, wrk, bext)
+    nginx_v = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=10).stderr
+    load = Load(wrk, args.threads, args.connections, args.duration)
+
+    procs = Processes()
+    atexit.register(procs.stop)
+    workdir = Path(tempfile.mkdtemp(prefix="bext-bench-"))
+    workdir.chmod(0o755)  # nginx workers may run as another user when started by root
+    results: list[ScenarioResult] = []
+    profiles: dict[str, object] = {}
+    try:
+        with ExitStack() as stack:
+            stack.callback(procs.stop)  # servers stop before fixtures (backends) go away
+            prepared = [prepare(s, workdir, stack) for s in selected]
+            nginx_server = start_nginx(procs, nginx, workdir, args.workers, prepared, nginx_v)
+            bext_server = start_bext(procs, bext, workdir, args.workers, prepared)
+            log(
+                f"nginx {nginx_server.base_url} (pid {nginx_server.process.pid}), "
+                f"bext {bext_server.base_url} (pid {bext_server.process.pid}); "
+                f"work dir {workdir}"
+            )
+            for item in prepared:
+                results.append(
+                    measure_scenario(
+                        item, (nginx_server, bext_server), load, args.rounds, args.warmup
+                    )
+                )
+            if py_spy is not None:
+                for item in prepared:
+                    for native in (False, True) if args.profile_native else (False,):
+                        key = item.scenario.name + (" (native)" if native else "")
+                        profiles[key] = profile_bext(
+                            bext_server, item, load, py_spy, args.profile, native
+                        )
+    finally:
+        procs.stop()
+        if args.keep:
+            log(f"bench: kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    command = command_line(argv)
+    print()
+    for scenario_result in results:
+        print(rounds_table(scenario_result))
+        print()
+    print(TABLE_HEAD)
+    for scenario_result in results:
+        print(table_row(scenario_result))
+    print("\n---- markdown for bench/RESULTS.md ----\n")
+    snippet = markdown(results, env, command, load, args.rounds, args.workers)
+    print(snippet)
+    if args.json:
+        document = json_document(args, command, env, results, profiles, snippet)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    full_argv = sys.argv if argv is None else ["bench/run.py", *argv]
+    args = parse_args(full_argv[1:])
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+    signal.signal(signal.SIGHUP, _raise_on_signal)
+    try:
+        return run(args, full_argv)
+    except BenchError as exc:
+        log(f"bench: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Benchmark scenarios: what nginx and bext are each configured to serve, and what to ask.
+
+A scenario is pure data. The runner (:mod:`run`) merges the selected scenarios into one
+nginx ``server`` block and one bext configuration, starts both servers once, checks every
+scenario answers identically on both, then loads each one with wrk.
+
+Adding a scenario never touches the runner:
+
+* ``nginx_server`` is pasted inside the shared ``server { listen ...; }`` block and
+  ``nginx_http`` at ``http`` level (``upstream`` blocks, for instance).
+* ``bext_routes`` is TOML appended after the shared ``[server]`` and ``[log]`` tables
+  (``[[route_rules]]`` entries, upstream tables, ...).
+* ``files`` are written below the scenario's own directory before the servers start
+  (document roots for static-file scenarios).
+* ``fixtures`` are context managers entered before the servers start and left after they
+  stop: a proxy scenario starts its backend in one and yields its address.
+
+Placeholders ``{{name}}`` in ``nginx_server``, ``nginx_http``, ``bext_routes``, ``path`` and
+``lua_script`` are replaced before use: ``{{root}}`` is the scenario's directory (absolute
+path) and every key a fixture yields is available too. Any placeholder left unresolved is
+an error, so a typo fails loudly instead of producing a silently different config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Fixture = Callable[[Path], AbstractContextManager[Mapping[str, str]]]
+"""Given the scenario directory, a context manager yielding extra placeholder values."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    path: str
+    """Request path (and query) wrk and the verification request use; must be unique."""
+    nginx_server: str
+    bext_routes: str
+    nginx_http: str = ""
+    expected_status: int = 200
+    expected_body_length: int | None = None
+    """When set, both servers must return exactly this many body bytes."""
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent by the verification request and, as ``-H``, by wrk."""
+    wrk_args: tuple[str, ...] = ()
+    lua_script: str | None = None
+    """Contents of a wrk Lua script (``-s``), for scenarios needing custom requests."""
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    """Relative path -> content, written below ``{{root}}`` before the servers start."""
+    fixtures: tuple[Fixture, ...] = ()
+
+
+BROWSER_HEADERS: dict[str, str] = {
+    "User-Agent": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36"
+    ),
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-GB,en;q=0.9,fr;q=0.8",
+    "Referer": "http://127.0.0.1/index.html",
+    "Cookie": "session=6f1e3c2a9b7d4e5f8a0b1c2d3e4f5a6b; theme=dark; _ga=GA1.1.1234567.1700000000",
+    "Cache-Control": "no-cache",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+    "Sec-Fetch-Site": "same-origin",
+    "Upgrade-Insecure-Requests": "1",
+}
+"""Ten request header fields like a browser's (no Accept-Encoding: bodies stay comparable)."""
+
+
+def respond_scenario(
+    name: str,
+    path: str,
+    description: str,
+    size: int,
+    request_headers: Mapping[str, str] | None = None,
+) -> Scenario:
+    """A fixed ``size``-byte text/plain body: nginx ``return 200``, bext ``respond``."""
+    body = "x" * size
+    nginx = f'location = {path} {{\n    default_type text/plain;\n    return 200 "{body}";\n}}\n'
+    bext = (
+        f'[[route_rules]]\npattern = "{path}"\n'
+        f'respond = {{ status = 200, body = "{body}", content_type = "text/plain" }}\n'
+    )
+    return Scenario(
+        name=name,
+        description=description,
+        path=path,
+        nginx_server=nginx,
+        bext_routes=bext,
+        expected_status=200,
+        expected_body_length=size,
+        request_headers=dict(request_headers or {}),
+    )
+
+
+def _registry(*scenarios: Scenario) -> dict[str, Scenario]:
+    registry: dict[str, Scenario] = {}
+    paths: set[str] = set()
+    for scenario in scenarios:
+        if scenario.name in registry:
+            raise ValueError(f"duplicate scenario name {scenario.name!r}")
+        if scenario.path in paths:
+            raise ValueError(f"scenario {scenario.name!r} reuses path {scenario.path!r}")
+        registry[scenario.name] = scenario
+        paths.add(scenario.path)
+    return registry
+
+
+SCENARIOS: dict[str, Scenario] = _registry(
+    respond_scenario(
+        "respond-1k",
+        "/bench",
+        "fixed 1 KiB text/plain response from config; wrk's minimal request (Host only)",
+        1024,
+    ),
+    respond_scenario(
+        "respond-1k-headers",
+        "/bench-headers",
+        "as respond-1k, but every request carries 10 more browser-like header fields",
+        1024,
+        request_headers=BROWSER_HEADERS,
+    ),
+)
+"""Every known scenario by name, in the order the runner measures them by default."""
+
+
+def iter_selected(names: list[str] | None) -> Iterator[Scenario]:
+    """The scenarios named (in registry order), or all of them; unknown names raise."""
+    if not names:
+        yield from SCENARIOS.values()
+        return
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        known = ", ".join(SCENARIOS)
+        raise KeyError(f"unknown scenario(s) {', '.join(unknown)}; known: {known}")
+    for name, scenario in SCENARIOS.items():
+        if name in names:
+            yield scenario
