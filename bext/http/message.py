@@ -47,6 +47,7 @@ class Request:
         server_port: int,
         body: RequestBody,
         start_time: float,
+        host: str | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -58,12 +59,7 @@ class Request:
         self.server_port = server_port
         self.body = body
         self.start_time = start_time
-        host = None
-        for name, value in headers:
-            if name == b"host":
-                host = value.decode("latin-1")
-                break
-        self.host: str | None = host
+        self.host = host  # the Host field as received (the parser found it already)
         # Set by the pipeline once the target is split and normalised.
         self.path = ""
         self.query = b""

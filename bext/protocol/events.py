@@ -21,6 +21,7 @@ class RequestHead:
         "content_length",
         "expect_continue",
         "headers",
+        "host",
         "http_version",
         "keep_alive",
         "method",
@@ -39,8 +40,10 @@ class RequestHead:
         chunked: bool,
         expect_continue: bool,
         upgrade: bytes | None,
+        host: str | None = None,
     ) -> None:
         self.method = method
+        self.host = host
         self.target = target
         self.http_version = http_version
         self.headers = headers

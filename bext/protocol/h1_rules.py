@@ -14,6 +14,11 @@ from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHe
 _ABSOLUTE_FORM = re.compile(rb"https?://[^/?#@\s]+", re.IGNORECASE)
 """RFC 9112 §3.2.2 absolute-form with the non-empty host RFC 9110 §4.2.1 demands."""
 
+_FRAMING_FIELDS = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
+)
+"""The fields that decide how a request is framed and routed; the rest pass untouched."""
+
 _HOST_VALUE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?\Z")
 """RFC 9112 §3.2 / RFC 3986: uri-host [ ":" port ]."""
 
@@ -48,14 +53,18 @@ def check_head(
         raise ProtocolError(431, "too many header fields")
 
     host_count = 0
+    host: bytes | None = None
     content_length: int | None = None
     te: bytes | None = None
     connection = b""
     expect_continue = False
     upgrade: bytes | None = None
     for name, value in headers:
+        if name not in _FRAMING_FIELDS:
+            continue  # most fields: one set lookup, no comparison chain
         if name == b"host":
             host_count += 1
+            host = value
             if not _HOST_VALUE.match(value):
                 raise ProtocolError(400, "invalid Host header")
         elif name == b"content-length":
@@ -72,7 +81,7 @@ def check_head(
             if value.lower() != b"100-continue":
                 raise ProtocolError(417, "unsupported expectation")
             expect_continue = http_version == "1.1"
-        elif name == b"upgrade":
+        else:
             upgrade = value
     if http_version == "1.1" and host_count != 1:
         raise ProtocolError(400, "a HTTP/1.1 request needs exactly one Host header")
@@ -109,4 +118,5 @@ def check_head(
         chunked,
         expect_continue,
         upgrade,
+        host.decode("latin-1") if host is not None else None,
     )

@@ -219,6 +219,7 @@ class H1Connection(asyncio.Protocol):
             self._server_port,
             body,
             now,
+            head.host,
         )
         if head.has_body:
             self._receiving = request
