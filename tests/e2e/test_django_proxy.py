@@ -265,3 +265,46 @@ def test_unix_socket_upstream(app_env: dict[str, str], start_bext: object, tmp_p
         assert httpx.get(server.base_url + "/whoami").json()["x_real_ip"] == "127.0.0.1"
     finally:
         app.stop()
+
+
+def test_slow_downloader_does_not_hold_the_single_sync_worker(
+    app_env: dict[str, str], start_bext: object
+) -> None:
+    """bext reads the response at full speed (spooling it) and frees Gunicorn at once."""
+    port = free_port()
+    app = AppServer("gunicorn", app_env, f"127.0.0.1:{port}", workers=1)
+    try:
+        app.wait_ready(f"http://127.0.0.1:{port}/health")
+        server = start_bext(bext_config(f"http://127.0.0.1:{port}"))  # type: ignore[operator]
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        slow.sendall(b"GET /download?size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (20 * MiB))
+        assert slow.recv(100).startswith(b"HTTP/1.1 200")  # reading, but very slowly
+        time.sleep(1.0)  # Gunicorn has long handed all 20 MiB to bext by now
+        started = time.monotonic()
+        assert httpx.get(server.base_url + "/health", timeout=10).status_code == 200
+        assert time.monotonic() - started < 1.0
+        slow.close()
+    finally:
+        app.stop()
+
+
+def test_request_buffering_off_streams_the_upload(start_bext: object) -> None:
+    from tests.support.fake_upstream import fake_upstream
+
+    with fake_upstream() as upstream:
+        text = bext_config(f"http://127.0.0.1:{upstream.port}").replace(
+            'pattern = "/**"\nproxy = "django"',
+            'pattern = "/**"\nproxy = "django"\nrequest_buffering = false',
+        )
+        server = start_bext(text)  # type: ignore[operator]
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabcde")
+        deadline = time.monotonic() + 5
+        while not upstream.heads_seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.heads_seen, "the upstream saw nothing while the body was incomplete"
+        client.sendall(b"fghij")
+        client.settimeout(5)
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+        client.close()

@@ -24,6 +24,8 @@ class FakeUpstream:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.requests: list[bytes] = []
+        self.heads_seen = 0
+        """Request heads received, counted before their bodies arrive."""
         self.connections = 0
         self._stop = False
         self._threads: list[threading.Thread] = []
@@ -61,6 +63,8 @@ class FakeUpstream:
                         return
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
+                with self._lock:
+                    self.heads_seen += 1
                 length = 0
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
