@@ -35,9 +35,11 @@ from bext.config.rules import read_rules
 from bext.config.schema import Config
 from bext.config.sections import (
     read_cache,
+    read_compression,
     read_framework,
     read_log,
     read_server,
+    read_static,
     read_upstreams,
     read_waf,
 )
@@ -65,6 +67,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     names = [upstream.name for upstream in upstreams]
     rules = read_rules(ctx, root, server.app_dir, names)
     cache = read_cache(ctx, root.get_table("cache"))
+    static = read_static(root.get_table("static"))
+    compression = read_compression(ctx, root.get_table("compression"))
     waf = read_waf(root.get_table("waf"))
     log = read_log(ctx, root.get_table("log"))
     root.finish("section")
@@ -85,6 +89,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
         upstreams=upstreams,
         route_rules=rules,
         cache=cache,
+        static=static,
+        compression=compression,
         waf=waf,
         log=log,
         warnings=tuple(ctx.warnings),

@@ -265,6 +265,50 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StaticConfig:
+    """`[static]`: how `render = "static"` rules serve files.
+
+    Content-addressed names (Django's `name.<12 hex>.ext`, bundlers' `name-<hash>.ext`) are
+    cached by browsers for a year (`immutable`); everything else gets `max_age` plus
+    validators, so an edited file shows on the next revalidation. A rule's `headers` win.
+    """
+
+    max_age: float = 0.0
+    memory_cache: int = 64 * MiB
+    max_cached_file: int = 256 * KiB
+
+
+COMPRESSIBLE_TYPES: tuple[str, ...] = (
+    "text/*",
+    "application/javascript",
+    "application/json",
+    "application/manifest+json",
+    "application/xml",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/wasm",
+    "image/svg+xml",
+    "font/ttf",
+    "font/otf",
+    "application/vnd.ms-fontobject",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionConfig:
+    """`[compression]`: on-the-fly brotli/gzip for static and proxied responses (nginx
+    `gzip on`). Files with a precompressed `.br`/`.gz` beside them use that instead."""
+
+    enabled: bool = True
+    min_size: int = 1024
+    types: tuple[str, ...] = COMPRESSIBLE_TYPES
+    brotli_quality: int = 4
+    gzip_level: int = 6
+    memory_cache: int = 32 * MiB
+
+
+@dataclass(frozen=True, slots=True)
 class WafConfig:
     """`[waf]`: the web application firewall. Validated for shape; the WAF arrives later."""
 
@@ -300,6 +344,8 @@ class Config:
     upstreams: tuple[UpstreamConfig, ...] = ()
     route_rules: tuple[RouteRule, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
+    static: StaticConfig = field(default_factory=StaticConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
     waf: WafConfig = field(default_factory=WafConfig)
     log: LogConfig = field(default_factory=LogConfig)
     warnings: tuple[str, ...] = ()

@@ -25,18 +25,21 @@ from bext.config.reader import (
 )
 from bext.config.schema import (
     ACCESS_FORMATS,
+    COMPRESSIBLE_TYPES,
     DEFAULT_HOSTS,
     FRAMEWORK_TYPES,
     HTTP1_ENGINES,
     LOG_LEVELS,
     WAF_MODES,
     CacheConfig,
+    CompressionConfig,
     FrameworkConfig,
     HealthConfig,
     KiB,
     LogConfig,
     MiB,
     ServerConfig,
+    StaticConfig,
     TLSCertificate,
     TLSConfig,
     UpstreamConfig,
@@ -47,15 +50,18 @@ from bext.config.units import format_duration, format_size, parse_duration
 
 __all__ = [
     "read_cache",
+    "read_compression",
     "read_framework",
     "read_log",
     "read_server",
+    "read_static",
     "read_upstreams",
     "read_waf",
 ]
 
 _UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _MAX_WORKERS = 1024
+_MEDIA_RANGE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/(\*|[A-Za-z0-9!#$&^_.+-]+)")
 
 
 def read_server(ctx: Context, t: Table) -> ServerConfig:
@@ -407,6 +413,45 @@ def read_cache(ctx: Context, t: Table) -> CacheConfig:
         max_memory=max_memory,
         max_object_size=max_object_size,
         default_ttl=default_ttl,
+    )
+
+
+def read_static(t: Table) -> StaticConfig:
+    """`[static]`: cache lifetimes and the small-file memory cache."""
+    max_age = t.get_duration("max_age", 0.0)
+    memory_cache = t.get_size("memory_cache", 64 * MiB)
+    max_cached_file = t.get_size("max_cached_file", 256 * KiB, hi=16 * MiB)
+    t.finish()
+    return StaticConfig(max_age=max_age, memory_cache=memory_cache, max_cached_file=max_cached_file)
+
+
+def read_compression(ctx: Context, t: Table) -> CompressionConfig:
+    """`[compression]`: on-the-fly brotli/gzip."""
+    enabled = t.get_bool("enabled", True)
+    min_size = t.get_size("min_size", 1024)
+    brotli_quality = t.get_int("brotli_quality", 4, lo=0, hi=11)
+    gzip_level = t.get_int("gzip_level", 6, lo=1, hi=9)
+    memory_cache = t.get_size("memory_cache", 32 * MiB)
+    types = COMPRESSIBLE_TYPES
+    raw = t.take("types")
+    if raw is not MISSING:
+        if not isinstance(raw, list) or not all(
+            isinstance(item, str) and _MEDIA_RANGE.fullmatch(item) for item in raw
+        ):
+            ctx.error(
+                t.sub("types"),
+                'expected a list of media types such as ["text/*", "application/json"]',
+            )
+        else:
+            types = tuple(item.lower() for item in raw)
+    t.finish()
+    return CompressionConfig(
+        enabled=enabled,
+        min_size=min_size,
+        types=types,
+        brotli_quality=brotli_quality,
+        gzip_level=gzip_level,
+        memory_cache=memory_cache,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from bext.http.body import RequestBody
+from bext.http.filebody import FileBody
 from bext.protocol.events import Headers
 
 if TYPE_CHECKING:
@@ -81,11 +82,13 @@ class Response:
     Header names are written as given on HTTP/1.1 and lowercased on HTTP/2 and HTTP/3.
     ``content_length`` states a stream's length when known, so HTTP/1.1 can avoid chunking.
     ``tunnel`` is set on a ``101`` response: the connection then becomes a byte pipe.
+    ``file`` is a byte range of an open file (static files): sent with ``sendfile`` where
+    the transport allows, the connection closes it when done.
     Responses built once at config load (``respond`` rules, error pages) are shared between
     requests: connections must treat a Response as read-only.
     """
 
-    __slots__ = ("body", "content_length", "headers", "status", "stream", "tunnel")
+    __slots__ = ("body", "content_length", "file", "headers", "status", "stream", "tunnel")
 
     def __init__(
         self,
@@ -95,13 +98,20 @@ class Response:
         stream: AsyncIterator[bytes] | None = None,
         content_length: int | None = None,
         tunnel: Tunnel | None = None,
+        file: FileBody | None = None,
     ) -> None:
         self.status = status
         self.tunnel = tunnel
+        self.file = file
         self.headers: Headers = headers if headers is not None else []
         self.body = body
         self.stream = stream
-        self.content_length = len(body) if stream is None else content_length
+        if file is not None:
+            self.content_length: int | None = file.count
+        elif stream is not None:
+            self.content_length = content_length
+        else:
+            self.content_length = len(body)
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"

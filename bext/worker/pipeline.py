@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+from bext.compress.filter import Compressor
 from bext.config import Config
 from bext.config.schema import RouteRule
 from bext.handlers import Handler
 from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
-from bext.handlers.unavailable import unavailable_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.proxy.balancer import UpstreamGroup
@@ -24,6 +24,7 @@ from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import Router
+from bext.static.handler import static_handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, Upstream
             extra_headers=headers,
         )
     else:
-        handler = unavailable_handler("static file serving")
+        handler = static_handler(rule, config, headers)
     return Route(rule.pattern, rule.host, rule.index, handler)
 
 
@@ -62,6 +63,7 @@ class Pipeline:
         self.router: Router[Route] = Router(
             [compile_route(rule, config, self.upstreams) for rule in config.route_rules]
         )
+        self.compressor = Compressor(config.compression) if config.compression.enabled else None
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         target = request.target
@@ -80,4 +82,16 @@ class Pipeline:
         route = self.router.match(request.host, request.path)
         if route is None:
             return error_response(404, request.header(b"accept"))
-        return route.handler(request)
+        result = route.handler(request)
+        compressor = self.compressor
+        if compressor is None:
+            return result
+        if type(result) is Response:
+            return compressor.apply(request, result)
+        return _compress_later(compressor, request, result)  # type: ignore[arg-type]
+
+
+async def _compress_later(
+    compressor: Compressor, request: Request, pending: Awaitable[Response]
+) -> Response:
+    return compressor.apply(request, await pending)

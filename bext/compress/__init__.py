@@ -1,0 +1,1 @@
+"""On-the-fly response compression (brotli, gzip): a phase after the handler."""

@@ -1,0 +1,1 @@
+"""Static and media files: ``render = "static"`` rules (STATIC_ROOT, MEDIA_ROOT)."""
