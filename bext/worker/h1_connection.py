@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Awaitable
 from typing import cast
@@ -270,6 +271,8 @@ class H1Connection(asyncio.Protocol):
         if type(result) is Response:
             if result.tunnel is not None:
                 self._switch_protocols(request, result)
+            elif result.file is not None:
+                self._task = self._loop.create_task(self._send_file(request, result))
             elif result.stream is None:
                 self._send_simple(request, result)
             else:
@@ -296,6 +299,8 @@ class H1Connection(asyncio.Protocol):
             return
         if response.tunnel is not None:
             self._switch_protocols(request, response)
+        elif response.file is not None:
+            await self._send_file(request, response)
         elif response.stream is None:
             self._send_simple(request, response)
         else:
@@ -384,6 +389,93 @@ class H1Connection(asyncio.Protocol):
         else:
             await _close_stream(stream)
         self._finish(request, response.status, sent, keep_alive)
+
+    async def _send_file(self, request: Request, response: Response) -> None:
+        """Send a file range with ``os.sendfile``: the bytes never enter Python.
+
+        uvloop has no ``loop.sendfile``, and refuses ``add_writer`` on a transport's own
+        descriptor, so: let the transport flush the head, then call ``sendfile`` on the
+        socket, and when the socket is full wait for writability on a ``dup`` of it.
+        """
+        file = response.file
+        transport = self._transport
+        assert file is not None
+        try:
+            if transport is None or self._closed:
+                return
+            with_body, keep_alive = self._framing(request, response)
+            self._response_started = True
+            transport.write(
+                response_head(response.status, response.headers, self._ctx.preamble(),
+                              file.count, keep_alive, request.http_version == "1.0")
+            )  # fmt: skip
+            sent = 0
+            if with_body and file.count:
+                sock = transport.get_extra_info("socket")
+                if sock is None:  # not a plain socket (TLS later): read and write chunks
+                    async for data in file.chunks():
+                        transport.write(data)
+                        sent += len(data)
+                        if self._write_paused:
+                            await self._drain()
+                else:
+                    sent = await self._sendfile(transport, sock.fileno(), file.fd, file.offset,
+                                                file.count)  # fmt: skip
+            self._finish(request, response.status, sent, keep_alive)
+        except (ConnectionError, OSError) as exc:
+            if not self._closed:
+                log.info("client %s: file transfer aborted: %s", self._client[0], exc)
+            self.abort()
+        finally:
+            file.close()
+
+    async def _sendfile(
+        self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
+    ) -> int:
+        transport.set_write_buffer_limits(0)  # pause_writing until the head is on the wire
+        try:
+            while transport.get_write_buffer_size():
+                if self._write_paused:
+                    await self._drain()
+                else:
+                    await asyncio.sleep(0)
+            watch_fd = -1
+            sent = 0
+            try:
+                while sent < count:
+                    try:
+                        n = os.sendfile(sock_fd, file_fd, offset + sent, min(count - sent, 1 << 20))
+                    except BlockingIOError:
+                        if watch_fd < 0:
+                            watch_fd = os.dup(sock_fd)
+                        await self._writable(watch_fd)
+                        continue
+                    if n == 0:
+                        raise OSError(f"file shrank while being sent ({sent} of {count})")
+                    sent += n
+            finally:
+                if watch_fd >= 0:
+                    self._loop.remove_writer(watch_fd)
+                    os.close(watch_fd)
+            return sent
+        finally:
+            if not self._closed:
+                transport.set_write_buffer_limits()
+
+    async def _writable(self, fd: int) -> None:
+        """Wait until the socket takes more data; the send timeout applies meanwhile."""
+        self._write_paused = True
+        self._write_paused_since = self._loop.time()
+        self._arm(self._write_paused_since + self._ctx.timeouts.send)
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        self._loop.add_writer(fd, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._loop.remove_writer(fd)
+            self._drain_waiter = None
+            self._write_paused = False
 
     def _switch_protocols(self, request: Request, response: Response) -> None:
         """Send the 101 and become a byte pipe (WebSocket); the request stays current."""
@@ -559,6 +651,11 @@ class H1Connection(asyncio.Protocol):
             upcoming.append(deadline)
         if upcoming:
             self._arm(min(upcoming))
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _close_stream(stream: object) -> None:

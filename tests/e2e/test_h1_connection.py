@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
+from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
 from bext.protocol.events import ParserLimits
 from bext.worker.context import Timeouts
@@ -196,3 +199,68 @@ def test_upload_backpressure_bounds_buffering(engine: str) -> None:
         assert r.body == b"%d" % size
         # Kernel socket buffers hold some, but bext itself must not have slurped 16 MiB.
         assert received[0] < 8 * 1024 * 1024
+
+
+def _file_handler(
+    path: str, offset: int = 0, count: int | None = None
+) -> Callable[[Request], Response]:
+    def handler(request: Request) -> Response:
+        fd = os.open(path, os.O_RDONLY)
+        size = os.fstat(fd).st_size if count is None else count
+        return Response(
+            200, [(b"Content-Type", b"application/octet-stream")], file=FileBody(fd, offset, size)
+        )
+
+    return handler
+
+
+def test_file_body_sent_with_sendfile(engine: str, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    with serve(_file_handler(str(path)), engine) as port, RawConnection(port, timeout=10) as conn:
+        for _ in range(2):  # keep-alive: the connection is reusable after a file
+            conn.send(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = conn.read_response()
+            assert r.header("content-length") == str(len(data)) and r.body == data
+        conn.send(b"HEAD /f HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = conn.read_response(head_only=True)
+        assert head.header("content-length") == str(len(data))
+        conn.send(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read_response().body == data  # HEAD sent no body bytes
+
+
+def test_file_range_and_slow_reader(engine: str, tmp_path: Path) -> None:
+    data = os.urandom(9 * 1024 * 1024)  # more than the socket buffers hold: EAGAIN happens
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    count = 8 * 1024 * 1024
+    handler = _file_handler(str(path), offset=1000, count=count)
+    with serve(handler, engine) as port:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n")
+        received = b""
+        sock.settimeout(10)
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        _, _, body = received.partition(b"\r\n\r\n")
+        while len(body) < count:
+            time.sleep(0.005)  # a slow reader: bext must wait for writability, not spin
+            chunk = sock.recv(65536)
+            assert chunk
+            body += chunk
+        sock.close()
+        assert body == data[1000 : 1000 + count]
+
+
+def test_client_abort_during_file_keeps_server_healthy(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"z" * (8 * 1024 * 1024))
+    with serve(_file_handler(str(path)), engine) as port:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n")
+            sock.recv(1000)
+            sock.close()
+        with httpx.Client() as client:
+            assert len(client.get(f"http://127.0.0.1:{port}/f").content) == 8 * 1024 * 1024
