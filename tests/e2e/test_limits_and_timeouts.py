@@ -194,3 +194,33 @@ def test_many_concurrent_connections(start_bext: Start) -> None:
         sock.settimeout(10)
         assert conn.read_response().status == 200
         sock.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pipelining_and_chunked_bodies_on_a_real_master(start_bext: Start, engine: str) -> None:
+    routes = """
+[[route_rules]]
+pattern = "/a"
+respond = { status = 200, body = "A" }
+[[route_rules]]
+pattern = "/b"
+respond = { status = 201, body = "BB" }
+"""
+    server = start_bext(config(routes, workers=1, http1_engine=engine))
+    with RawConnection(server.port) as conn:
+        conn.send(
+            b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+            b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /missing HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert conn.read_response().body == b"A"
+        second = conn.read_response()
+        assert second.status == 201 and second.body == b"BB"
+        assert conn.read_response(head_only=True).header("content-length") == "1"
+        assert conn.read_response().status == 404
+        last = conn.read_response()
+        assert last.status == 201 and last.header("connection") == "close"
+        assert conn.is_closed()
