@@ -1,15 +1,254 @@
-"""The compression phase (stub until the compression package lands)."""
+"""The compression phase: brotli or gzip on the fly, after the handler (nginx ``gzip on``).
+
+What is compressed: a ``200`` response whose Content-Type ``[compression] types`` allows,
+with no Content-Encoding already (precompressed files, apps that compress themselves) and
+no Content-Range, not marked ``Cache-Control: no-transform``, of ``min_size`` bytes or more
+when its size is known (a stream of unknown length is compressed), to a client whose
+``Accept-Encoding`` asks for it (``bext.compress.negotiate``).
+
+Only ``200``: a ``206`` is a byte range of the identity body and must stay one; ``201``,
+``203``, error pages and the like are small or rare enough that a second code path is not
+worth it (nginx compresses 403 and 404 too; bext's own error pages are a few hundred bytes).
+
+Such a response always carries ``Vary: Accept-Encoding``, also when this client gets it
+uncompressed, so shared caches keep the variants apart. Responses that are never compressed
+(wrong type, too small, already encoded) do not vary and get no Vary from here.
+
+A compressed response loses Content-Length (bytes bodies get the compressed length from the
+connection, streams go chunked), Accept-Ranges (ranges of a compressed body are not served)
+and digests of the uncompressed bytes; a strong ETag becomes weak (``W/"..."``), as nginx
+does, since the compressed bytes are not the ones the strong validator promised. HEAD gets
+exactly the headers a GET would; the connection drops the body itself.
+
+Bodies by kind:
+
+* bytes (``respond`` rules, small static files from memory): compressed in one go, the
+  result kept in a byte-bounded LRU when the response has an ETag, so a page asked for
+  again is not compressed again. Without an ETag it is compressed each time.
+* a file (``sendfile`` static files): compressed while read, and kept in the cache when it
+  ends if the ETag is strong. Files above ``MAX_BUFFERED_SIZE`` go out uncompressed with
+  ``sendfile``: a text file that large is rare (big JSON dumps, source maps), and
+  compressing it would cost far more CPU per request than the zero-copy path it replaces.
+  Bytes bodies above that size are also left alone, as compressing them in one go would
+  hold the worker's event loop for tens of milliseconds.
+* a stream (proxied responses): compressed chunk by chunk, each upstream chunk flushed so
+  streaming responses still arrive as they are produced. No size cap: the proxied body is
+  never held in full.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from functools import partial
+
+from bext.compress.cache import CompressedCache
+from bext.compress.codecs import Codecs
+from bext.compress.media import TypeMatcher
+from bext.compress.negotiate import negotiate
+from bext.compress.stream import BodylessStream, CompressedStream
 from bext.config.schema import CompressionConfig
 from bext.http.message import Request, Response
+from bext.protocol.events import Headers
+
+MAX_BUFFERED_SIZE = 8 * 1024 * 1024
+"""Files and bytes bodies larger than this are sent uncompressed."""
+
+_DROP_WHEN_ENCODED = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",  # only an empty one can be present here
+        b"accept-ranges",
+        b"content-md5",
+        b"content-digest",
+        b"repr-digest",
+    }
+)
+_LEAVE_ALONE = frozenset({b"content-encoding", b"content-range", b"cache-control"})
+_ENCODING_VALUES = {"br": b"br", "gzip": b"gzip"}
+_HEAD = "HEAD"
 
 
 class Compressor:
     def __init__(self, config: CompressionConfig) -> None:
         self.config = config
+        self.min_size = max(1, config.min_size)  # an empty body is never worth encoding
+        self.types = TypeMatcher(config.types)
+        self.codecs = Codecs(config.brotli_quality, config.gzip_level)
+        self.cache = CompressedCache(config.memory_cache)
 
     def apply(self, request: Request, response: Response) -> Response:
-        """The response to send: ``response`` itself, or a compressed version of it."""
+        """The response to send: ``response`` itself, or a compressed version of it.
+
+        ``response`` is never modified: ``respond`` rules share one Response between all
+        requests.
+        """
+        if response.status != 200 or response.tunnel is not None:
+            return response
+        content_type: bytes | None = None
+        etag: bytes | None = None
+        for name, value in response.headers:
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = value
+            elif lowered == b"etag":
+                etag = value
+            elif lowered in _LEAVE_ALONE and _leave_alone(lowered, value):
+                return response
+        if not self.types.allows(content_type):
+            return response
+        file = response.file
+        if file is not None:
+            size: int | None = file.count
+        elif response.stream is not None:
+            size = response.content_length
+        else:
+            size = len(response.body)
+        if size is not None:
+            if size < self.min_size:
+                return response
+            if size > MAX_BUFFERED_SIZE and response.stream is None:
+                return response
+        encoding = negotiate([v for n, v in request.headers if n == b"accept-encoding"])
+        if encoding is None:
+            return _with_headers(response, _with_vary(response.headers))
+        headers = _encoded_headers(response.headers, encoding)
+        if file is not None:
+            return self._file(request, response, headers, encoding, etag)
+        stream = response.stream
+        if stream is not None:
+            if request.method == _HEAD:
+                return Response(200, headers, stream=BodylessStream(stream))
+            make = partial(self.codecs.encoder, encoding, response.content_length)
+            return Response(200, headers, stream=CompressedStream(stream, make))
+        return self._bytes(response, headers, encoding, etag)
+
+    def _bytes(
+        self, response: Response, headers: Headers, encoding: str, etag: bytes | None
+    ) -> Response:
+        body = response.body
+        key: Hashable = None
+        compressed: bytes | None = None
+        if etag is not None:
+            # Content-addressed as well as by ETag: two resources may share an ETag (nginx
+            # style "mtime-size" tags do), two different bodies practically never share
+            # length and (per-process keyed) hash as well. A shared body (``respond``,
+            # the static memory cache) has its hash computed once and remembered.
+            key = (etag, encoding, len(body), hash(body))
+            compressed = self.cache.get(key)
+        if compressed is None:
+            compressed = self.codecs.compress(encoding, body)
+            if key is not None:
+                self.cache.put(key, compressed)
+        if len(compressed) >= len(body):
+            # Incompressible after all (mislabelled binary): the original is smaller.
+            return _with_headers(response, _with_vary(response.headers))
+        return Response(200, headers, compressed)
+
+    def _file(
+        self,
+        request: Request,
+        response: Response,
+        headers: Headers,
+        encoding: str,
+        etag: bytes | None,
+    ) -> Response:
+        file = response.file
+        assert file is not None
+        key: Hashable = None
+        if etag is not None and etag.startswith(b'"') and self.cache.max_entry > 0:
+            # A strong ETag promises identical bytes for this resource only, so the key
+            # names the resource (host and path) as well as the validator.
+            key = (etag, encoding, file.offset, file.count, request.host, request.path)
+            cached = self.cache.get(key)
+            if cached is not None:
+                file.close()
+                return Response(200, headers, cached)
+        if request.method == _HEAD:
+            file.close()
+            return Response(200, headers, stream=BodylessStream(None))
+        stream = CompressedStream(
+            file.chunks(),
+            partial(self.codecs.encoder, encoding, file.count),
+            on_close=file.close,
+            keep=None if key is None else partial(self.cache.put, key),
+            keep_limit=self.cache.max_entry,
+        )
+        return Response(200, headers, stream=stream)
+
+
+def _leave_alone(name: bytes, value: bytes) -> bool:
+    """Whether this field (one of ``_LEAVE_ALONE``) rules compression out: the body is
+    already encoded, is a range, or must not be transformed."""
+    if name == b"content-encoding":
+        return bool(value.strip())
+    if name == b"content-range":
+        return True
+    return _no_transform(value)
+
+
+def _no_transform(cache_control: bytes) -> bool:
+    """Whether ``Cache-Control`` says intermediaries must not change the content."""
+    for directive in cache_control.split(b","):
+        if directive.split(b"=", 1)[0].strip().lower() == b"no-transform":
+            return True
+    return False
+
+
+def _vary_covers(value: bytes) -> bool:
+    for token in value.split(b","):
+        token = token.strip().lower()
+        if token == b"accept-encoding" or token == b"*":
+            return True
+    return False
+
+
+def _with_vary(headers: Headers) -> Headers:
+    """``headers`` saying the response varies with Accept-Encoding (the same list if they
+    already do). An existing Vary field is extended, not repeated."""
+    first = -1
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            if _vary_covers(value):
+                return headers
+            if first < 0:
+                first = index
+    if first < 0:
+        return [*headers, (b"Vary", b"Accept-Encoding")]
+    out = list(headers)
+    name, value = out[first]
+    value = value.strip()
+    out[first] = (name, value + b", Accept-Encoding" if value else b"Accept-Encoding")
+    return out
+
+
+def _weak(etag: bytes) -> bytes:
+    return b"W/" + etag if etag.startswith(b'"') else etag
+
+
+def _encoded_headers(headers: Headers, encoding: str) -> Headers:
+    """``headers`` rewritten for the body compressed with ``encoding``."""
+    out: Headers = []
+    for name, value in _with_vary(headers):
+        lowered = name.lower()
+        if lowered in _DROP_WHEN_ENCODED:
+            continue
+        if lowered == b"etag":
+            value = _weak(value)
+        out.append((name, value))
+    out.append((b"Content-Encoding", _ENCODING_VALUES[encoding]))
+    return out
+
+
+def _with_headers(response: Response, headers: Headers) -> Response:
+    """``response`` with other header fields (itself when they are the same list)."""
+    if headers is response.headers:
         return response
+    return Response(
+        response.status,
+        headers,
+        response.body,
+        response.stream,
+        response.content_length,
+        response.tunnel,
+        response.file,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from bext.config.schema import RespondAction
 from bext.handlers import Handler
 from bext.http.message import Request, Response
@@ -9,10 +11,27 @@ from bext.http.message import Request, Response
 
 def respond_handler(action: RespondAction, headers: list[tuple[bytes, bytes]]) -> Handler:
     """The Response object is shared by every request the rule answers (read-only)."""
-    fields = [(b"Content-Type", action.content_type.encode("latin-1")), *headers]
-    response = Response(action.status, fields, action.body.encode("utf-8"))
+    content_type = action.content_type.encode("latin-1")
+    body = action.body.encode("utf-8")
+    fields = [(b"Content-Type", content_type), *headers]
+    if action.status == 200 and not any(name.lower() == b"etag" for name, _ in headers):
+        fields.append((b"ETag", strong_etag(content_type, body)))
+    response = Response(action.status, fields, body)
 
     def respond(_request: Request) -> Response:
         return response
 
     return respond
+
+
+def strong_etag(content_type: bytes, body: bytes) -> bytes:
+    """A strong validator for a fixed body, computed once at load.
+
+    It lets browsers and caches revalidate, and lets the compression phase keep the
+    compressed body of the rule by ETag instead of compressing it for every request. It
+    depends on the content only, so every worker and every reload agree on it; the
+    Content-Type is part of it because the same bytes under another type are another
+    representation. A rule's own ``ETag`` header wins.
+    """
+    digest = hashlib.blake2b(content_type + b"\n" + body, digest_size=12).hexdigest()
+    return b'"' + digest.encode("ascii") + b'"'
