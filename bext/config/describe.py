@@ -80,12 +80,6 @@ def config_notes(config: Config) -> list[str]:
     (`config.warnings`): legal but probably unintended, such as a duplicated rule.
     """
     notes: list[str] = []
-    for rule in config.route_rules:
-        if rule.render == "static":
-            notes.append(
-                f"route_rules[{rule.index}]: static file serving arrives in a later release; "
-                "the rule answers 501 until then"
-            )
     for upstream in config.upstreams:
         if upstream.health.enabled:
             notes.append(

@@ -82,8 +82,6 @@ def test_notes_only_for_enabled_inactive_features(load: Load) -> None:
         load('[waf]\nenabled = true\n[[route_rules]]\npattern = "/s/**"\nrender = "static"\n')
     )
     assert notes == [
-        "route_rules[0]: static file serving arrives in a later release; "
-        "the rule answers 501 until then",
         "waf: enabled, but the WAF arrives in a later release; ignored",
     ]
 

@@ -80,10 +80,6 @@ def test_seed_describe(seed: Config, tmp_path: Path) -> None:
     ]
     assert describe_listeners(seed) == "http://0.0.0.0:3000, http://[::]:3000"
     assert config_notes(seed) == [
-        "route_rules[0]: static file serving arrives in a later release; "
-        "the rule answers 501 until then",
-        "route_rules[1]: static file serving arrives in a later release; "
-        "the rule answers 501 until then",
         "upstreams.django.health: enabled, active health checks arrive in a later release",
         "cache: enabled, but the response cache arrives in a later release; ignored",
         "waf: enabled, but the WAF arrives in a later release; ignored",
