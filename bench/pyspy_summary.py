@@ -10,7 +10,9 @@ Each line of a raw profile is ``frame;frame;...;leaf COUNT`` with frames like
   (parser, routing, response head, socket write, timers, event loop, ...), which answers
   "where does the time go" in one table;
 * self time per function and per source line (the leaf frame);
-* inclusive time per function (samples with the function anywhere on the stack).
+* inclusive time per function (samples with the function anywhere on the stack);
+* with ``--native``: time in libc (``write``, ``read``, ...) by the Python line that made
+  the call, which tells e.g. the response writes from the upstream writes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,31 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("response head serialisation", ("response_head", "preamble", "date_line", "status_line")),
     ("timeout bookkeeping (_arm/_on_timer)", ("H1Connection._arm", "H1Connection._on_timer")),
     ("response send (_send_simple incl. transport.write)", ("H1Connection._send_simple",)),
+    (
+        "response send, streamed (_send_streamed incl. transport.write per part)",
+        ("H1Connection._send_streamed",),
+    ),
+    # The reverse proxy (bext/proxy/*): the upstream side of a proxied request.
+    ("proxy: request head to upstream (upstream_request_head)", ("upstream_request_head",)),
+    (
+        "proxy: send to upstream (UpstreamConnection.begin incl. write)",
+        ("UpstreamConnection.begin",),
+    ),
+    (
+        "proxy: upstream response (UpstreamConnection callbacks, parsing, timer)",
+        ("UpstreamConnection.", "proxy/connection.py"),
+    ),
+    ("proxy: response headers for the client", ("client_response_headers",)),
+    ("proxy: connection pool (acquire/release)", ("ConnectionPool.", "proxy/pool.py")),
+    ("proxy: response buffer (SpillBuffer)", ("SpillBuffer.", "proxy/spill.py")),
+    (
+        "proxy: handler (ProxyHandler.proxy/_exchange, _relay)",
+        ("ProxyHandler.", "_relay (", "proxy/handler.py", "proxy/balancer.py"),
+    ),
+    (
+        "compression phase (Compressor.apply, _compress_later)",
+        ("Compressor.", "_compress_later", "compress/"),
+    ),
     ("connection code (H1Connection other)", ("H1Connection.",)),
     # Without --native, time in uvloop's C code (epoll, recv, callback dispatch) has no
     # Python frame of its own and is charged to the outermost one, asyncio's Runner.run.
@@ -112,6 +139,8 @@ class Summary:
     self_functions: list[tuple[str, int]]
     self_lines: list[tuple[str, int]]
     inclusive: list[tuple[str, int]]
+    syscall_callers: list[tuple[str, int]]
+    """libc leaf samples by ``libc function <- deepest Python frame``: native profiles only."""
 
     def as_dict(self, top: int) -> dict[str, object]:
         def pct(rows: list[tuple[str, int]]) -> list[dict[str, object]]:
@@ -126,6 +155,7 @@ class Summary:
             "self_functions": pct(self.self_functions),
             "self_lines": pct(self.self_lines),
             "inclusive": pct(self.inclusive),
+            "syscall_callers": pct(self.syscall_callers),
         }
 
     def render(self, top: int) -> str:
@@ -135,7 +165,10 @@ class Summary:
             ("self time by function", self.self_functions[:top]),
             ("self time by line", self.self_lines[:top]),
             ("inclusive time by function", self.inclusive[:top]),
+            ("libc time by calling Python line (--native)", self.syscall_callers[:top]),
         ):
+            if not rows:
+                continue
             out.append(f"\n{title}:")
             for name, n in rows:
                 out.append(f"  {100.0 * n / self.total:5.1f}%  {n:6d}  {name}")
@@ -148,6 +181,7 @@ def summarise(stacks: list[tuple[list[str], int]]) -> Summary:
     self_functions: Counter[str] = Counter()
     self_lines: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    syscall_callers: Counter[str] = Counter()
     for frames, n in stacks:
         categories[categorise(frames)] += n
         leaf = parse_frame(frames[-1])
@@ -155,12 +189,18 @@ def summarise(stacks: list[tuple[list[str], int]]) -> Summary:
         self_lines[leaf.location] += n
         for function in {parse_frame(frame).function for frame in frames}:
             inclusive[function] += n
+        if "(libc.so" in frames[-1]:
+            caller = next(
+                (parse_frame(f).location for f in reversed(frames) if ".py:" in f), "no Python"
+            )
+            syscall_callers[f"{leaf.func} <- {caller}"] += n
     return Summary(
         total=max(total, 1),
         categories=categories.most_common(),
         self_functions=self_functions.most_common(),
         self_lines=self_lines.most_common(),
         inclusive=inclusive.most_common(),
+        syscall_callers=syscall_callers.most_common(),
     )
 
 

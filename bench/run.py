@@ -40,139 +40,38 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from backends import FixtureContext
+from procs import (
+    OPENER,
+    START_TIMEOUT,
+    BenchError,
+    Managed,
+    Processes,
+    check_nginx_config,
+    children_of,
+    cpu_seconds_by_group,
+    free_port,
+    log,
+    nginx_temp_paths,
+)
 from pyspy_summary import summarise_file
 from scenarios import Scenario, iter_selected
 
 REPO = Path(__file__).resolve().parent.parent
-STOP_TIMEOUT = 15.0
-START_TIMEOUT = 30.0
 WRK_GRACE = 30.0
 """Seconds a wrk run may take beyond its -d before it is killed."""
 SERVERS = ("nginx", "bext")
 
 
-class BenchError(Exception):
-    """Something is wrong with the setup: reported without a traceback, exit status 1."""
-
-
 # -- processes --------------------------------------------------------------------------------
-
-
-@dataclass
-class Managed:
-    name: str
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-    stop_signal: int = signal.SIGTERM
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class Processes:
-    """The servers (and anything else long-lived) this run started; stop() is idempotent."""
-
-    def __init__(self) -> None:
-        self._managed: list[Managed] = []
-
-    def start(
-        self, name: str, argv: Sequence[str], logdir: Path, stop_signal: int = signal.SIGTERM
-    ) -> Managed:
-        stdout = (logdir / f"{name}.stdout").open("wb")
-        stderr_path = logdir / f"{name}.stderr"
-        stderr = stderr_path.open("wb")
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,  # own process group: killpg reaches its workers
-                cwd=logdir,
-            )
-        finally:
-            stdout.close()
-            stderr.close()
-        managed = Managed(name, proc, stderr_path, stop_signal)
-        self._managed.append(managed)
-        return managed
-
-    def stop(self) -> None:
-        while self._managed:
-            _stop_one(self._managed.pop())
-
-
-def _stop_one(managed: Managed) -> None:
-    proc = managed.proc
-    pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(managed.stop_signal)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log(f"bench: {managed.name} did not stop in {STOP_TIMEOUT:.0f}s, killing")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            proc.wait()
-    # The leader is gone; anything left in its group (an orphaned worker) goes too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, 0)
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """utime+stime of the live processes in process group ``pgid`` (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -202,7 +101,11 @@ class Prepared:
     lua_path: Path | None
 
 
-def prepare(scenario: Scenario, workdir: Path, stack: ExitStack) -> Prepared:
+def prepare(
+    scenario: Scenario, workdir: Path, stack: ExitStack, context: FixtureContext
+) -> Prepared:
+    """Write the scenario's files, enter its fixtures (start its backends) on ``stack``,
+    fill in its placeholders."""
     root = workdir / "scenarios" / scenario.name
     root.mkdir(parents=True)
     for relative, content in scenario.files.items():
@@ -213,7 +116,7 @@ def prepare(scenario: Scenario, workdir: Path, stack: ExitStack) -> Prepared:
         target.write_bytes(content)
     values: dict[str, str] = {"root": str(root)}
     for fixture in scenario.fixtures:
-        values.update(stack.enter_context(fixture(root)))
+        values.update(stack.enter_context(fixture(replace(context, root=root))))
     lua_path = None
     if scenario.lua_script is not None:
         lua_path = root / "wrk.lua"
@@ -236,11 +139,7 @@ def _indent(text: str, spaces: int) -> str:
 def nginx_config(
     workdir: Path, port: int, workers: int, scenarios: list[Prepared], nginx_v: str
 ) -> str:
-    temp = workdir / "nginx-temp"
-    temp_paths = ["client_body", "proxy", "fastcgi"]
-    # nginx-light builds may leave modules out; their *_temp_path directives then do not exist.
-    temp_paths += [m for m in ("uwsgi", "scgi") if f"--without-http_{m}_module" not in nginx_v]
-    temp_lines = "\n".join(f"    {name}_temp_path {temp / name};" for name in temp_paths)
+    temp_lines = _indent(nginx_temp_paths(workdir / "nginx-temp", nginx_v), 4)
     http_extra = "\n".join(_indent(p.nginx_http, 4) for p in scenarios if p.nginx_http.strip())
     locations = "\n".join(
         f"        # scenario {p.scenario.name}\n{_indent(p.nginx_server, 8)}" for p in scenarios
@@ -295,12 +194,9 @@ class Server:
     base_url: str
     process: Managed
 
-    def cpu_seconds(self) -> float:
-        return group_cpu_seconds(self.process.pid)
-
-
-def _fail_start(managed: Managed, why: str) -> BenchError:
-    return BenchError(f"{managed.name} {why}; its stderr ends with:\n{managed.stderr_tail()}")
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
 
 
 def start_nginx(
@@ -316,14 +212,12 @@ def start_nginx(
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_config(workdir, port, workers, scenarios, nginx_v))
     argv = [nginx, "-p", str(workdir), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
-    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
-    if check.returncode != 0:
-        raise BenchError(f"nginx rejects the generated {conf}:\n{check.stderr.strip()}")
+    check_nginx_config(argv, conf)
     managed = procs.start("nginx", [*argv, "-g", "daemon off;"], workdir)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if managed.proc.poll() is not None:
-            raise _fail_start(managed, f"exited with status {managed.proc.returncode}")
+            raise managed.failed(f"exited with status {managed.proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1.0):
                 pass
@@ -333,7 +227,7 @@ def start_nginx(
         if len(children_of(managed.pid)) >= workers:
             return Server("nginx", f"http://127.0.0.1:{port}", managed)
         time.sleep(0.05)
-    raise _fail_start(managed, f"did not start within {START_TIMEOUT:.0f}s")
+    raise managed.failed(f"did not start within {START_TIMEOUT:.0f}s")
 
 
 _READY = re.compile(r"ready: (\d+) workers serving (\S+)")
@@ -354,14 +248,12 @@ def start_bext(
                 raise BenchError(f"bext serves {url}, expected http://127.0.0.1:PORT")
             return Server("bext", url, managed)
         if managed.proc.poll() is not None:
-            raise _fail_start(managed, f"exited with status {managed.proc.returncode}")
+            raise managed.failed(f"exited with status {managed.proc.returncode}")
         time.sleep(0.05)
-    raise _fail_start(managed, f"did not report ready within {START_TIMEOUT:.0f}s")
+    raise managed.failed(f"did not report ready within {START_TIMEOUT:.0f}s")
 
 
 # -- verification -----------------------------------------------------------------------------
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
 @dataclass(frozen=True)
@@ -375,7 +267,7 @@ class Probe:
 def probe(url: str, headers: Mapping[str, str]) -> Probe:
     request = urllib.request.Request(url, headers=dict(headers))
     try:
-        with _OPENER.open(request, timeout=10) as response:
+        with OPENER.open(request, timeout=10) as response:
             status, body, msg = response.status, response.read(), response.headers
     except urllib.error.HTTPError as exc:
         status, body, msg = exc.code, exc.read(), exc.headers
@@ -421,6 +313,7 @@ _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 class WrkResult:
     server: str
     round: int
+    connections: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -435,7 +328,9 @@ class WrkResult:
     machine_steal: float
     others_cpu: float
     """CPU used by everything else on the machine (other tenants, this runner), in cores.
-    Approximate: user+system time of the machine minus the server's and wrk's."""
+    Approximate: user+system time of the machine minus the server's, wrk's and backends'."""
+    backend_cpu: float
+    """CPU of the proxy scenarios' backends (all of them; idle ones use ~0), in cores."""
     output: str = field(repr=False)
 
     @property
@@ -443,6 +338,10 @@ class WrkResult:
         """Server CPU (user+system) per response in microseconds: robust to CPU stolen by
         other tenants, though not to cache effects."""
         return 1e6 * self.server_cpu / self.rps if self.rps else float("inf")
+
+    @property
+    def backend_us_per_request(self) -> float:
+        return 1e6 * self.backend_cpu / self.rps if self.rps else float("inf")
 
     @property
     def clean(self) -> bool:
@@ -481,14 +380,19 @@ class Load:
     connections: int
     duration: int
 
+    def connections_for(self, scenario: Scenario) -> int:
+        """``--connections``, lowered to the scenario's ``max_connections`` if it has one."""
+        return min(self.connections, scenario.max_connections or self.connections)
+
     def argv(self, url: str, prepared: Prepared, duration: int | None = None) -> list[str]:
+        connections = self.connections_for(prepared.scenario)
         argv = [
             self.wrk,
             "--latency",
             "-t",
-            str(self.threads),
+            str(min(self.threads, connections)),
             "-c",
-            str(self.connections),
+            str(connections),
             "-d",
             f"{duration or self.duration}s",
         ]
@@ -527,22 +431,36 @@ def run_wrk(argv: list[str], duration: int) -> str:
 
 
 def measure(
-    server: Server, prepared: Prepared, load: Load, round_no: int, duration: int | None = None
+    server: Server,
+    prepared: Prepared,
+    load: Load,
+    round_no: int,
+    backends: Processes,
+    duration: int | None = None,
 ) -> WrkResult:
     seconds = duration or load.duration
     argv = load.argv(server.base_url + prepared.path, prepared, seconds)
-    cpu0, wrk0, t0 = server.cpu_seconds(), _children_cpu(), time.monotonic()
+    backend_pgids = backends.pgids
+    groups = [server.pgid, *backend_pgids]
+
+    def cpu_split() -> tuple[float, float]:
+        by_group = cpu_seconds_by_group(groups)
+        return by_group[server.pgid], sum(by_group[g] for g in backend_pgids)
+
+    (cpu0, backend0), wrk0, t0 = cpu_split(), _children_cpu(), time.monotonic()
     machine0 = machine_cpu()
     output = run_wrk(argv, seconds)
     wall = time.monotonic() - t0
-    cpu1, wrk1, machine1 = server.cpu_seconds(), _children_cpu(), machine_cpu()
+    (cpu1, backend1), wrk1, machine1 = cpu_split(), _children_cpu(), machine_cpu()
     total, idle, steal, tasks = (b - a for b, a in zip(machine1, machine0, strict=True))
     server_cpu, wrk_cpu = (cpu1 - cpu0) / wall, (wrk1 - wrk0) / wall
-    others = tasks / os.sysconf("SC_CLK_TCK") / wall - server_cpu - wrk_cpu
+    backend_cpu = (backend1 - backend0) / wall
+    others = tasks / os.sysconf("SC_CLK_TCK") / wall - server_cpu - wrk_cpu - backend_cpu
     rps, p50, p99, requests, errors, non_2xx = parse_wrk(output)
     return WrkResult(
         server=server.name,
         round=round_no,
+        connections=load.connections_for(prepared.scenario),
         rps=rps,
         p50_ms=p50,
         p99_ms=p99,
@@ -552,6 +470,7 @@ def measure(
         server_cpu=server_cpu,
         wrk_cpu=wrk_cpu,
         others_cpu=max(0.0, others),
+        backend_cpu=max(0.0, backend_cpu),
         machine_idle=idle / total if total else 0.0,
         machine_steal=steal / total if total else 0.0,
         output=output,
@@ -643,6 +562,10 @@ class ScenarioResult:
         return max((r for r in self.rounds if r.server == server), key=lambda r: r.rps)
 
     @property
+    def connections(self) -> int:
+        return self.rounds[0].connections
+
+    @property
     def rps_ratio(self) -> float:
         return self.best("bext").rps / self.best("nginx").rps
 
@@ -677,16 +600,16 @@ def table_row(result: ScenarioResult) -> str:
 
 def rounds_table(result: ScenarioResult) -> str:
     lines = [
-        f"{result.name}: every round",
+        f"{result.name}: every round ({result.connections} connections)",
         f"  {'round':>5} {'server':<6} {'req/s':>10} {'p50':>10} {'p99':>10} "
-        f"{'srv CPU':>8} {'µs/req':>7} {'wrk CPU':>8} {'others':>6} {'idle':>5} {'steal':>5}"
-        "  errors",
+        f"{'srv CPU':>8} {'µs/req':>7} {'backend':>8} {'µs/req':>7} {'wrk CPU':>8} "
+        f"{'others':>6} {'idle':>5} {'steal':>5}  errors",
     ]
     for r in result.rounds:
         lines.append(
             f"  {r.round:>5} {r.server:<6} {r.rps:>10,.0f} {_ms(r.p50_ms):>10} "
             f"{_ms(r.p99_ms):>10} {r.server_cpu:>8.2f} {r.cpu_us_per_request:>7.1f} "
-            f"{r.wrk_cpu:>8.2f} "
+            f"{r.backend_cpu:>8.2f} {r.backend_us_per_request:>7.1f} {r.wrk_cpu:>8.2f} "
             f"{r.others_cpu:>6.2f} {r.machine_idle:>5.0%} {r.machine_steal:>5.0%}  "
             f"{r.socket_errors} socket, {r.non_2xx} non-2xx"
         )
@@ -753,9 +676,16 @@ def markdown(
     workers: int,
 ) -> str:
     rows = "\n".join(table_row(r) for r in results)
-    descriptions = "\n".join(f"- `{r.name}`: {r.description}" for r in results)
+    descriptions = "\n".join(
+        f"- `{r.name}` (response head: "
+        + ", ".join(f"{n} {p.head_length} B" for n, p in r.probes.items())
+        + f"): {r.description}"
+        for r in results
+    )
+    fewer = [f"{r.name} {r.connections}" for r in results if r.connections != load.connections]
+    connections = f"{load.connections} connections" + (f" ({', '.join(fewer)})" if fewer else "")
     return f"""\
-### {env["date"]}: {load.connections} connections, {load.threads} wrk threads, \
+### {env["date"]}: {connections}, {load.threads} wrk threads, \
 {load.duration} s x {rounds} rounds
 
 `{command}`
@@ -771,8 +701,8 @@ Versions: nginx {env["nginx"]}, wrk {env["wrk"]}, bext {env["bext"]} at {env["be
 Best of {rounds} alternating rounds per server (nginx, bext, nginx, bext, ...). Ratios above 1
 mean bext has more requests/s, or a longer p99 latency, than nginx. "CPU µs/req" is the
 server processes' user+system CPU time (softirq excluded) per response in the best round;
-"other load" is the CPU, in cores, that everything but the server and wrk used meanwhile
-(other tenants of the machine): a round it hits is skewed.
+"other load" is the CPU, in cores, that everything but the server, wrk and the proxy
+scenarios' backends used meanwhile (other tenants of the machine): a round it hits is skewed.
 
 {descriptions}
 """
@@ -839,7 +769,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure_scenario(
-    item: Prepared, servers: Sequence[Server], load: Load, rounds: int, warmup: int
+    item: Prepared,
+    servers: Sequence[Server],
+    load: Load,
+    rounds: int,
+    warmup: int,
+    backends: Processes,
 ) -> ScenarioResult:
     """Verify, warm up, then alternate the servers for ``rounds`` measured wrk runs."""
     probes = verify(item, servers)
@@ -852,11 +787,11 @@ def measure_scenario(
     )
     if warmup:
         for server in servers:
-            measure(server, item, load, 0, warmup)
+            measure(server, item, load, 0, backends, warmup)
     results: list[WrkResult] = []
     for round_no in range(1, rounds + 1):
         for server in servers:
-            result = measure(server, item, load, round_no)
+            result = measure(server, item, load, round_no, backends)
             results.append(result)
             log(
                 f"   round {round_no} {server.name:<5} {result.rps:>10,.0f} req/s"
@@ -889,11 +824,13 @@ def json_document(
             {
                 "name": r.name,
                 "description": r.description,
+                "connections": r.connections,
                 "probes": {n: asdict(p) for n, p in r.probes.items()},
                 "rounds": [
                     {
                         **{k: v for k, v in asdict(w).items() if k != "output"},
                         "cpu_us_per_request": w.cpu_us_per_request,
+                        "backend_us_per_request": w.backend_us_per_request,
                     }
                     for w in r.rounds
                 ],
@@ -906,10 +843,6 @@ def json_document(
         "profiles": dict(profiles),
         "markdown": snippet,
     }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -927,16 +860,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     nginx_v = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=10).stderr
     load = Load(wrk, args.threads, args.connections, args.duration)
 
-    procs = Processes()
-    atexit.register(procs.stop)
+    procs = Processes()  # nginx and bext
+    backends = Processes()  # started by the scenarios' fixtures, which also stop them
+    atexit.register(backends.stop)
+    atexit.register(procs.stop)  # atexit runs newest first: servers, then backends
     workdir = Path(tempfile.mkdtemp(prefix="bext-bench-"))
     workdir.chmod(0o755)  # nginx workers may run as another user when started by root
     results: list[ScenarioResult] = []
     profiles: dict[str, object] = {}
     try:
         with ExitStack() as stack:
-            stack.callback(procs.stop)  # servers stop before fixtures (backends) go away
-            prepared = [prepare(s, workdir, stack) for s in selected]
+            context = FixtureContext(workdir, backends, nginx, nginx_v, Path(bext).parent)
+            prepared = [prepare(s, workdir, stack, context) for s in selected]
+            # Registered after the fixtures, so it runs before they exit: the servers stop
+            # before their backends go away.
+            stack.callback(procs.stop)
             nginx_server = start_nginx(procs, nginx, workdir, args.workers, prepared, nginx_v)
             bext_server = start_bext(procs, bext, workdir, args.workers, prepared)
             log(
@@ -947,7 +885,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             for item in prepared:
                 results.append(
                     measure_scenario(
-                        item, (nginx_server, bext_server), load, args.rounds, args.warmup
+                        item, (nginx_server, bext_server), load, args.rounds, args.warmup, backends
                     )
                 )
             if py_spy is not None:
@@ -959,6 +897,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         )
     finally:
         procs.stop()
+        backends.stop()
         if args.keep:
             log(f"bench: kept {workdir}")
         else:

@@ -13,7 +13,10 @@ Adding a scenario never touches the runner:
 * ``files`` are written below the scenario's own directory before the servers start
   (document roots for static-file scenarios).
 * ``fixtures`` are context managers entered before the servers start and left after they
-  stop: a proxy scenario starts its backend in one and yields its address.
+  stop: a proxy scenario starts its backend in one (see :mod:`backends`) and yields its
+  port, so nginx and bext proxy to the same backend process.
+* ``max_connections`` caps wrk's ``-c`` for a scenario whose backend saturates with few
+  connections (more would only queue in front of it).
 
 Placeholders ``{{name}}`` in ``nginx_server``, ``nginx_http``, ``bext_routes``, ``path`` and
 ``lua_script`` are replaced before use: ``{{root}}`` is the scenario's directory (absolute
@@ -23,13 +26,10 @@ an error, so a typo fails loudly instead of producing a silently different confi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-Fixture = Callable[[Path], AbstractContextManager[Mapping[str, str]]]
-"""Given the scenario directory, a context manager yielding extra placeholder values."""
+from backends import Fixture, gunicorn_django, nginx_backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,9 @@ class Scenario:
     files: Mapping[str, bytes] = field(default_factory=dict)
     """Relative path -> content, written below ``{{root}}`` before the servers start."""
     fixtures: tuple[Fixture, ...] = ()
+    """Given a :class:`backends.FixtureContext`, context managers yielding placeholder values."""
+    max_connections: int | None = None
+    """Upper bound for wrk's ``-c`` in this scenario (``--connections`` above it is lowered)."""
 
 
 BROWSER_HEADERS: dict[str, str] = {
@@ -98,6 +101,72 @@ def respond_scenario(
     )
 
 
+NGINX_PROXY_HEADERS = """\
+proxy_http_version 1.1;
+proxy_set_header Connection "";
+proxy_set_header Host $host;
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_set_header X-Forwarded-Proto $scheme;
+proxy_set_header X-Forwarded-Host $host;
+proxy_set_header X-Real-IP $remote_addr;
+"""
+"""What nginx sends upstream, matched to bext's proxy (bext/proxy/headers.py): HTTP/1.1
+keep-alive, the client's Host, X-Forwarded-For/-Proto/-Host and X-Real-IP."""
+
+
+def proxy_scenario(
+    name: str,
+    description: str,
+    path: str,
+    nginx_location: str,
+    bext_pattern: str,
+    backend: Fixture,
+    expected_body_length: int | None = None,
+    max_connections: int | None = None,
+) -> Scenario:
+    """nginx and bext as reverse proxies in front of one shared backend (``backend``).
+
+    Both keep up to 64 idle connections per worker to the backend and reuse them without a
+    request limit (bext's pool has none; nginx gets ``keepalive_requests 1000000``). The
+    connect/read timeouts are bext's recommended 2 s / 30 s; they never fire here.
+    """
+    upstream = "bench_" + name.replace("-", "_")
+    nginx_http = (
+        f"upstream {upstream} {{\n"
+        "    server 127.0.0.1:{{backend_port}};\n"
+        "    keepalive 64;\n"
+        "    keepalive_requests 1000000;\n"
+        "}\n"
+    )
+    nginx = (
+        f"location {nginx_location} {{\n"
+        f"    proxy_pass http://{upstream};\n"
+        + "".join(f"    {line}\n" for line in NGINX_PROXY_HEADERS.splitlines())
+        + "}\n"
+    )
+    bext = (
+        f"[upstreams.{upstream}]\n"
+        "keepalive = 64\n"
+        "connect_timeout_ms = 2000\n"
+        "read_timeout_ms = 30000\n\n"
+        f"[[upstreams.{upstream}.servers]]\n"
+        'url = "http://127.0.0.1:{{backend_port}}"\n\n'
+        f'[[route_rules]]\npattern = "{bext_pattern}"\nproxy = "{upstream}"\n'
+    )
+    return Scenario(
+        name=name,
+        description=description,
+        path=path,
+        nginx_server=nginx,
+        nginx_http=nginx_http,
+        bext_routes=bext,
+        expected_status=200,
+        expected_body_length=expected_body_length,
+        fixtures=(backend,),
+        max_connections=max_connections,
+    )
+
+
 def _registry(*scenarios: Scenario) -> dict[str, Scenario]:
     registry: dict[str, Scenario] = {}
     paths: set[str] = set()
@@ -124,6 +193,37 @@ SCENARIOS: dict[str, Scenario] = _registry(
         "as respond-1k, but every request carries 10 more browser-like header fields",
         1024,
         request_headers=BROWSER_HEADERS,
+    ),
+    proxy_scenario(
+        "proxy-fast",
+        "reverse proxy to a fast backend (a separate 1-worker nginx answering a fixed 1 KiB "
+        "text/plain body), kept-alive upstream connections; measures the proxy path itself",
+        "/proxy-fast/1k",
+        "/proxy-fast/",
+        "/proxy-fast/**",
+        nginx_backend(1024),
+        expected_body_length=1024,
+    ),
+    proxy_scenario(
+        "proxy-django",
+        "reverse proxy to Gunicorn (2 workers x 2 threads) serving the demo Django app; "
+        "/health answers 16 B of JSON from the first middleware (no DB); 16 connections",
+        "/health",
+        "= /health",
+        "/health",
+        gunicorn_django(),
+        expected_body_length=len(b'{"status": "ok"}'),
+        max_connections=16,
+    ),
+    proxy_scenario(
+        "proxy-django-page",
+        "as proxy-django, but the template page / (full middleware stack, template "
+        "rendering, 1,963 B of HTML); 16 connections",
+        "/",
+        "= /",
+        "/",
+        gunicorn_django(collectstatic=True),
+        max_connections=16,
     ),
 )
 """Every known scenario by name, in the order the runner measures them by default."""

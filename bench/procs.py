@@ -1,0 +1,202 @@
+"""Processes the benchmark starts (servers and backends), and what it reads about them.
+
+Every process gets its own session, hence its own process group: stopping it (SIGTERM or
+the process's own stop signal, SIGKILL to the whole group after ``STOP_TIMEOUT``) reaches
+its workers, and its CPU time is the sum over that group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+STOP_TIMEOUT = 15.0
+START_TIMEOUT = 30.0
+
+
+class BenchError(Exception):
+    """Something is wrong with the setup: reported without a traceback, exit status 1."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Managed:
+    name: str
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    stop_signal: int = signal.SIGTERM
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def failed(self, why: str) -> BenchError:
+        return BenchError(f"{self.name} {why}; its stderr ends with:\n{self.stderr_tail()}")
+
+
+class Processes:
+    """Long-lived processes this run started; stop() and stop_one() are idempotent."""
+
+    def __init__(self) -> None:
+        self._managed: list[Managed] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        logdir: Path,
+        stop_signal: int = signal.SIGTERM,
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Managed:
+        """Start ``argv`` in its own session; stdout/stderr go to ``logdir/NAME.std*``."""
+        stdout = (logdir / f"{name}.stdout").open("wb")
+        stderr_path = logdir / f"{name}.stderr"
+        stderr = stderr_path.open("wb")
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,  # own process group: killpg reaches its workers
+                cwd=cwd or logdir,
+                env=None if env is None else dict(env),
+            )
+        except OSError as exc:
+            raise BenchError(f"cannot start {name} ({argv[0]}): {exc}") from exc
+        finally:
+            stdout.close()
+            stderr.close()
+        managed = Managed(name, proc, stderr_path, stop_signal)
+        self._managed.append(managed)
+        return managed
+
+    @property
+    def pgids(self) -> list[int]:
+        return [m.pid for m in self._managed]
+
+    def stop_one(self, managed: Managed) -> None:
+        if managed in self._managed:
+            self._managed.remove(managed)
+        _stop(managed)
+
+    def stop(self) -> None:
+        """Stop everything, newest first."""
+        while self._managed:
+            _stop(self._managed.pop())
+
+
+def _stop(managed: Managed) -> None:
+    proc = managed.proc
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(managed.stop_signal)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log(f"bench: {managed.name} did not stop in {STOP_TIMEOUT:.0f}s, killing")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+    # The leader is gone; anything left in its group (an orphaned worker) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, 0)
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _proc_stats() -> list[tuple[int, list[str]]]:
+    """(pid, fields from field 3 on) of every live process in /proc/*/stat."""
+    stats = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        stats.append((int(entry.name), stat[stat.rindex(")") + 2 :].split()))
+    return stats
+
+
+def cpu_seconds_by_group(pgids: Collection[int]) -> dict[int, float]:
+    """utime+stime of the live processes of each process group in ``pgids`` (one /proc scan)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys(pgids, 0)
+    for _pid, fields in _proc_stats():
+        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+        pgrp = int(fields[2])
+        if pgrp in totals:
+            totals[pgrp] += int(fields[11]) + int(fields[12])
+    return {pgid: total / ticks for pgid, total in totals.items()}
+
+
+def children_of(pid: int) -> list[int]:
+    return sorted(p for p, fields in _proc_stats() if int(fields[1]) == pid)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+
+def wait_http(managed: Managed, url: str, timeout: float = START_TIMEOUT) -> None:
+    """Poll ``url`` until it answers 200; fail if ``managed`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if managed.proc.poll() is not None:
+            raise managed.failed(f"exited with status {managed.proc.returncode}")
+        try:
+            with OPENER.open(url, timeout=2) as response:
+                response.read()
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"status {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise managed.failed(f"did not answer 200 on {url} within {timeout:.0f}s ({last})")
+
+
+def nginx_temp_paths(temp: Path, nginx_v: str) -> str:
+    """``*_temp_path`` lines keeping nginx's temporary files below ``temp`` (not /var/lib)."""
+    names = ["client_body", "proxy", "fastcgi"]
+    # nginx-light builds may leave modules out; their *_temp_path directives then do not exist.
+    names += [m for m in ("uwsgi", "scgi") if f"--without-http_{m}_module" not in nginx_v]
+    return "\n".join(f"{name}_temp_path {temp / name};" for name in names)
+
+
+def check_nginx_config(argv: Sequence[str], conf: Path) -> None:
+    """``nginx -t`` on ``conf`` with the prefix/error-log arguments in ``argv``."""
+    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise BenchError(f"nginx rejects the generated {conf}:\n{check.stderr.strip()}")
