@@ -75,13 +75,33 @@ class Compressor:
         self.types = TypeMatcher(config.types)
         self.codecs = Codecs(config.brotli_quality, config.gzip_level)
         self.cache = CompressedCache(config.memory_cache)
+        self._shared: dict[tuple[int, bytes | None], tuple[Response, Response]] = {}
+        self._shared_bytes = 0
 
     def apply(self, request: Request, response: Response) -> Response:
         """The response to send: ``response`` itself, or a compressed version of it.
 
-        ``response`` is never modified: ``respond`` rules share one Response between all
-        requests.
+        ``response`` is never modified: ``respond`` rules and the static memory cache share
+        one Response between all requests. For those, the outcome depends only on the
+        response and the Accept-Encoding value, so it is remembered (bounded by bytes):
+        the hot path of a cached static file becomes one dict lookup here.
         """
+        if not response.shared:
+            return self._apply(request, response)
+        key = (id(response), request.header(b"accept-encoding"))
+        hit = self._shared.get(key)
+        if hit is not None and hit[0] is response:  # holding it keeps its id unique
+            return hit[1]
+        result = self._apply(request, response)
+        size = len(response.body) + (len(result.body) if result is not response else 0)
+        if self._shared_bytes + size > self.config.memory_cache:
+            self._shared.clear()
+            self._shared_bytes = 0
+        self._shared[key] = (response, result)
+        self._shared_bytes += size
+        return result
+
+    def _apply(self, request: Request, response: Response) -> Response:
         if response.status != 200 or response.tunnel is not None:
             return response
         content_type: bytes | None = None

@@ -17,6 +17,7 @@ def respond_handler(action: RespondAction, headers: list[tuple[bytes, bytes]]) -
     if action.status == 200 and not any(name.lower() == b"etag" for name, _ in headers):
         fields.append((b"ETag", strong_etag(content_type, body)))
     response = Response(action.status, fields, body)
+    response.shared = True
 
     def respond(_request: Request) -> Response:
         return response

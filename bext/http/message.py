@@ -84,11 +84,21 @@ class Response:
     ``tunnel`` is set on a ``101`` response: the connection then becomes a byte pipe.
     ``file`` is a byte range of an open file (static files): sent with ``sendfile`` where
     the transport allows, the connection closes it when done.
-    Responses built once at config load (``respond`` rules, error pages) are shared between
-    requests: connections must treat a Response as read-only.
+    Responses built once and reused (``respond`` rules, cached static files) are marked
+    ``shared``: everyone must treat a Response as read-only, and later phases may remember
+    what they made of a shared one.
     """
 
-    __slots__ = ("body", "content_length", "file", "headers", "status", "stream", "tunnel")
+    __slots__ = (
+        "body",
+        "content_length",
+        "file",
+        "headers",
+        "shared",
+        "status",
+        "stream",
+        "tunnel",
+    )
 
     def __init__(
         self,
@@ -103,6 +113,7 @@ class Response:
         self.status = status
         self.tunnel = tunnel
         self.file = file
+        self.shared = False
         self.headers: Headers = headers if headers is not None else []
         self.body = body
         self.stream = stream

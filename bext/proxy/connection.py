@@ -270,8 +270,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- internals -------------------------------------------------------------------------
 
     def _complete(self) -> None:
-        self._message_done = True
-        self._cancel_timer()
+        self._message_done = True  # the read timer, if armed, lapses by itself
         # A response that came before the whole request body was sent leaves the
         # connection out of step: it cannot be reused.
         keep_alive = (

@@ -39,6 +39,8 @@ BUFFERED_MEMORY = 256 * 1024
 BUFFERED_FILE = 1024 * 1024 * 1024
 """How far ahead of the client bext reads a buffered response (memory, then disk)."""
 STREAMING_MEMORY = 64 * 1024
+SMALL_RESPONSE = 64 * 1024
+"""A response this small that arrived whole with its head is sent as one buffer."""
 TUNNEL_IDLE_TIMEOUT = 600.0
 """A WebSocket with no traffic either way for this long is closed (at least read_timeout)."""
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -163,6 +165,10 @@ class ProxyHandler:
             if status in (204, 304) or 100 <= status < 200:
                 buffer.close()
                 return Response(status, headers)
+            complete = buffer.take_complete(SMALL_RESPONSE) if method != "HEAD" else None
+            if complete is not None:
+                buffer.close()
+                return Response(status, headers, complete)
             return Response(
                 status,
                 headers,

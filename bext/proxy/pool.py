@@ -23,6 +23,7 @@ class ConnectionPool:
         self.read_timeout = read_timeout
         self._idle: deque[UpstreamConnection] = deque()
         self.label = server.url
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def acquire(
         self, max_idle_age: float = IDLE_TIMEOUT, fresh: bool = False
@@ -32,7 +33,9 @@ class ConnectionPool:
         Pooled connections idle for longer than ``max_idle_age`` are closed, not used;
         ``fresh`` skips the pool (a retry after a stale keep-alive connection).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # a pool lives in one worker's loop; asking each time costs a getpid
+            loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         while self._idle and not fresh:
             conn = self._idle.pop()

@@ -141,6 +141,19 @@ class SpillBuffer:
             finally:
                 self._waiter = None
 
+    def take_complete(self, limit: int) -> bytes | None:
+        """All the data at once if it has fully arrived in memory and is at most ``limit``.
+
+        Small upstream responses usually arrive with their head; sending them as one
+        buffer saves a write, a task and a generator per request.
+        """
+        if not self._done or self._error is not None or self._fd >= 0 or self.total > limit:
+            return None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._memory = 0
+        return data
+
     def read_nowait(self) -> bytes:
         if self._chunks:
             data = self._chunks.popleft()

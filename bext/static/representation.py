@@ -148,6 +148,7 @@ class Representation:
             content_type,
         )
         self.not_modified = Response(304, merge_headers(validators, rule_headers))
+        self.not_modified.shared = True
         self.body: bytes | None = None
         self.full: Response | None = None
 
@@ -180,6 +181,7 @@ class Representation:
     def set_body(self, body: bytes) -> None:
         self.body = body
         self.full = Response(200, self.headers, body)
+        self.full.shared = True
 
     def evict(self) -> None:
         self.body = None
