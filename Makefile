@@ -32,6 +32,7 @@ demo: $(STAMP)
 ## make bench: bext side by side with nginx (installs nginx-light, wrk, h2load)
 bench: $(STAMP)
 	scripts/system-deps.sh bench
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/run.py
 
 clean:
