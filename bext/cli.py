@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bext import __version__
 from bext.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
@@ -68,25 +69,64 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(check)
     check.add_argument("file", nargs="?", type=Path, help="configuration file (same as -c)")
     check.set_defaults(func=cmd_check)
+
+    for verb, summary, details in (
+        (
+            "reload",
+            "re-read the configuration of a running master without dropping connections",
+            "Ask the running master to reload: it validates the configuration, starts new "
+            "workers with it, then retires the old ones gracefully. An invalid configuration "
+            "is refused (the old one keeps serving) and the reason printed; exit 78 then.",
+        ),
+        (
+            "status",
+            "show the running master: workers, generation, memory, counters",
+            "Print the running master's state: PIDs, generation, uptime, RSS and CPU per "
+            "process, and request counters summed from shared memory. --json for machines.",
+        ),
+        (
+            "stop",
+            "stop the running master gracefully",
+            "Ask the running master to stop gracefully (like SIGTERM): in-flight requests "
+            "finish up to server.graceful_timeout.",
+        ),
+    ):
+        sub = verbs.add_parser(verb, help=summary, description=details)
+        _add_config_option(sub)
+        if verb == "status":
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(func=cmd_control, command=verb)
     return parser
+
+
+def load_supported(path: Path) -> Config:
+    """Load ``path`` and refuse what this version validates but cannot do yet."""
+    config = load_config(path)
+    if config.server.tls is not None:
+        # Valid in shape, but serving plain HTTP where HTTPS was asked for would be worse
+        # than not starting.
+        raise ConfigError(
+            ["server.tls: TLS termination is not available in this version; "
+             "remove [server.tls] for now"],
+            str(path),
+        )  # fmt: skip
+    return config
 
 
 def _load(path: Path) -> Config | None:
     try:
-        config = load_config(path)
+        return load_supported(path)
     except ConfigError as exc:
         print(f"bext: invalid configuration\n{exc}", file=sys.stderr)
         return None
-    if config.server.tls is not None:
-        # Valid in shape, but serving plain HTTP where HTTPS was asked for would be worse
-        # than not starting.
-        print(
-            f"bext: invalid configuration\n{path}: server.tls: TLS termination is not "
-            "available in this version; remove [server.tls] for now",
-            file=sys.stderr,
-        )
-        return None
-    return config
+
+
+def control_path(config_path: Path, config: Config | None) -> Path:
+    from bext.master.control import default_socket_path
+
+    if config is not None and config.server.control_socket is not None:
+        return config.server.control_socket
+    return default_socket_path(config_path)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -126,11 +166,92 @@ def cmd_run(args: argparse.Namespace) -> int:
         setproctitle(f"bext: master -c {args.config}")
     except ImportError:  # pragma: no cover
         pass
+    path = args.config
     try:
-        return Arbiter(config, worker_main).run()
+        arbiter = Arbiter(config, worker_main, lambda: load_supported(path),
+                          control_path(path, config))  # fmt: skip
+        return arbiter.run()
     except BindError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILURE
+
+
+def _raw_control_path(path: Path) -> Path:
+    """``server.control_socket`` read without validating the rest of the file."""
+    import tomllib
+
+    from bext.master.control import default_socket_path
+
+    try:
+        raw = tomllib.loads(path.read_text())["server"]["control_socket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return default_socket_path(path)
+    if not isinstance(raw, str):
+        return default_socket_path(path)
+    socket_path = Path(raw).expanduser()
+    return socket_path if socket_path.is_absolute() else path.absolute().parent / socket_path
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """reload / status / stop: talk to the running master over its control socket."""
+    import json
+
+    from bext.master.control import send_command
+
+    path: Path = args.config
+    try:
+        socket_path = control_path(path, load_config(path))
+    except ConfigError:
+        # The master reports the problems on reload; only the socket's path is needed here.
+        socket_path = _raw_control_path(path)
+    try:
+        answer = send_command(socket_path, args.command)
+    except OSError as exc:
+        print(
+            f"bext: no running master for {path} (control socket {socket_path}: "
+            f"{exc.strerror or exc})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if args.command == "status":
+        if args.json:
+            print(answer)
+        else:
+            print(_format_status(json.loads(answer)))
+        return EXIT_OK
+    if answer.startswith("ok"):
+        print(f"bext: {answer[3:].strip()}")
+        return EXIT_OK
+    print(f"bext: {args.command} failed: {answer.removeprefix('error: ')}", file=sys.stderr)
+    return EXIT_CONFIG if answer.startswith("error: invalid configuration") else EXIT_FAILURE
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    def mib(value: object) -> str:
+        return f"{int(value) / 1048576:.1f} MiB" if isinstance(value, int) else "-"
+
+    master = status["master"]
+    lines = [
+        f"bext {status['version']}: master {master['pid']}, generation {status['generation']}, "
+        f"up {status['uptime_seconds']}s, RSS {mib(master.get('rss'))}",
+        f"listening on {', '.join(status['listeners'])}",
+    ]
+    for worker in status["workers"]:
+        lines.append(
+            f"  worker {worker['slot']} pid {worker['pid']} gen {worker['generation']} "
+            f"{worker['state']}, RSS {mib(worker.get('rss'))}, "
+            f"CPU {worker.get('cpu_seconds', '-')}s"
+        )
+    counters = status["counters"]
+    lines.append(
+        "requests {requests}, 2xx {status_2xx}, 3xx {status_3xx}, 4xx {status_4xx}, "
+        "5xx {status_5xx}, bytes in {bytes_in}, bytes out {bytes_out}, open connections "
+        "{open_connections}, upstream errors {upstream_errors}".format(**counters)
+    )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

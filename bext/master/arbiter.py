@@ -1,28 +1,47 @@
 """The master loop: one blocking loop, signals queued and handled in one place.
 
 Signal handlers only append to a queue and poke a self-pipe; :meth:`Arbiter.run` wakes on
-that pipe or on a worker's ready pipe, handles the queued signals in order with
-``handle_<name>`` methods, reaps children, respawns dead workers (with back-off) and
-watches the stop deadline. No threads and no event loop live in the master, so nothing is
-inherited half-done across ``fork()`` (gunicorn's arbiter; ARCHITECTURE.md, decision 2).
+that pipe, on a worker's ready pipe or on the control socket, handles the queued signals
+in order with ``handle_<name>`` methods, reaps children, respawns dead workers (with
+back-off), kills stuck ones, and watches deadlines. No threads and no event loop live in
+the master, so nothing is inherited half-done across ``fork()`` (gunicorn's arbiter;
+ARCHITECTURE.md, decision 2).
 
-The supervisor features (reload, binary upgrade, shared memory, systemd notify) plug in as
-more ``handle_*`` methods and loop duties.
+Reload (SIGHUP, ``bext reload``) follows "spawn new, then retire old": the new
+configuration is loaded and validated first (a bad one leaves the old one serving and the
+reason goes back to ``bext reload``), a new generation of workers starts on the same
+listening sockets, and only once all of them listen does the old generation get SIGTERM
+and drain. Listening sockets belong to the master and survive reloads, so no connection
+waiting in an accept queue is ever dropped (decision 1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from bext.config import Config
-from bext.master.listeners import Listener, bind_listeners
-from bext.master.workers import SlotBackoff, WorkerProcess, describe_exit
+from bext import __version__
+from bext.config import Config, ConfigError
+from bext.master.control import ControlServer, reply
+from bext.master.listeners import BindError, Listener, bind_listeners
+from bext.master.notify import Notifier
+from bext.master.workers import (
+    HEARTBEAT_TIMEOUT,
+    SlotBackoff,
+    WorkerProcess,
+    WorkerSpec,
+    describe_exit,
+)
 from bext.observe.errorlog import log
+from bext.shm.counters import heartbeat_age
+from bext.shm.layout import MAX_SLOTS, Field, Segment
 
 HANDLED_SIGNALS = (
     signal.SIGTERM,
@@ -39,20 +58,40 @@ HANDLED_SIGNALS = (
 FAST_STOP_GRACE = 5.0
 """How long workers get to exit on SIGINT/SIGQUIT before they are killed."""
 
-WorkerMain = Callable[[int, int, list[Listener], Config, int], int]
+READY_TIMEOUT = 30.0
+"""A new generation that is not listening after this long is abandoned (reload fails)."""
+
+WorkerMain = Callable[[WorkerSpec], int]
+ConfigLoader = Callable[[], Config]
 
 
 class Arbiter:
-    def __init__(self, config: Config, worker_main: WorkerMain) -> None:
+    def __init__(
+        self,
+        config: Config,
+        worker_main: WorkerMain,
+        load_config: ConfigLoader,
+        control_path: Path | None,
+    ) -> None:
         self.config = config
         self.worker_main = worker_main
+        self.load_config = load_config
+        self.control_path = control_path
+        self.control: ControlServer | None = None
         self.listeners: list[Listener] = []
+        self.retired_listeners: list[Listener] = []
         self.workers: dict[int, WorkerProcess] = {}
-        self.backoff = [SlotBackoff() for _ in range(config.server.workers)]
+        self.worker_count = config.server.workers
+        self.backoff = [SlotBackoff() for _ in range(MAX_SLOTS)]
         self.generation = 1
         self.signals: list[int] = []
         self.stop_deadline: float | None = None
+        self.pending_reload: tuple[float, list[socket.socket]] | None = None
+        """(deadline, clients waiting for the reply) while a new generation starts."""
         self.announced_ready = False
+        self.started_at = time.time()
+        self.notifier = Notifier()
+        self.segment = Segment()
         self.exit_code = 0
         self._wake_r = -1
         self._wake_w = -1
@@ -62,31 +101,41 @@ class Arbiter:
     def run(self) -> int:
         server = self.config.server
         self.listeners = bind_listeners(
-            server.host, server.port, server.workers, server.host_is_default
+            server.host, server.port, self.worker_count, server.host_is_default
         )
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, self._enqueue_signal)
+        if self.control_path is not None:
+            self.control = ControlServer(self.control_path)
+        self._write_pidfile()
         log.info(
-            "master %d starting %d workers on %s",
+            "master %d (bext %s) starting %d workers on %s",
             os.getpid(),
-            server.workers,
-            ", ".join(listener.url for listener in self.listeners),
+            __version__,
+            self.worker_count,
+            self._urls(),
         )
         try:
-            for slot in range(server.workers):
+            for slot in range(self.worker_count):
                 self.spawn(slot)
             while not self._stopped():
                 self._wait()
                 self._handle_signals()
                 self._reap()
+                self._check_heartbeats()
                 self._respawn_due()
+                self._check_reload_deadline()
                 self._enforce_stop_deadline()
+                self.notifier.watchdog()
         finally:
-            for listener in self.listeners:
+            for listener in self.listeners + self.retired_listeners:
                 listener.close()
             for worker in self.workers.values():
                 worker.close_pipe()
+            if self.control is not None:
+                self.control.close()
+            self._remove_pidfile()
             os.close(self._wake_r)
             os.close(self._wake_w)
         log.info("master %d exiting", os.getpid())
@@ -94,6 +143,14 @@ class Arbiter:
 
     def _stopped(self) -> bool:
         return self.stop_deadline is not None and not self.workers
+
+    def _urls(self) -> str:
+        return ", ".join(listener.url for listener in self.listeners)
+
+    def _status_line(self) -> str:
+        current = [w for w in self.workers.values() if w.generation == self.generation]
+        requests = self.segment.sum(Field.REQUESTS)
+        return f"generation {self.generation}, {len(current)} workers, {requests} requests served"
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -116,6 +173,7 @@ class Arbiter:
         """Graceful stop: workers stop accepting and finish what is in flight."""
         if self.stop_deadline is None:
             log.info("SIGTERM: graceful stop (up to %.0fs)", self.config.server.graceful_timeout)
+            self.notifier.stopping()
             self.stop_deadline = time.monotonic() + self.config.server.graceful_timeout + 2.0
             self._signal_workers(signal.SIGTERM)
 
@@ -127,40 +185,146 @@ class Arbiter:
 
     def _fast_stop(self, why: str) -> None:
         log.info("%s: fast stop", why)
+        self.notifier.stopping()
         deadline = time.monotonic() + FAST_STOP_GRACE
         if self.stop_deadline is None or self.stop_deadline > deadline:
             self.stop_deadline = deadline
         self._signal_workers(signal.SIGQUIT)
 
     def handle_sighup(self) -> None:
-        log.warning(
-            "SIGHUP: configuration reload is not available in this version; restart "
-            "bext to apply a new configuration"
-        )
+        error = self.reload()
+        if error:
+            log.error("reload refused, the running configuration stays:\n%s", error)
 
     def handle_sigusr1(self) -> None:
-        self._signal_workers(signal.SIGUSR1)  # workers reopen their log files
+        log.info("SIGUSR1: workers reopen their log files")
+        self._signal_workers(signal.SIGUSR1)
 
     def handle_sigusr2(self) -> None:
         log.warning("SIGUSR2: binary upgrade is not available in this version")
 
     def handle_sigttin(self) -> None:
-        log.warning("SIGTTIN: changing the worker count at runtime is not available yet")
+        self._resize(self.worker_count + 1)
 
     def handle_sigttou(self) -> None:
-        log.warning("SIGTTOU: changing the worker count at runtime is not available yet")
+        self._resize(self.worker_count - 1)
 
-    def _signal_workers(self, signum: int) -> None:
-        for worker in self.workers.values():
+    def _signal_workers(self, signum: int, only: list[WorkerProcess] | None = None) -> None:
+        for worker in only if only is not None else list(self.workers.values()):
             if signum in (signal.SIGTERM, signal.SIGQUIT):
                 worker.stopping = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signum)
 
+    # -- reload ------------------------------------------------------------------------------
+
+    def reload(self, waiting: socket.socket | None = None) -> str:
+        """Start a reload; return the reason it was refused ("" when it goes ahead)."""
+        if self.stop_deadline is not None:
+            return "bext is stopping"
+        if self.pending_reload is not None:
+            if waiting is not None:
+                self.pending_reload[1].append(waiting)
+            return ""  # already under way: the waiter gets that reload's outcome
+        self.notifier.reloading()
+        try:
+            config = self.load_config()
+        except ConfigError as exc:
+            self.notifier.ready(self._status_line())
+            return f"invalid configuration\n{exc}"
+        except OSError as exc:
+            self.notifier.ready(self._status_line())
+            return f"cannot read the configuration: {exc}"
+        old_server = self.config.server
+        new_server = config.server
+        listen_changed = (old_server.host, old_server.port) != (new_server.host, new_server.port)
+        if listen_changed:
+            try:
+                listeners = bind_listeners(
+                    new_server.host, new_server.port, new_server.workers,
+                    new_server.host_is_default,
+                )  # fmt: skip
+            except BindError as exc:
+                self.notifier.ready(self._status_line())
+                return str(exc)
+            self.retired_listeners.extend(self.listeners)
+            self.listeners = listeners
+        else:
+            error = self._fit_sockets(new_server.workers)
+            if error:
+                self.notifier.ready(self._status_line())
+                return error
+        self.config = config
+        self.worker_count = new_server.workers
+        self.generation += 1
+        log.info("reload: starting generation %d (%d workers)", self.generation,
+                 self.worker_count)  # fmt: skip
+        self.pending_reload = (time.monotonic() + READY_TIMEOUT, [])
+        if waiting is not None:
+            self.pending_reload[1].append(waiting)
+        for slot in range(self.worker_count):
+            self.spawn(slot)
+        return ""
+
+    def _fit_sockets(self, workers: int) -> str:
+        """Give every listener one socket per worker slot (more workers: bind more)."""
+        try:
+            for listener in self.listeners:
+                listener.ensure_slots(workers)
+        except OSError as exc:
+            return f"cannot add listening sockets: {exc}"
+        return ""
+
+    def _reload_ready(self) -> None:
+        """Every worker of the new generation listens: retire the old ones."""
+        assert self.pending_reload is not None
+        _, waiters = self.pending_reload
+        self.pending_reload = None
+        old = [w for w in self.workers.values() if w.generation != self.generation]
+        self._signal_workers(signal.SIGTERM, old)
+        for listener in self.listeners:
+            listener.trim_slots(self.worker_count)  # fewer workers: close the spare sockets
+        log.info("reload: generation %d serving; %d old workers draining", self.generation,
+                 len(old))  # fmt: skip
+        self.notifier.ready(self._status_line())
+        for conn in waiters:
+            reply(conn, f"ok: generation {self.generation} serving")
+
+    def _check_reload_deadline(self) -> None:
+        if self.pending_reload is None or time.monotonic() < self.pending_reload[0]:
+            return
+        _, waiters = self.pending_reload
+        self.pending_reload = None
+        new = [w for w in self.workers.values() if w.generation == self.generation]
+        log.error("reload: generation %d did not start in %.0fs; keeping the old workers",
+                  self.generation, READY_TIMEOUT)  # fmt: skip
+        self._signal_workers(signal.SIGKILL, new)
+        self.generation -= 1  # the old generation stays current
+        self.notifier.ready(self._status_line())
+        for conn in waiters:
+            reply(conn, "error: the new workers did not start; the old ones keep serving")
+
+    def _resize(self, count: int) -> None:
+        count = max(1, min(count, MAX_SLOTS))
+        if count == self.worker_count or self.stop_deadline is not None:
+            return
+        error = self._fit_sockets(count)
+        if error:
+            log.error("%s", error)
+            return
+        log.info("worker count %d -> %d", self.worker_count, count)
+        if count < self.worker_count:
+            extra = [w for w in self.workers.values() if w.slot >= count]
+            self._signal_workers(signal.SIGTERM, extra)
+        self.worker_count = count
+        for listener in self.listeners:
+            listener.trim_slots(count)
+
     # -- workers ---------------------------------------------------------------------------
 
     def spawn(self, slot: int) -> None:
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        generation = self.generation
         pid = os.fork()
         if pid == 0:  # worker
             code = 1
@@ -173,20 +337,33 @@ class Arbiter:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 for other in self.workers.values():
                     other.close_pipe()
-                code = self.worker_main(slot, self.generation, self.listeners, self.config, ready_w)
+                if self.control is not None:
+                    self.control.close_inherited()
+                if self.pending_reload is not None:
+                    for waiting in self.pending_reload[1]:
+                        waiting.close()  # the master answers them; this copy must not linger
+                sockets = [listener.sockets[slot] for listener in self.listeners]
+                for listener in self.listeners + self.retired_listeners:
+                    for _index, sock in enumerate(listener.sockets):
+                        if sock not in sockets:
+                            sock.close()  # only this process's copy
+                spec = WorkerSpec(slot, generation, self.config, sockets, ready_w, self.segment)
+                code = self.worker_main(spec)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
                 os._exit(code)
         os.close(ready_w)
-        self.workers[pid] = WorkerProcess(slot, self.generation, pid, time.monotonic(), ready_r)
-        log.info("worker %d started (pid %d)", slot, pid)
+        self.workers[pid] = WorkerProcess(slot, generation, pid, time.monotonic(), ready_r)
+        log.info("worker %d started (pid %d, generation %d)", slot, pid, generation)
 
     def _wait(self) -> None:
         fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        if self.control is not None:
+            fds.append(self.control.fileno())
         timeout = 1.0
         now = time.monotonic()
-        for slot_backoff in self.backoff:
+        for slot_backoff in self.backoff[: self.worker_count]:
             if slot_backoff.not_before > now:
                 timeout = min(timeout, slot_backoff.not_before - now)
         try:
@@ -201,26 +378,25 @@ class Arbiter:
                             break
                     except BlockingIOError:
                         break
+            elif self.control is not None and fd == self.control.fileno():
+                self._serve_control()
             else:
                 self._on_ready_pipe(fd)
 
     def _on_ready_pipe(self, fd: int) -> None:
         worker = next(w for w in self.workers.values() if w.ready_fd == fd)
-        data = os.read(fd, 64)
-        if data:
+        if os.read(fd, 64):
             worker.ready = True
         worker.close_pipe()  # one message ("listening") or EOF (died first)
-        if (
-            not self.announced_ready
-            and len(self.workers) == self.config.server.workers
-            and all(w.ready for w in self.workers.values())
-        ):
+        current = [w for w in self.workers.values() if w.generation == self.generation]
+        if len(current) < self.worker_count or not all(w.ready for w in current):
+            return
+        if self.pending_reload is not None:
+            self._reload_ready()
+        elif not self.announced_ready:
             self.announced_ready = True
-            log.info(
-                "ready: %d workers serving %s",
-                len(self.workers),
-                ", ".join(listener.url for listener in self.listeners),
-            )
+            log.info("ready: %d workers serving %s", len(current), self._urls())
+            self.notifier.ready(self._status_line())
 
     def _reap(self) -> None:
         while True:
@@ -235,8 +411,12 @@ class Arbiter:
                 continue
             worker.close_pipe()
             if worker.stopping or self.stop_deadline is not None:
-                log.info("worker %d (pid %d) stopped", worker.slot, pid)
+                log.info("worker %d (pid %d, generation %d) stopped", worker.slot, pid,
+                         worker.generation)  # fmt: skip
+                self._close_retired_listeners()
                 continue
+            if worker.generation != self.generation or worker.slot >= self.worker_count:
+                continue  # an old generation's worker: it is not replaced
             now = time.monotonic()
             delay = self.backoff[worker.slot].record_exit(now - worker.started_at, now)
             log.error(
@@ -247,12 +427,32 @@ class Arbiter:
                 f" in {delay:.2f}s" if delay else "",
             )
 
+    def _close_retired_listeners(self) -> None:
+        if self.retired_listeners and all(
+            w.generation == self.generation for w in self.workers.values()
+        ):
+            for listener in self.retired_listeners:
+                listener.close()
+            self.retired_listeners.clear()
+
+    def _check_heartbeats(self) -> None:
+        for worker in list(self.workers.values()):
+            if not worker.ready or worker.stopping:
+                continue
+            age = heartbeat_age(self.segment, worker.slot, worker.generation)
+            if age > HEARTBEAT_TIMEOUT:
+                log.error("worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it",
+                          worker.slot, worker.pid, age)  # fmt: skip
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                worker.ready = False
+
     def _respawn_due(self) -> None:
         if self.stop_deadline is not None:
             return
-        live = {w.slot for w in self.workers.values()}
+        live = {w.slot for w in self.workers.values() if w.generation == self.generation}
         now = time.monotonic()
-        for slot in range(self.config.server.workers):
+        for slot in range(self.worker_count):
             if slot not in live and self.backoff[slot].not_before <= now:
                 self.spawn(slot)
 
@@ -267,3 +467,76 @@ class Arbiter:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGKILL)
             self.stop_deadline = time.monotonic() + 5.0
+
+    # -- control socket --------------------------------------------------------------------
+
+    def _serve_control(self) -> None:
+        assert self.control is not None
+        accepted = self.control.accept()
+        if accepted is None:
+            return
+        conn, command = accepted
+        if command == "reload":
+            error = self.reload(waiting=conn)
+            if error:
+                log.error("reload refused, the running configuration stays:\n%s", error)
+                reply(conn, f"error: {error}")
+        elif command == "status":
+            reply(conn, json.dumps(self.status()))
+        elif command == "stop":
+            reply(conn, "ok: stopping")
+            self.handle_sigterm()
+        else:
+            reply(conn, f"error: unknown command {command!r}")
+
+    def status(self) -> dict[str, object]:
+        """What ``bext status`` shows: processes, generation, counters."""
+        import psutil
+
+        def process(pid: int) -> dict[str, object]:
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    return {"pid": pid, "rss": proc.memory_info().rss,
+                            "cpu_seconds": round(sum(proc.cpu_times()[:2]), 2)}  # fmt: skip
+            except psutil.Error:
+                return {"pid": pid}
+
+        counters = {field.name.lower(): self.segment.sum(field) for field in Field
+                    if field not in (Field.PID, Field.GENERATION, Field.HEARTBEAT_MS)}  # fmt: skip
+        return {
+            "version": __version__,
+            "master": process(os.getpid()),
+            "generation": self.generation,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "listeners": [listener.url for listener in self.listeners],
+            "workers": [
+                {
+                    **process(w.pid),
+                    "slot": w.slot,
+                    "generation": w.generation,
+                    "state": "draining" if w.stopping else "ready" if w.ready else "starting",
+                }
+                for w in sorted(self.workers.values(), key=lambda w: (w.generation, w.slot))
+            ],
+            "counters": counters,
+        }
+
+    # -- pidfile ---------------------------------------------------------------------------
+
+    def _write_pidfile(self) -> None:
+        path = self.config.server.pidfile
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(f"{os.getpid()}\n")
+            tmp.replace(path)
+
+    def _remove_pidfile(self) -> None:
+        path = self.config.server.pidfile
+        if path is not None:
+            try:
+                if path.read_text().strip() == str(os.getpid()):
+                    path.unlink()
+            except OSError:
+                pass

@@ -37,6 +37,21 @@ class Listener:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def ensure_slots(self, slots: int) -> None:
+        """Bind more sockets so that there is one per slot (more workers)."""
+        while len(self.sockets) < slots:
+            self.sockets.append(_bind_one(self.host, self.port))
+
+    def trim_slots(self, slots: int) -> None:
+        """Close the sockets of slots that no longer exist (fewer workers).
+
+        Connections queued on those sockets are dropped by the kernel (unless
+        ``net.ipv4.tcp_migrate_req`` is set), which is why the worker count only shrinks
+        when the operator asks for it.
+        """
+        while len(self.sockets) > slots:
+            self.sockets.pop().close()
+
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+
+from bext.config import Config
+from bext.shm.layout import Segment
 
 QUICK_DEATH = 5.0
 """A worker that dies sooner than this after its start counts towards the back-off."""
 
 MAX_BACKOFF = 30.0
+
+
+HEARTBEAT_TIMEOUT = 20.0
+"""A ready worker whose loop has not beaten for this long is stuck: it is killed."""
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a forked worker starts from."""
+
+    slot: int
+    generation: int
+    config: Config
+    sockets: list[socket.socket]
+    """This slot's listening sockets, one per listener (the master keeps its copies)."""
+    ready_fd: int
+    segment: Segment
 
 
 @dataclass

@@ -11,6 +11,7 @@ from bext.http.date import date_line
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import Event, ParserLimits, ProtocolError
+from bext.shm.counters import NullCounters, SlotCounters
 
 
 class RequestHandler(Protocol):
@@ -62,6 +63,7 @@ class WorkerContext:
     max_keepalive_requests: int = 1000
     max_connections: int = 10000
     stopping: bool = False
+    counters: SlotCounters = field(default_factory=NullCounters)
     connections: set[ConnectionLike] = field(default_factory=set)
     _date: bytes = b""
     _preamble: bytes = b""

@@ -92,6 +92,7 @@ class H1Connection(asyncio.Protocol):
             self._closed = True
             return
         ctx.connections.add(self)
+        ctx.counters.connection_opened()
         now = self._loop.time()
         self._head_started = now  # a new connection has header_timeout to send its request
         self._arm(now + ctx.timeouts.header)
@@ -102,6 +103,7 @@ class H1Connection(asyncio.Protocol):
             return
         if self._input_failed:
             return
+        self._ctx.counters.received(len(data))
         now = self._loop.time()
         self._idle_since = None
         try:
@@ -150,7 +152,9 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._ctx.connections.discard(self)
+        if self in self._ctx.connections:
+            self._ctx.connections.discard(self)
+            self._ctx.counters.connection_closed()
         if self._tunnel is not None:
             self._tunnel.close()
         if self._timer is not None:
@@ -521,6 +525,7 @@ class H1Connection(asyncio.Protocol):
 
     def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
         ctx = self._ctx
+        ctx.counters.response(status, sent)
         if ctx.access_log.enabled:
             ctx.access_log.log(
                 request.client_addr,
@@ -573,6 +578,7 @@ class H1Connection(asyncio.Protocol):
         if transport is not None and not self._closed:
             response = error_response(exc.status, None, exc.reason)
             self._response_started = True
+            self._ctx.counters.response(exc.status, len(response.body))
             transport.write(
                 response_head(
                     exc.status,

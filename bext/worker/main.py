@@ -11,16 +11,16 @@ import asyncio
 import gc
 import os
 import signal
-import socket
 from collections.abc import Callable
 
 from bext.config import Config
-from bext.master.listeners import Listener
+from bext.master.workers import WorkerSpec
 from bext.observe.accesslog import AccessLog
 from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
+from bext.shm.counters import SlotCounters
 from bext.worker.context import RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.pipeline import Pipeline
@@ -75,30 +75,23 @@ def build_context(config: Config) -> WorkerContext:
     )
 
 
-def worker_main(
-    slot: int, generation: int, listeners: list[Listener], config: Config, ready_fd: int
-) -> int:
+def worker_main(spec: WorkerSpec) -> int:
     """Entry point in the forked child; returns the process exit code."""
-    setproctitle(f"bext: worker {slot} (gen {generation})")
-    set_role(f"worker {slot}")
-    sockets = []
-    for listener in listeners:
-        for index, sock in enumerate(listener.sockets):
-            if index == slot:
-                sockets.append(sock)
-            else:
-                sock.close()  # only this process's copy; the master keeps the socket
-    worker = Worker(config, sockets, ready_fd)
+    setproctitle(f"bext: worker {spec.slot} (gen {spec.generation})")
+    set_role(f"worker {spec.slot}")
+    worker = Worker(spec)
     with asyncio.Runner(loop_factory=uvloop_new_event_loop) as runner:
         return runner.run(worker.serve())
 
 
 class Worker:
-    def __init__(self, config: Config, sockets: list[socket.socket], ready_fd: int) -> None:
-        self.config = config
-        self.sockets = sockets
-        self.ready_fd = ready_fd
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.config = config = spec.config
+        self.sockets = spec.sockets
+        self.ready_fd = spec.ready_fd
         self.ctx = build_context(config)
+        self.ctx.counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None
         self.fast = False
@@ -122,6 +115,7 @@ class Worker:
         os.close(self.ready_fd)
 
         await self.stop_requested.wait()
+        setproctitle(f"bext: worker {self.spec.slot} (gen {self.spec.generation}, draining)")
         for server in servers:
             server.close()  # stop accepting; the master's copy keeps the queue alive
         ctx.stopping = True
@@ -147,9 +141,10 @@ class Worker:
         self.ctx.access_log.reopen()
 
     async def _housekeeping(self) -> None:
-        """Once a second: flush the access log; leave if the master is gone."""
+        """Once a second: beat, flush the access log; leave if the master is gone."""
         while True:
             await asyncio.sleep(1.0)
+            self.ctx.counters.heartbeat()
             self.ctx.access_log.flush()
             if os.getppid() != self.master_pid:
                 log.error("master %d is gone; stopping", self.master_pid)

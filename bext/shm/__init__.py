@@ -1,0 +1,1 @@
+"""Shared memory between the master and its workers: numbers only, never names."""

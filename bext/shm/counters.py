@@ -1,0 +1,84 @@
+"""A worker's own counter block: plain integer stores, no locks (one writer per block)."""
+
+from __future__ import annotations
+
+import time
+
+from bext.shm.layout import Field, Segment, block_index, field_index
+
+
+class SlotCounters:
+    """Indexes are plain ints computed once: this runs for every response."""
+
+    __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_open", "_requests", "_status",
+                 "_upstream_errors", "_words")  # fmt: skip
+
+    def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
+        words = self._words = segment.words
+        base = field_index(block_index(slot, generation), 0)
+        words[base + Field.PID] = pid
+        words[base + Field.GENERATION] = generation
+        words[base + Field.OPEN_CONNECTIONS] = 0
+        self._beat = base + int(Field.HEARTBEAT_MS)
+        self._requests = base + int(Field.REQUESTS)
+        # status // 100 (1..5) -> index; anything else counts as 5xx
+        self._status = [base + int(Field.STATUS_5XX)] * 10
+        for klass in range(1, 6):
+            self._status[klass] = base + int(Field.STATUS_1XX) + klass - 1
+        self._bytes_in = base + int(Field.BYTES_IN)
+        self._bytes_out = base + int(Field.BYTES_OUT)
+        self._open = base + int(Field.OPEN_CONNECTIONS)
+        self._upstream_errors = base + int(Field.UPSTREAM_ERRORS)
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        self._words[self._beat] = time.monotonic_ns() // 1_000_000
+
+    def response(self, status: int, sent: int) -> None:
+        words = self._words
+        words[self._requests] += 1
+        words[self._status[status // 100 % 10]] += 1
+        words[self._bytes_out] += sent
+
+    def received(self, size: int) -> None:
+        self._words[self._bytes_in] += size
+
+    def connection_opened(self) -> None:
+        self._words[self._open] += 1
+
+    def connection_closed(self) -> None:
+        self._words[self._open] -= 1
+
+    def upstream_error(self) -> None:
+        self._words[self._upstream_errors] += 1
+
+
+class NullCounters(SlotCounters):
+    """For connections served outside a master (tests, tools): counts nothing."""
+
+    def __init__(self) -> None:
+        pass
+
+    def heartbeat(self) -> None:
+        pass
+
+    def response(self, status: int, sent: int) -> None:
+        pass
+
+    def received(self, size: int) -> None:
+        pass
+
+    def connection_opened(self) -> None:
+        pass
+
+    def connection_closed(self) -> None:
+        pass
+
+    def upstream_error(self) -> None:
+        pass
+
+
+def heartbeat_age(segment: Segment, slot: int, generation: int) -> float:
+    """Seconds since the worker in that block last beat (the master's stuck-loop check)."""
+    beat = segment.words[field_index(block_index(slot, generation), Field.HEARTBEAT_MS)]
+    return time.monotonic() - beat / 1000 if beat else 0.0

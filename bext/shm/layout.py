@@ -1,0 +1,91 @@
+"""The one place that defines the shared segment's layout (ARCHITECTURE.md, decision 7).
+
+The master creates the segment (a memfd, so a binary upgrade can pass it on) before it
+forks anything and keeps it for its whole life, across reloads. Everything in it is a
+signed 64-bit integer; names never go in, only indexes and hashed ids.
+
+    header          8 x int64   magic, version, slot blocks, fields per block, table sizes
+    slot blocks     MAX_SLOTS x 2 blocks x FIELDS x int64
+                    one writer per block: worker slot i of an even generation writes
+                    block 2i, of an odd generation block 2i+1, so during a reload the
+                    old and the new worker of a slot never share a block
+    upstream health HEALTH_ENTRIES x 4 x int64 (id hash, state, streak, changed_ms)
+    cache tags      TAG_ENTRIES x int64 generations   (reserved: the cache issue)
+    rate limits     RATE_ENTRIES x 2 x int64 buckets   (reserved: the WAF issue)
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+
+MAGIC = 0x4245585453484D31  # "BEXTSHM1"
+VERSION = 1
+MAX_SLOTS = 256
+HEALTH_ENTRIES = 1024
+TAG_ENTRIES = 65536
+RATE_ENTRIES = 65536
+HEADER_FIELDS = 8
+
+
+class Field(enum.IntEnum):
+    """The int64 fields of one slot block."""
+
+    PID = 0
+    GENERATION = 1
+    HEARTBEAT_MS = 2  # CLOCK_MONOTONIC milliseconds, system-wide, so comparable
+    REQUESTS = 3
+    STATUS_1XX = 4
+    STATUS_2XX = 5
+    STATUS_3XX = 6
+    STATUS_4XX = 7
+    STATUS_5XX = 8
+    BYTES_IN = 9
+    BYTES_OUT = 10
+    OPEN_CONNECTIONS = 11
+    UPSTREAM_ERRORS = 12
+
+
+FIELDS = 16  # room to add counters without moving the tables behind them
+BLOCKS = MAX_SLOTS * 2
+HEALTH_FIELDS = 4
+
+SLOTS_OFFSET = HEADER_FIELDS
+HEALTH_OFFSET = SLOTS_OFFSET + BLOCKS * FIELDS
+TAGS_OFFSET = HEALTH_OFFSET + HEALTH_ENTRIES * HEALTH_FIELDS
+RATE_OFFSET = TAGS_OFFSET + TAG_ENTRIES
+TOTAL_FIELDS = RATE_OFFSET + RATE_ENTRIES * 2
+SIZE = TOTAL_FIELDS * 8
+
+
+def block_index(slot: int, generation: int) -> int:
+    return slot * 2 + (generation & 1)
+
+
+def field_index(block: int, field: int) -> int:
+    return SLOTS_OFFSET + block * FIELDS + field
+
+
+class Segment:
+    """The mapped segment as an int64 array (``memoryview`` cast to ``q``)."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        created = fd is None
+        if fd is None:
+            fd = os.memfd_create("bext-shm", 0)  # not CLOEXEC: a binary upgrade passes it on
+            os.ftruncate(fd, SIZE)
+        self.fd = fd
+        self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.words = memoryview(self._map).cast("q")
+        if created:
+            header = (MAGIC, VERSION, BLOCKS, FIELDS, HEALTH_ENTRIES, TAG_ENTRIES, RATE_ENTRIES)
+            for index, value in enumerate(header):
+                self.words[index] = value
+        elif self.words[0] != MAGIC or self.words[1] != VERSION:
+            raise ValueError("shared memory segment has an unknown layout")
+
+    def sum(self, field: int) -> int:
+        """A counter summed over every slot block (what operators see)."""
+        words = self.words
+        return sum(words[field_index(block, field)] for block in range(BLOCKS))
