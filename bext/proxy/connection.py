@@ -9,6 +9,8 @@ client has read it yet. That is what frees a sync Gunicorn worker from a slow cl
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -210,6 +212,28 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def upgraded(self) -> bool:
         return self._upgraded
+
+    def peer_closed(self) -> bool:
+        """Has the upstream already closed this idle connection? (one ``MSG_PEEK``)
+
+        Used before a request that must not be sent twice goes out on a reused
+        connection: the upstream's FIN may be in the socket before the event loop has
+        reported it.
+        """
+        if self.closed or self.transport is None:
+            return True
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        probe = socket.socket(fileno=os.dup(sock.fileno()))
+        try:
+            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            probe.close()
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
         """Hand the switched connection to ``tunnel``, with what arrived after the 101."""

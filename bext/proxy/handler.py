@@ -115,12 +115,11 @@ class ProxyHandler:
             pool, fresh = attempts.pop(0)
             try:
                 conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE, fresh)
-                if conn.requests and not idempotent:
-                    # Let an EOF already waiting on this pooled connection be seen before
-                    # a request that must not be sent twice goes out on it.
-                    await asyncio.sleep(0)
-                    if conn.closed:
-                        conn = await pool.acquire(fresh=True)
+                if conn.requests and not idempotent and conn.peer_closed():
+                    # A request that must not be sent twice never goes out on a pooled
+                    # connection the upstream has already closed.
+                    conn.close()
+                    conn = await pool.acquire(fresh=True)
             except UpstreamError as exc:
                 self._log(request, exc, "trying the next server")
                 self.group.mark_failed(pool)

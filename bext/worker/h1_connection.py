@@ -41,6 +41,9 @@ _PAUSED_BY_ERROR = 4
 _PAUSED_BY_UPGRADE = 8
 
 _NO_BODY_STATUS = frozenset({204, 304})
+
+DRAIN_IDLE_GRACE = 1.0
+"""While draining, how long an idle connection may still send a request before closing."""
 _LARGE_BODY = 64 * 1024
 
 
@@ -87,7 +90,7 @@ class H1Connection(asyncio.Protocol):
         if isinstance(sock, tuple):
             self._server_port = sock[1]
         ctx = self._ctx
-        if ctx.stopping or len(ctx.connections) >= ctx.max_connections:
+        if len(ctx.connections) >= ctx.max_connections:
             transport.abort()
             self._closed = True
             return
@@ -96,6 +99,10 @@ class H1Connection(asyncio.Protocol):
         now = self._loop.time()
         self._head_started = now  # a new connection has header_timeout to send its request
         self._arm(now + ctx.timeouts.header)
+        if ctx.stopping:
+            # Accepted just as the worker began to drain: its request is served (with
+            # Connection: close), never reset.
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -201,9 +208,18 @@ class H1Connection(asyncio.Protocol):
     # -- graceful stop --------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        if self._current is None and not self._queue and self._receiving is None:
-            self._close()
-        # Otherwise the response in flight carries "Connection: close" (ctx.stopping).
+        """Drain: finish in-flight work, answer with ``Connection: close``, then close.
+
+        An idle connection is not closed at once: a keep-alive client may be sending its
+        next request right now, and a connection accepted just before the stop may not
+        have delivered its first one yet. Closing under them would reset a request
+        nobody saw. They get ``DRAIN_IDLE_GRACE`` to send it; it is answered, with close.
+        """
+        idle = self._current is None and not self._queue and self._receiving is None
+        if idle and not self._parser.in_head:
+            self._idle_since = now = self._loop.time()
+            self._head_started = None
+            self._arm(now + DRAIN_IDLE_GRACE)
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -257,7 +273,8 @@ class H1Connection(asyncio.Protocol):
                     self._close()
                     return
                 self._idle_since = now = self._loop.time()
-                self._arm(now + self._ctx.timeouts.keepalive)
+                ctx = self._ctx
+                self._arm(now + (DRAIN_IDLE_GRACE if ctx.stopping else ctx.timeouts.keepalive))
 
     def _start(self, request: Request, keep_alive: bool) -> None:
         ctx = self._ctx
@@ -650,7 +667,8 @@ class H1Connection(asyncio.Protocol):
                 return
             upcoming.append(deadline)
         if self._idle_since is not None:
-            deadline = self._idle_since + timeouts.keepalive
+            idle_limit = DRAIN_IDLE_GRACE if self._ctx.stopping else timeouts.keepalive
+            deadline = self._idle_since + idle_limit
             if deadline <= now:
                 self._close()
                 return

@@ -104,13 +104,29 @@ def test_idempotent_request_retried_on_early_close(start_bext: Start) -> None:
 
 
 def test_stale_keepalive_connections_are_retried_transparently(start_bext: Start) -> None:
+    """The upstream closes every connection right after answering (the keep-alive race):
+    requests that are safe to repeat go again on a fresh connection."""
     with fake_upstream() as upstream:
-        upstream.close_after_response = True  # every pooled connection goes stale
+        upstream.close_after_response = True
         server = start_bext(proxy_config(upstream.port))
         with httpx.Client(base_url=server.base_url) as client:
             for _ in range(30):
                 assert client.get("/ok").status_code == 200
-                assert client.post("/ok", content=b"x").status_code == 200
+                assert client.put("/ok", content=b"x").status_code == 200
+
+
+def test_idle_closed_pool_connections_never_fail_a_post(start_bext: Start) -> None:
+    """The upstream closes idle keep-alive connections (its keep-alive timeout): bext
+    notices before reusing one, so even a POST, which is never retried, goes through."""
+    with fake_upstream() as upstream:
+        upstream.idle_timeout = 0.1
+        server = start_bext(proxy_config(upstream.port))
+        with httpx.Client(base_url=server.base_url) as client:
+            for _ in range(8):
+                assert client.post("/ok", content=b"payment").status_code == 200
+                time.sleep(0.2)  # every pooled connection has gone stale meanwhile
+        posts = [head for head in upstream.requests if head.startswith(b"POST")]
+        assert len(posts) == 8  # each POST reached the app exactly once
 
 
 def test_keepalive_pool_reuses_connections(start_bext: Start) -> None:

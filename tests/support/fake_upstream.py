@@ -31,6 +31,8 @@ class FakeUpstream:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.close_after_response = False
+        self.idle_timeout: float | None = None
+        """Close a keep-alive connection idle this long (as Gunicorn/Uvicorn do)."""
 
     def start(self) -> FakeUpstream:
         thread = threading.Thread(target=self._accept, daemon=True)
@@ -58,7 +60,11 @@ class FakeUpstream:
         try:
             while True:
                 while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
+                    conn.settimeout(self.idle_timeout if not buffer else 30)
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        return  # idle keep-alive timeout: close
                     if not data:
                         return
                     buffer += data
