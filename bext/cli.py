@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
             "process, and request counters summed from shared memory. --json for machines.",
         ),
         (
+            "upgrade",
+            "start the newly installed bext without dropping connections",
+            "Binary upgrade: the running master starts a new master from the installed code, "
+            "handing it the listening sockets; once its workers listen, the old master "
+            "drains and exits (like nginx's and Gunicorn's USR2).",
+        ),
+        (
             "stop",
             "stop the running master gracefully",
             "Ask the running master to stop gracefully (like SIGTERM): in-flight requests "

@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,14 @@ from pathlib import Path
 from bext import __version__
 from bext.config import Config, ConfigError
 from bext.master.control import ControlServer, reply
-from bext.master.listeners import BindError, Listener, bind_listeners
+from bext.master.listeners import (
+    INHERIT_ENV,
+    BindError,
+    Listener,
+    bind_listeners,
+    export_listeners,
+    inherit_listeners,
+)
 from bext.master.notify import Notifier
 from bext.master.workers import (
     HEARTBEAT_TIMEOUT,
@@ -58,6 +66,12 @@ HANDLED_SIGNALS = (
 FAST_STOP_GRACE = 5.0
 """How long workers get to exit on SIGINT/SIGQUIT before they are killed."""
 
+UPGRADE_FROM_ENV = "BEXT_UPGRADE_FROM"
+SHM_FD_ENV = "BEXT_SHM_FD"
+GENERATION_ENV = "BEXT_GENERATION"
+"""The new master continues the numbering, so its workers never share a counter block
+with the old master's workers while both run."""
+
 READY_TIMEOUT = 30.0
 """A new generation that is not listening after this long is abandoned (reload fails)."""
 
@@ -83,7 +97,8 @@ class Arbiter:
         self.workers: dict[int, WorkerProcess] = {}
         self.worker_count = config.server.workers
         self.backoff = [SlotBackoff() for _ in range(MAX_SLOTS)]
-        self.generation = 1
+        generation = os.environ.pop(GENERATION_ENV, "")
+        self.generation = int(generation) if generation.isdigit() else 1
         self.signals: list[int] = []
         self.stop_deadline: float | None = None
         self.pending_reload: tuple[float, list[socket.socket]] | None = None
@@ -91,7 +106,12 @@ class Arbiter:
         self.announced_ready = False
         self.started_at = time.time()
         self.notifier = Notifier()
-        self.segment = Segment()
+        self.upgrade_from = int(os.environ.pop(UPGRADE_FROM_ENV, "0") or 0)
+        """The old master's pid when this master was started by a binary upgrade."""
+        self.upgrade_pid = 0
+        """The new master's pid while this one runs a binary upgrade."""
+        shm_fd = os.environ.pop(SHM_FD_ENV, "")
+        self.segment = Segment(int(shm_fd) if shm_fd.isdigit() else None)
         self.exit_code = 0
         self._wake_r = -1
         self._wake_w = -1
@@ -100,14 +120,22 @@ class Arbiter:
 
     def run(self) -> int:
         server = self.config.server
-        self.listeners = bind_listeners(
-            server.host, server.port, self.worker_count, server.host_is_default
-        )
+        inherited = os.environ.pop(INHERIT_ENV, "")
+        if inherited:
+            # A binary upgrade: the sockets (and their accept queues) carry over.
+            self.listeners = inherit_listeners(inherited)
+            for listener in self.listeners:
+                listener.ensure_slots(self.worker_count)
+                listener.trim_slots(self.worker_count)
+        else:
+            self.listeners = bind_listeners(
+                server.host, server.port, self.worker_count, server.host_is_default
+            )
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, self._enqueue_signal)
         if self.control_path is not None:
-            self.control = ControlServer(self.control_path)
+            self.control = ControlServer(self.control_path, take_over=bool(self.upgrade_from))
         self._write_pidfile()
         log.info(
             "master %d (bext %s) starting %d workers on %s",
@@ -201,7 +229,44 @@ class Arbiter:
         self._signal_workers(signal.SIGUSR1)
 
     def handle_sigusr2(self) -> None:
-        log.warning("SIGUSR2: binary upgrade is not available in this version")
+        error = self.upgrade()
+        if error:
+            log.error("binary upgrade refused: %s", error)
+
+    # -- binary upgrade ----------------------------------------------------------------------
+
+    def upgrade(self) -> str:
+        """Start a new master from the installed code; it inherits the listening sockets.
+
+        The new master starts its own workers on the same sockets and, once they listen,
+        sends this master SIGTERM: this one then drains like on a stop. Returns the reason
+        the upgrade could not start ("" when it did).
+        """
+        if self.stop_deadline is not None:
+            return "bext is stopping"
+        if self.upgrade_pid:
+            return f"an upgrade is already under way (new master {self.upgrade_pid})"
+        if self.pending_reload is not None:
+            return "a reload is under way"
+        env = dict(os.environ)
+        env[INHERIT_ENV] = export_listeners(self.listeners)
+        env[UPGRADE_FROM_ENV] = str(os.getpid())
+        os.set_inheritable(self.segment.fd, True)
+        env[SHM_FD_ENV] = str(self.segment.fd)
+        env[GENERATION_ENV] = str(self.generation + 1)
+        argv = [sys.executable, "-m", "bext", *sys.argv[1:]]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(127)
+        for listener in self.listeners:
+            for sock in listener.sockets:
+                os.set_inheritable(sock.fileno(), False)
+        self.upgrade_pid = pid
+        log.info("binary upgrade: new master %d starting (%s)", pid, " ".join(argv))
+        return ""
 
     def handle_sigttin(self) -> None:
         self._resize(self.worker_count + 1)
@@ -396,7 +461,13 @@ class Arbiter:
         elif not self.announced_ready:
             self.announced_ready = True
             log.info("ready: %d workers serving %s", len(current), self._urls())
-            self.notifier.ready(self._status_line())
+            if self.upgrade_from:
+                log.info("binary upgrade: retiring the old master %d", self.upgrade_from)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.upgrade_from, signal.SIGTERM)
+                self.notifier.main_pid(os.getpid(), self._status_line())
+            else:
+                self.notifier.ready(self._status_line())
 
     def _reap(self) -> None:
         while True:
@@ -408,6 +479,11 @@ class Arbiter:
                 return
             worker = self.workers.pop(pid, None)
             if worker is None:
+                if pid == self.upgrade_pid:
+                    self.upgrade_pid = 0
+                    if self.stop_deadline is None:
+                        log.error("binary upgrade failed: the new master %s; this one keeps "
+                                  "serving", describe_exit(status))  # fmt: skip
                 continue
             worker.close_pipe()
             if worker.stopping or self.stop_deadline is not None:
@@ -483,6 +559,9 @@ class Arbiter:
                 reply(conn, f"error: {error}")
         elif command == "status":
             reply(conn, json.dumps(self.status()))
+        elif command == "upgrade":
+            error = self.upgrade()
+            reply(conn, f"error: {error}" if error else f"ok: new master {self.upgrade_pid}")
         elif command == "stop":
             reply(conn, "ok: stopping")
             self.handle_sigterm()

@@ -38,16 +38,18 @@ def default_socket_path(config_path: Path) -> Path:
 class ControlServer:
     """The listening side, owned by the master."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, take_over: bool = False) -> None:
+        """Listen on ``path``; ``take_over`` replaces the old master's socket (upgrade)."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if path.exists() or path.is_symlink():
-            if _answering(path):
+            if not take_over and _answering(path):
                 raise OSError(f"another bext master already listens on {path}")
             path.unlink()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         os.chmod(path, 0o600)
+        self._inode = path.stat().st_ino
         self.sock.listen(8)
         self.sock.setblocking(False)
 
@@ -71,7 +73,7 @@ class ControlServer:
     def close(self) -> None:
         self.sock.close()
         try:
-            if self.path.exists():
+            if self.path.stat().st_ino == self._inode:  # not a successor's socket
                 self.path.unlink()
         except OSError:
             pass

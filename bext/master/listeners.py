@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -106,4 +108,35 @@ def bind_listeners(
         raise
     if not listeners:
         raise BindError("no address could be bound")
+    return listeners
+
+
+INHERIT_ENV = "BEXT_LISTEN_FDS"
+"""Listening sockets handed to a new master by a binary upgrade (like nginx's ``NGINX``)."""
+
+
+def export_listeners(listeners: list[Listener]) -> str:
+    """Mark every socket inheritable and describe them for :func:`inherit_listeners`."""
+    described = []
+    for listener in listeners:
+        for sock in listener.sockets:
+            os.set_inheritable(sock.fileno(), True)
+        described.append(
+            {"host": listener.host, "port": listener.port,
+             "fds": [sock.fileno() for sock in listener.sockets]}
+        )  # fmt: skip
+    return json.dumps(described)
+
+
+def inherit_listeners(text: str) -> list[Listener]:
+    """Adopt the sockets an old master passed on; they keep their accept queues."""
+    listeners = []
+    for entry in json.loads(text):
+        listener = Listener(entry["host"], int(entry["port"]))
+        for fd in entry["fds"]:
+            sock = socket.socket(fileno=int(fd))
+            sock.set_inheritable(False)
+            sock.setblocking(False)
+            listener.sockets.append(sock)
+        listeners.append(listener)
     return listeners

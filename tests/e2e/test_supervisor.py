@@ -251,3 +251,25 @@ def test_systemd_notify_sequence(
     server.signal(signal.SIGTERM)
     assert "STOPPING=1" in receive_until(sock, "STOPPING=1")[-1]
     assert server.wait(30) == 0
+
+
+def test_binary_upgrade_under_load_loses_nothing(start_bext: Start) -> None:
+    server = start_bext(config(routes(1), workers=2))
+    old_master = server.pid
+    with Load(server.port) as load:
+        time.sleep(0.5)
+        result = bext_cli(server, "upgrade")
+        assert result.returncode == 0, result.stderr
+        new_master = int(result.stdout.rsplit(" ", 1)[1])
+        server.wait_for_log(rf"master {old_master} exiting", timeout=40)
+        time.sleep(0.5)
+    assert load.failures == [], load.failures[:10]
+    assert load.posts_answered == load.posts_sent > 0
+    assert server.wait(10) == 0  # the old master retired cleanly
+    status = json.loads(bext_cli(server, "status", "--json").stdout)
+    assert status["master"]["pid"] == new_master != old_master
+    assert status["generation"] == 2
+    assert get(server.port).body == b"v1"
+    # counters survive the upgrade: the shared segment was handed over
+    assert status["counters"]["requests"] >= load.ok
+    assert bext_cli(server, "stop").returncode == 0
