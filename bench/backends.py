@@ -1,4 +1,4 @@
-"""Backends for the proxy scenarios: started once per scenario, shared by nginx and bext.
+"""Backends and extra comparison targets: started once per scenario, stopped after it.
 
 A fixture (see :mod:`scenarios`) is called with a :class:`FixtureContext` and returns a
 context manager that starts its backend, yields placeholder values (``backend_port``) and
@@ -7,6 +7,12 @@ leaves them after both have stopped, on every exit path (error, Ctrl-C, SIGTERM)
 are started through ``FixtureContext.processes``, so they also appear in the runner's
 bookkeeping: their CPU time is reported as "backend", not as other tenants' load, and the
 runner stops them at exit even if a fixture could not.
+
+A target fixture (:data:`TargetFixture`) is the same, except that what it starts is not
+behind nginx and bext but beside them: a third server answering the scenario's path, which
+the runner loads in turn with nginx and bext and reports as its own ratio column (bext's
+requests/s divided by the target's). It yields an :class:`Endpoint` instead of placeholders.
+While the target itself is loaded, its CPU is the "server" CPU, not backend CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 from procs import (
     BenchError,
+    Managed,
     Processes,
     check_nginx_config,
     free_port,
@@ -29,7 +36,8 @@ from procs import (
     wait_http,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
 DEMO = REPO / "demo"
 MANAGE_TIMEOUT = 180.0
 BACKEND_START_TIMEOUT = 60.0
@@ -50,6 +58,20 @@ class FixtureContext:
 
 
 Fixture = Callable[[FixtureContext], AbstractContextManager[Mapping[str, str]]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A comparison target a fixture started: where to send requests, which process it is."""
+
+    base_url: str
+    """``http://127.0.0.1:PORT``, no trailing slash; the scenario's path is appended."""
+    process: Managed
+    """Started through ``FixtureContext.processes``; its process group is charged as the
+    target's CPU while it is loaded."""
+
+
+TargetFixture = Callable[[FixtureContext], AbstractContextManager[Endpoint]]
 
 
 def nginx_backend(body_size: int) -> Fixture:
@@ -130,6 +152,45 @@ def _has_control_socket(gunicorn: Path) -> bool:
     return "--no-control-socket" in done.stdout
 
 
+def _start_gunicorn(
+    ctx: FixtureContext,
+    env: Mapping[str, str],
+    name: str,
+    workers: int,
+    threads: int,
+    *options: str,
+) -> tuple[Managed, int]:
+    """Gunicorn (gthread) serving ``demosite.wsgi`` from demo/ on a free port; started
+    through ``ctx.processes``, answering 200 on ``/health`` when this returns."""
+    gunicorn = ctx.bin_dir / "gunicorn"
+    if not os.access(gunicorn, os.X_OK):
+        raise BenchError(f"{gunicorn} not found: the Django scenarios need gunicorn")
+    port = free_port()
+    argv = [
+        str(gunicorn),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        # Gunicorn >= 24 listens on a control socket, by default one path per user
+        # (~/.gunicorn/gunicorn.ctl) that concurrent Gunicorns would fight over.
+        *(["--no-control-socket"] if _has_control_socket(gunicorn) else []),
+        *options,
+        "demosite.wsgi",
+    ]
+    # SIGQUIT is Gunicorn's quick shutdown; SIGTERM would wait for keep-alive clients.
+    managed = ctx.processes.start(name, argv, ctx.root, signal.SIGQUIT, cwd=DEMO, env=env)
+    try:
+        wait_http(managed, f"http://127.0.0.1:{port}/health", BACKEND_START_TIMEOUT)
+    except BaseException:
+        ctx.processes.stop_one(managed)
+        raise
+    log(f"{name} ({workers} workers x {threads} threads) on 127.0.0.1:{port}, pid {managed.pid}")
+    return managed, port
+
+
 def gunicorn_django(collectstatic: bool = False) -> Fixture:
     """Gunicorn serving the demo Django app (demo/), 2 workers x 2 threads, access log off.
 
@@ -140,36 +201,61 @@ def gunicorn_django(collectstatic: bool = False) -> Fixture:
 
     @contextmanager
     def fixture(ctx: FixtureContext) -> Iterator[Mapping[str, str]]:
-        gunicorn = ctx.bin_dir / "gunicorn"
-        if not os.access(gunicorn, os.X_OK):
-            raise BenchError(f"{gunicorn} not found: the proxy-django scenarios need gunicorn")
         env = {**os.environ, "DEMO_DB_PATH": str(ctx.root / "db.sqlite3")}
         env.pop("DJANGO_SETTINGS_MODULE", None)  # demo's manage.py/wsgi.py pick demosite
         _manage(ctx, env, "migrate", "--noinput")
         if collectstatic:
             _manage(ctx, env, "collectstatic", "--noinput")
-        port = free_port()
-        argv = [
-            str(gunicorn),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            # Gunicorn >= 24 listens on a control socket, by default one path per user
-            # (~/.gunicorn/gunicorn.ctl) that concurrent Gunicorns would fight over.
-            *(["--no-control-socket"] if _has_control_socket(gunicorn) else []),
-            "demosite.wsgi",
-        ]
-        # SIGQUIT is Gunicorn's quick shutdown; SIGTERM would wait for keep-alive clients.
-        managed = ctx.processes.start(
-            "backend-gunicorn", argv, ctx.root, signal.SIGQUIT, cwd=DEMO, env=env
+        managed, port = _start_gunicorn(ctx, env, "backend-gunicorn", 2, 2)
+        try:
+            yield {"backend_port": str(port)}
+        finally:
+            ctx.processes.stop_one(managed)
+
+    return fixture
+
+
+WHITENOISE_WORKERS = 2
+WHITENOISE_THREADS = 2
+
+
+def gunicorn_whitenoise(docroot: str) -> TargetFixture:
+    """Gunicorn + Django + WhiteNoise serving ``{{root}}/DOCROOT`` as a comparison target.
+
+    The demo project with ``bench/whitenoise_settings.py``: the demo's settings plus
+    ``WhiteNoiseMiddleware`` right after ``SecurityMiddleware`` and ``WHITENOISE_ROOT`` =
+    the scenario's document root, so ``/X`` is ``DOCROOT/X``, the same file nginx and bext
+    serve. WhiteNoise's production mode (DEBUG off, so no autorefresh: files are indexed
+    once at start-up, and a request costs a dict lookup plus opening the file; bodies go out
+    through Gunicorn's ``wsgi.file_wrapper``, i.e. ``sendfile``). Gunicorn runs
+    2 workers x 2 threads (gthread), the same process count as nginx and bext with
+    ``--workers 2`` and the same app server as the proxy-django scenarios. No database
+    access on this path (the WhiteNoise middleware answers before sessions and auth), so no
+    ``migrate``; ``DEMO_DB_PATH`` still points into the scenario directory.
+    """
+
+    @contextmanager
+    def fixture(ctx: FixtureContext) -> Iterator[Endpoint]:
+        root = ctx.root / docroot
+        if not root.is_dir():
+            raise BenchError(f"WhiteNoise target: no document root {root}")
+        env = {
+            **os.environ,
+            "DEMO_DB_PATH": str(ctx.root / "db.sqlite3"),
+            "DJANGO_SETTINGS_MODULE": "whitenoise_settings",
+            "BENCH_WHITENOISE_ROOT": str(root),
+        }
+        managed, port = _start_gunicorn(
+            ctx,
+            env,
+            "target-whitenoise",
+            WHITENOISE_WORKERS,
+            WHITENOISE_THREADS,
+            "--pythonpath",
+            str(BENCH),
         )
         try:
-            wait_http(managed, f"http://127.0.0.1:{port}/health", BACKEND_START_TIMEOUT)
-            log(f"backend gunicorn (2 workers x 2 threads) on 127.0.0.1:{port}, pid {managed.pid}")
-            yield {"backend_port": str(port)}
+            yield Endpoint(f"http://127.0.0.1:{port}", managed)
         finally:
             ctx.processes.stop_one(managed)
 

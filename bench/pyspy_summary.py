@@ -77,6 +77,15 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "compression phase (Compressor.apply, _compress_later)",
         ("Compressor.", "_compress_later", "compress/"),
     ),
+    # render = "static" (bext/static/*): lookup, the per-request os.stat, headers.
+    (
+        "static handler (StaticHandler incl. its os.stat, file cache)",
+        ("StaticHandler.", "static/filecache.py", "static/representation.py"),
+    ),
+    (
+        "response send, file (_send_file/_sendfile: os.sendfile)",
+        ("H1Connection._send_file", "H1Connection._sendfile", "H1Connection._writable"),
+    ),
     ("connection code (H1Connection other)", ("H1Connection.",)),
     # Without --native, time in uvloop's C code (epoll, recv, callback dispatch) has no
     # Python frame of its own and is charged to the outermost one, asyncio's Runner.run.

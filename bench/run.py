@@ -10,6 +10,9 @@ It writes an nginx and a bext configuration for the selected scenarios (see
 worker processes, 127.0.0.1 only), checks every scenario answers the same status and body
 length on both, then loads each scenario with ``wrk --latency``: nginx, bext, nginx, bext,
 ... for ``--rounds`` rounds, and keeps the best round (highest requests/s) of each server.
+A scenario with extra comparison targets (``Scenario.targets``, e.g. ``whitenoise``) has
+them verified and loaded in the same alternation (nginx, bext, whitenoise, nginx, ...) and
+gets a bext/target ratio column as well.
 It prints a table and a markdown snippet for bench/RESULTS.md.
 
 Every process started here is stopped on the way out, whatever the way out is (normal
@@ -44,7 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
-from backends import FixtureContext
+from backends import Endpoint, FixtureContext
 from procs import (
     OPENER,
     START_TIMEOUT,
@@ -65,6 +68,7 @@ REPO = Path(__file__).resolve().parent.parent
 WRK_GRACE = 30.0
 """Seconds a wrk run may take beyond its -d before it is killed."""
 SERVERS = ("nginx", "bext")
+"""Always measured; a scenario's ``targets`` come after them in every round."""
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -99,13 +103,15 @@ class Prepared:
     nginx_http: str
     bext_routes: str
     lua_path: Path | None
+    targets: dict[str, Endpoint] = field(default_factory=dict)
+    """Extra comparison targets, started by the scenario's target fixtures."""
 
 
 def prepare(
     scenario: Scenario, workdir: Path, stack: ExitStack, context: FixtureContext
 ) -> Prepared:
-    """Write the scenario's files, enter its fixtures (start its backends) on ``stack``,
-    fill in its placeholders."""
+    """Write the scenario's files, enter its fixtures (start its backends) and its target
+    fixtures (start its extra comparison targets) on ``stack``, fill in its placeholders."""
     root = workdir / "scenarios" / scenario.name
     root.mkdir(parents=True)
     for relative, content in scenario.files.items():
@@ -115,8 +121,13 @@ def prepare(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     values: dict[str, str] = {"root": str(root)}
+    scenario_context = replace(context, root=root)
     for fixture in scenario.fixtures:
-        values.update(stack.enter_context(fixture(replace(context, root=root))))
+        values.update(stack.enter_context(fixture(scenario_context)))
+    targets = {
+        name: stack.enter_context(target(scenario_context))
+        for name, target in scenario.targets.items()
+    }
     lua_path = None
     if scenario.lua_script is not None:
         lua_path = root / "wrk.lua"
@@ -128,6 +139,7 @@ def prepare(
         nginx_http=fill(scenario.nginx_http, values, f"{scenario.name} nginx_http"),
         bext_routes=fill(scenario.bext_routes, values, f"{scenario.name} bext_routes"),
         lua_path=lua_path,
+        targets=targets,
     )
 
 
@@ -197,6 +209,11 @@ class Server:
     @property
     def pgid(self) -> int:
         return self.process.pid
+
+
+def target_servers(prepared: Prepared) -> list[Server]:
+    """The scenario's extra comparison targets as servers to load."""
+    return [Server(name, e.base_url, e.process) for name, e in prepared.targets.items()]
 
 
 def start_nginx(
@@ -440,7 +457,9 @@ def measure(
 ) -> WrkResult:
     seconds = duration or load.duration
     argv = load.argv(server.base_url + prepared.path, prepared, seconds)
-    backend_pgids = backends.pgids
+    # A comparison target is started like a backend; while it is the one loaded, its CPU
+    # is the server's.
+    backend_pgids = [g for g in backends.pgids if g != server.pgid]
     groups = [server.pgid, *backend_pgids]
 
     def cpu_split() -> tuple[float, float]:
@@ -562,12 +581,26 @@ class ScenarioResult:
         return max((r for r in self.rounds if r.server == server), key=lambda r: r.rps)
 
     @property
+    def servers(self) -> list[str]:
+        """Every server measured, in the order of the rounds (nginx, bext, targets...)."""
+        return list(dict.fromkeys(r.server for r in self.rounds))
+
+    @property
+    def targets(self) -> list[str]:
+        """The extra comparison targets measured (not nginx or bext)."""
+        return [s for s in self.servers if s not in SERVERS]
+
+    @property
     def connections(self) -> int:
         return self.rounds[0].connections
 
+    def ratio_to(self, server: str) -> float:
+        """bext's requests/s over ``server``'s (best rounds)."""
+        return self.best("bext").rps / self.best(server).rps
+
     @property
     def rps_ratio(self) -> float:
-        return self.best("bext").rps / self.best("nginx").rps
+        return self.ratio_to("nginx")
 
     @property
     def p99_ratio(self) -> float:
@@ -579,35 +612,63 @@ def _ms(value: float) -> str:
     return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
 
 
-TABLE_HEAD = (
-    "| scenario | nginx req/s | bext req/s | **bext/nginx** | nginx p99 | bext p99 "
-    "| p99 bext/nginx | CPU µs/req nginx / bext | other load nginx / bext |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-)
+def all_targets(results: Sequence[ScenarioResult]) -> list[str]:
+    """Extra comparison targets of any of ``results``, in first-seen order."""
+    return list(dict.fromkeys(t for r in results for t in r.targets))
 
 
-def table_row(result: ScenarioResult) -> str:
+def table_head(targets: Sequence[str] = ()) -> str:
+    """The summary table's head: bext vs nginx, then per extra target its requests/s, the
+    ratio bext/target and its p99; the CPU and other-load columns list every server."""
+    extra = "".join(f" | {t} req/s | **bext/{t}** | {t} p99" for t in targets)
+    each = " / ".join(["nginx", "bext", *targets])
+    return (
+        "| scenario | nginx req/s | bext req/s | **bext/nginx** | nginx p99 | bext p99 "
+        f"| p99 bext/nginx{extra} | CPU µs/req {each} | other load {each} |\n"
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(targets) + "---:|---:|"
+    )
+
+
+def table_row(result: ScenarioResult, targets: Sequence[str] = ()) -> str:
     nginx, bext = result.best("nginx"), result.best("bext")
-    flags = "" if nginx.clean and bext.clean else " ⚠ errors"
+    measured = [result.best(s) for s in result.servers]
+    flags = "" if all(r.clean for r in measured) else " ⚠ errors"
+    extra = ""
+    cpu = [f"{nginx.cpu_us_per_request:.1f}", f"{bext.cpu_us_per_request:.1f}"]
+    others = [f"{nginx.others_cpu:.2f}", f"{bext.others_cpu:.2f}"]
+    for name in targets:
+        if name not in result.targets:
+            extra += " | - | - | -"
+            cpu.append("-")
+            others.append("-")
+            continue
+        target = result.best(name)
+        extra += f" | {target.rps:,.0f} | **{result.ratio_to(name):.1f}** | {_ms(target.p99_ms)}"
+        cpu.append(f"{target.cpu_us_per_request:.1f}")
+        others.append(f"{target.others_cpu:.2f}")
     return (
         f"| {result.name}{flags} | {nginx.rps:,.0f} | {bext.rps:,.0f} "
         f"| **{result.rps_ratio:.2f}** | {_ms(nginx.p99_ms)} | {_ms(bext.p99_ms)} "
-        f"| {result.p99_ratio:.2f} "
-        f"| {nginx.cpu_us_per_request:.1f} / {bext.cpu_us_per_request:.1f} "
-        f"| {nginx.others_cpu:.2f} / {bext.others_cpu:.2f} |"
+        f"| {result.p99_ratio:.2f}{extra} | {' / '.join(cpu)} | {' / '.join(others)} |"
     )
+
+
+def summary_table(results: Sequence[ScenarioResult]) -> str:
+    targets = all_targets(results)
+    rows = "\n".join(table_row(r, targets) for r in results)
+    return f"{table_head(targets)}\n{rows}"
 
 
 def rounds_table(result: ScenarioResult) -> str:
     lines = [
         f"{result.name}: every round ({result.connections} connections)",
-        f"  {'round':>5} {'server':<6} {'req/s':>10} {'p50':>10} {'p99':>10} "
+        f"  {'round':>5} {'server':<10} {'req/s':>10} {'p50':>10} {'p99':>10} "
         f"{'srv CPU':>8} {'µs/req':>7} {'backend':>8} {'µs/req':>7} {'wrk CPU':>8} "
         f"{'others':>6} {'idle':>5} {'steal':>5}  errors",
     ]
     for r in result.rounds:
         lines.append(
-            f"  {r.round:>5} {r.server:<6} {r.rps:>10,.0f} {_ms(r.p50_ms):>10} "
+            f"  {r.round:>5} {r.server:<10} {r.rps:>10,.0f} {_ms(r.p50_ms):>10} "
             f"{_ms(r.p99_ms):>10} {r.server_cpu:>8.2f} {r.cpu_us_per_request:>7.1f} "
             f"{r.backend_cpu:>8.2f} {r.backend_us_per_request:>7.1f} {r.wrk_cpu:>8.2f} "
             f"{r.others_cpu:>6.2f} {r.machine_idle:>5.0%} {r.machine_steal:>5.0%}  "
@@ -627,18 +688,27 @@ def version_of(argv: list[str], pattern: str) -> str:
 
 def environment(nginx: str, wrk: str, bext: str) -> dict[str, str]:
     python = Path(bext).with_name("python")
-    libs = "unknown"
+    libs = apps = "unknown"
     if python.exists():
         script = (
             "import importlib.metadata as m, platform\n"
-            "print(platform.python_version(), m.version('uvloop'), m.version('httptools'))"
+            "def v(name):\n"
+            "    try:\n"
+            "        return m.version(name)\n"
+            "    except m.PackageNotFoundError:\n"
+            "        return 'missing'\n"
+            "print(platform.python_version(), v('uvloop'), v('httptools'))\n"
+            "print(v('gunicorn'), v('django'), v('whitenoise'))"
         )
         done = subprocess.run(
             [str(python), "-c", script], capture_output=True, text=True, timeout=30, check=False
         )
         if done.returncode == 0:
-            py, uvloop, httptools = done.stdout.split()
+            first, second = done.stdout.splitlines()[:2]
+            py, uvloop, httptools = first.split()
             libs = f"Python {py}, uvloop {uvloop}, httptools {httptools}"
+            gunicorn, django, whitenoise = second.split()
+            apps = f"Gunicorn {gunicorn}, Django {django}, WhiteNoise {whitenoise}"
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(os.cpu_count()),
@@ -652,6 +722,7 @@ def environment(nginx: str, wrk: str, bext: str) -> dict[str, str]:
             ["git", "-C", str(REPO), "describe", "--always", "--dirty"], r"(\S+)"
         ),
         "bext_runtime": libs,
+        "app_servers": apps,
     }
 
 
@@ -675,12 +746,17 @@ def markdown(
     rounds: int,
     workers: int,
 ) -> str:
-    rows = "\n".join(table_row(r) for r in results)
+    targets = all_targets(results)
     descriptions = "\n".join(
         f"- `{r.name}` (response head: "
         + ", ".join(f"{n} {p.head_length} B" for n, p in r.probes.items())
         + f"): {r.description}"
         for r in results
+    )
+    alternation = ", ".join(["nginx", "bext", *targets] * 2) + ", ..."
+    than_targets = "".join(
+        f"bext/{t} is bext's requests/s over {t}'s, best round against best round.\n"
+        for t in targets
     )
     fewer = [f"{r.name} {r.connections}" for r in results if r.connections != load.connections]
     connections = f"{load.connections} connections" + (f" ({', '.join(fewer)})" if fewer else "")
@@ -693,16 +769,16 @@ def markdown(
 Machine: nproc {env["nproc"]} ({env["cpus_usable"]} usable), {env["kernel"]}, \
 load average at start {env["loadavg_at_start"]}; nginx and bext {workers} workers each.
 Versions: nginx {env["nginx"]}, wrk {env["wrk"]}, bext {env["bext"]} at {env["bext_git"]} \
-({env["bext_runtime"]}).
+({env["bext_runtime"]}); app-server side: {env["app_servers"]}.
 
-{TABLE_HEAD}
-{rows}
+{summary_table(results)}
 
-Best of {rounds} alternating rounds per server (nginx, bext, nginx, bext, ...). Ratios above 1
-mean bext has more requests/s, or a longer p99 latency, than nginx. "CPU µs/req" is the
-server processes' user+system CPU time (softirq excluded) per response in the best round;
-"other load" is the CPU, in cores, that everything but the server, wrk and the proxy
-scenarios' backends used meanwhile (other tenants of the machine): a round it hits is skewed.
+Best of {rounds} alternating rounds per server ({alternation}).
+Ratios above 1 mean bext has more requests/s, or a longer p99 latency, than nginx.
+{than_targets}"CPU µs/req" is the server processes' user+system CPU time (softirq
+excluded) per response in the best round; "other load" is the CPU, in cores, that
+everything but the server, wrk and the proxy scenarios' backends used meanwhile (other
+tenants of the machine): a round it hits is skewed.
 
 {descriptions}
 """
@@ -776,7 +852,8 @@ def measure_scenario(
     warmup: int,
     backends: Processes,
 ) -> ScenarioResult:
-    """Verify, warm up, then alternate the servers for ``rounds`` measured wrk runs."""
+    """Verify, warm up, then alternate the servers (nginx, bext, then the scenario's extra
+    targets) for ``rounds`` measured wrk runs."""
     probes = verify(item, servers)
     log(
         f"\n== {item.scenario.name}: verified "
@@ -794,7 +871,7 @@ def measure_scenario(
             result = measure(server, item, load, round_no, backends)
             results.append(result)
             log(
-                f"   round {round_no} {server.name:<5} {result.rps:>10,.0f} req/s"
+                f"   round {round_no} {server.name:<10} {result.rps:>10,.0f} req/s"
                 f"  p99 {_ms(result.p99_ms)}"
             )
             if not result.clean:
@@ -834,9 +911,10 @@ def json_document(
                     }
                     for w in r.rounds
                 ],
-                "best": {s: r.best(s).round for s in SERVERS},
+                "best": {s: r.best(s).round for s in r.servers},
                 "rps_ratio": r.rps_ratio,
                 "p99_ratio": r.p99_ratio,
+                "target_rps_ratios": {t: r.ratio_to(t) for t in r.targets},
             }
             for r in results
         ],
@@ -883,10 +961,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 f"work dir {workdir}"
             )
             for item in prepared:
+                servers = (nginx_server, bext_server, *target_servers(item))
                 results.append(
-                    measure_scenario(
-                        item, (nginx_server, bext_server), load, args.rounds, args.warmup, backends
-                    )
+                    measure_scenario(item, servers, load, args.rounds, args.warmup, backends)
                 )
             if py_spy is not None:
                 for item in prepared:
@@ -908,9 +985,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     for scenario_result in results:
         print(rounds_table(scenario_result))
         print()
-    print(TABLE_HEAD)
-    for scenario_result in results:
-        print(table_row(scenario_result))
+    print(summary_table(results))
     print("\n---- markdown for bench/RESULTS.md ----\n")
     snippet = markdown(results, env, command, load, args.rounds, args.workers)
     print(snippet)

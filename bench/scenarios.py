@@ -17,6 +17,11 @@ Adding a scenario never touches the runner:
   port, so nginx and bext proxy to the same backend process.
 * ``max_connections`` caps wrk's ``-c`` for a scenario whose backend saturates with few
   connections (more would only queue in front of it).
+* ``targets`` name further servers to compare bext with, besides nginx: target fixtures
+  (see :mod:`backends`) that start a server answering the same path, e.g. ``"whitenoise"``
+  (Gunicorn + Django + WhiteNoise serving the same files). The runner verifies and loads
+  them in the same alternation as nginx and bext (nginx, bext, whitenoise, nginx, ...) and
+  reports bext/target as an extra ratio column.
 
 Placeholders ``{{name}}`` in ``nginx_server``, ``nginx_http``, ``bext_routes``, ``path`` and
 ``lua_script`` are replaced before use: ``{{root}}`` is the scenario's directory (absolute
@@ -26,10 +31,17 @@ an error, so a typo fails loudly instead of producing a silently different confi
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from backends import Fixture, gunicorn_django, nginx_backend
+from backends import (
+    Fixture,
+    TargetFixture,
+    gunicorn_django,
+    gunicorn_whitenoise,
+    nginx_backend,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,13 @@ class Scenario:
     """Given a :class:`backends.FixtureContext`, context managers yielding placeholder values."""
     max_connections: int | None = None
     """Upper bound for wrk's ``-c`` in this scenario (``--connections`` above it is lowered)."""
+    targets: Mapping[str, TargetFixture] = field(default_factory=dict)
+    """Extra comparison targets by name (not ``nginx``/``bext``), measured alongside them."""
+
+    def __post_init__(self) -> None:
+        reserved = {"nginx", "bext"} & set(self.targets)
+        if reserved:
+            raise ValueError(f"scenario {self.name!r}: target name(s) {reserved} are reserved")
 
 
 BROWSER_HEADERS: dict[str, str] = {
@@ -167,6 +186,55 @@ def proxy_scenario(
     )
 
 
+STATIC_DOCROOT = "docroot"
+"""Below the scenario directory: the one document root nginx, bext and WhiteNoise share."""
+
+
+def static_scenario(name: str, size: int, description: str) -> Scenario:
+    """One ``size``-byte file, served by nginx, bext and Gunicorn + Django + WhiteNoise.
+
+    The file is ``{{root}}/docroot/NAME/SIZE.bin`` (URL ``/NAME/SIZE.bin``): pseudo-random
+    bytes (fixed seed, so every run serves the same content), ``application/octet-stream``
+    for all three servers. Neither bext's on-the-fly compression (octet-stream is not a
+    compressible type) nor WhiteNoise's precompressed variants (none exist) can apply, and
+    wrk sends no Accept-Encoding anyway, so every server sends the file's exact bytes.
+
+    * nginx: ``location /NAME/`` with ``root {{root}}/docroot``, tuned as a fair static
+      server: ``sendfile on; tcp_nopush on; open_file_cache max=1000;`` (the default
+      configuration has ``sendfile`` off and no open file cache).
+    * bext: ``pattern = "/NAME/**"``, ``render = "static"``, ``root =
+      "{{root}}/docroot/NAME"`` with the default ``[static]`` settings: files up to 256 KiB
+      from the memory cache, larger ones with ``os.sendfile``.
+    * ``whitenoise``: see :func:`backends.gunicorn_whitenoise`.
+    """
+    file_name = f"{size // 1024}k.bin" if size % 1024 == 0 else f"{size}.bin"
+    content = random.Random(f"bext-bench-{size}").randbytes(size)
+    nginx = (
+        f"location /{name}/ {{\n"
+        f"    root {{{{root}}}}/{STATIC_DOCROOT};\n"
+        "    default_type application/octet-stream;\n"
+        "    sendfile on;\n"
+        "    tcp_nopush on;\n"
+        "    open_file_cache max=1000;\n"
+        "}\n"
+    )
+    bext = (
+        f'[[route_rules]]\npattern = "/{name}/**"\nrender = "static"\n'
+        f'root = "{{{{root}}}}/{STATIC_DOCROOT}/{name}"\n'
+    )
+    return Scenario(
+        name=name,
+        description=description,
+        path=f"/{name}/{file_name}",
+        nginx_server=nginx,
+        bext_routes=bext,
+        expected_status=200,
+        expected_body_length=size,
+        files={f"{STATIC_DOCROOT}/{name}/{file_name}": content},
+        targets={"whitenoise": gunicorn_whitenoise(STATIC_DOCROOT)},
+    )
+
+
 def _registry(*scenarios: Scenario) -> dict[str, Scenario]:
     registry: dict[str, Scenario] = {}
     paths: set[str] = set()
@@ -224,6 +292,22 @@ SCENARIOS: dict[str, Scenario] = _registry(
         "/",
         gunicorn_django(collectstatic=True),
         max_connections=16,
+    ),
+    static_scenario(
+        "static-1k",
+        1024,
+        "a 1 KiB file (random bytes, .bin): bext from its memory cache, nginx with "
+        "sendfile + open_file_cache; also Gunicorn + Django + WhiteNoise",
+    ),
+    static_scenario(
+        "static-20k",
+        20 * 1024,
+        "as static-1k, a 20 KiB file (bext: memory cache)",
+    ),
+    static_scenario(
+        "static-500k",
+        500 * 1024,
+        "as static-1k, a 500 KiB file (bext: os.sendfile, above the 256 KiB cache limit)",
     ),
 )
 """Every known scenario by name, in the order the runner measures them by default."""
