@@ -98,6 +98,7 @@ class Response:
         "status",
         "stream",
         "tunnel",
+        "wire_cache",
     )
 
     def __init__(
@@ -114,6 +115,8 @@ class Response:
         self.tunnel = tunnel
         self.file = file
         self.shared = False
+        self.wire_cache: dict[object, bytes] | None = None
+        """For shared responses: serialised parts a protocol writer may reuse."""
         self.headers: Headers = headers if headers is not None else []
         self.body = body
         self.stream = stream

@@ -22,6 +22,9 @@ _FRAMING_FIELDS = frozenset(
 _HOST_VALUE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?\Z")
 """RFC 9112 §3.2 / RFC 3986: uri-host [ ":" port ]."""
 
+_VALID_HOSTS: set[bytes] = set()
+"""Host values already validated (a site sees a handful): a set lookup, not a regex."""
+
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
     | {"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH"}
@@ -65,8 +68,12 @@ def check_head(
         if name == b"host":
             host_count += 1
             host = value
-            if not _HOST_VALUE.match(value):
-                raise ProtocolError(400, "invalid Host header")
+            if value not in _VALID_HOSTS:
+                if not _HOST_VALUE.match(value):
+                    raise ProtocolError(400, "invalid Host header")
+                if len(_VALID_HOSTS) > 1024:
+                    _VALID_HOSTS.clear()
+                _VALID_HOSTS.add(value)
         elif name == b"content-length":
             if content_length is not None or not value.isdigit():
                 raise ProtocolError(400, "invalid or repeated Content-Length")

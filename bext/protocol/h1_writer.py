@@ -66,6 +66,18 @@ def response_head(
     return b"".join(parts)
 
 
+def response_head_parts(
+    status: int,
+    headers: Headers,
+    content_length: int | None,
+    keep_alive: bool,
+    http10: bool,
+) -> bytes:
+    """Everything of a head after ``Date``/``Server``: cacheable for a shared response."""
+    head = response_head(status, headers, b"", content_length, keep_alive, http10)
+    return head[len(status_line(status)) :]
+
+
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (``data`` must not be empty)."""
     return b"%x\r\n%b\r\n" % (len(data), data)

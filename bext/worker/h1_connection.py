@@ -26,7 +26,14 @@ from bext.http.body import EMPTY_BODY, BodyError, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.protocol.events import BodyChunk, ProtocolError, RequestHead
-from bext.protocol.h1_writer import CONTINUE, LAST_CHUNK, chunk, response_head
+from bext.protocol.h1_writer import (
+    CONTINUE,
+    LAST_CHUNK,
+    chunk,
+    response_head,
+    response_head_parts,
+    status_line,
+)
 from bext.proxy.tunnel import Tunnel
 from bext.worker.context import WorkerContext
 
@@ -346,14 +353,24 @@ class H1Connection(asyncio.Protocol):
         with_body, keep_alive = self._framing(request, response)
         self._response_started = True
         status = response.status
-        head = response_head(
-            status,
-            response.headers,
-            self._ctx.preamble(),
-            None if status in _NO_BODY_STATUS else len(response.body),
-            keep_alive,
-            request.http_version == "1.0",
-        )
+        http10 = request.http_version == "1.0"
+        length = None if status in _NO_BODY_STATUS else len(response.body)
+        if response.shared:
+            # The same Response goes out again and again: serialise its fields once.
+            cache = response.wire_cache
+            if cache is None:
+                cache = response.wire_cache = {}
+            key = (keep_alive, http10)
+            tail = cache.get(key)
+            if tail is None:
+                tail = cache[key] = response_head_parts(
+                    status, response.headers, length, keep_alive, http10
+                )
+            head = status_line(status) + self._ctx.preamble() + tail
+        else:
+            head = response_head(
+                status, response.headers, self._ctx.preamble(), length, keep_alive, http10
+            )
         body = response.body if with_body else b""
         if len(body) < _LARGE_BODY:
             transport.write(head + body)
