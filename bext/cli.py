@@ -258,6 +258,8 @@ def _format_status(status: dict[str, Any]) -> str:
         "5xx {status_5xx}, bytes in {bytes_in}, bytes out {bytes_out}, open connections "
         "{open_connections}, upstream errors {upstream_errors}".format(**counters)
     )
+    for upstream in status.get("upstreams", []):
+        lines.append(f"upstream {upstream['upstream']} {upstream['server']}: {upstream['state']}")
     return "\n".join(lines)
 
 

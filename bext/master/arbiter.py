@@ -31,6 +31,7 @@ from pathlib import Path
 from bext import __version__
 from bext.config import Config, ConfigError
 from bext.master.control import ControlServer, reply
+from bext.master.health import HealthChecker
 from bext.master.listeners import (
     INHERIT_ENV,
     BindError,
@@ -112,6 +113,7 @@ class Arbiter:
         """The new master's pid while this one runs a binary upgrade."""
         shm_fd = os.environ.pop(SHM_FD_ENV, "")
         self.segment = Segment(int(shm_fd) if shm_fd.isdigit() else None)
+        self.health = HealthChecker(config, self.segment)
         self.exit_code = 0
         self._wake_r = -1
         self._wake_w = -1
@@ -161,6 +163,7 @@ class Arbiter:
                 listener.close()
             for worker in self.workers.values():
                 worker.close_pipe()
+            self.health.close()
             if self.control is not None:
                 self.control.close()
             self._remove_pidfile()
@@ -320,6 +323,8 @@ class Arbiter:
                 self.notifier.ready(self._status_line())
                 return error
         self.config = config
+        self.health.close()
+        self.health = HealthChecker(config, self.segment)  # claims entries before the fork
         self.worker_count = new_server.workers
         self.generation += 1
         log.info("reload: starting generation %d (%d workers)", self.generation,
@@ -426,16 +431,25 @@ class Arbiter:
         fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         if self.control is not None:
             fds.append(self.control.fileno())
-        timeout = 1.0
+        if self.stop_deadline is not None:
+            self.health.close()
         now = time.monotonic()
+        timeout = self.health.next_timeout(now)
         for slot_backoff in self.backoff[: self.worker_count]:
             if slot_backoff.not_before > now:
                 timeout = min(timeout, slot_backoff.not_before - now)
+        probe_readers, probe_writers = self.health.select_sets()
         try:
-            readable, _, _ = select.select(fds, [], [], max(timeout, 0.0))
+            readable, writable, _ = select.select(
+                [*fds, *probe_readers], probe_writers, [], max(timeout, 0.0)
+            )
         except InterruptedError:
             return
+        self.health.run(readable, writable)
+        probes = set(probe_readers)
         for fd in readable:
+            if fd in probes:
+                continue  # a health probe: handled above
             if fd == self._wake_r:
                 while True:
                     try:
@@ -599,6 +613,7 @@ class Arbiter:
                 for w in sorted(self.workers.values(), key=lambda w: (w.generation, w.slot))
             ],
             "counters": counters,
+            "upstreams": self.health.report(),
         }
 
     # -- pidfile ---------------------------------------------------------------------------

@@ -174,7 +174,8 @@ class ProxyHandler:
                 stream=_relay(buffer, conn, sender),
                 content_length=response_head.content_length,
             )
-        assert error is not None
+        if error is None:
+            error = UpstreamError("no healthy server (all failed their health checks)")
         self._log(request, error, "giving up")
         return error_response(error.status, request.header(b"accept"), _MESSAGES[error.status])
 

@@ -21,6 +21,7 @@ from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
 from bext.shm.counters import SlotCounters
+from bext.shm.layout import Segment
 from bext.worker.context import RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.pipeline import Pipeline
@@ -51,10 +52,10 @@ def parser_factory(engine: str) -> Callable[[ParserLimits], RequestParser]:
     return PARSER_ENGINES["httptools" if engine == "auto" else engine]
 
 
-def build_context(config: Config) -> WorkerContext:
+def build_context(config: Config, segment: Segment | None = None) -> WorkerContext:
     server = config.server
     return WorkerContext(
-        handler=Pipeline(config),
+        handler=Pipeline(config, segment),
         parser_factory=parser_factory(server.http1_engine),
         limits=ParserLimits(
             max_uri_length=server.max_uri_length,
@@ -90,7 +91,7 @@ class Worker:
         self.config = config = spec.config
         self.sockets = spec.sockets
         self.ready_fd = spec.ready_fd
-        self.ctx = build_context(config)
+        self.ctx = build_context(config, spec.segment)
         self.ctx.counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None

@@ -24,6 +24,7 @@ from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import Router
+from bext.shm.layout import Segment
 from bext.static.handler import static_handler
 
 
@@ -58,8 +59,10 @@ def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, Upstream
 
 
 class Pipeline:
-    def __init__(self, config: Config) -> None:
-        self.upstreams = {upstream.name: UpstreamGroup(upstream) for upstream in config.upstreams}
+    def __init__(self, config: Config, segment: Segment | None = None) -> None:
+        self.upstreams = {
+            upstream.name: UpstreamGroup(upstream, segment) for upstream in config.upstreams
+        }
         self.router: Router[Route] = Router(
             [compile_route(rule, config, self.upstreams) for rule in config.route_rules]
         )
