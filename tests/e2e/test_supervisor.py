@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -248,9 +249,15 @@ def test_systemd_notify_sequence(
     server.signal(signal.SIGHUP)
     refused = receive_until(sock, "READY=1")  # RELOADING, then READY again with the old one
     assert refused[0].startswith("RELOADING=1") and "generation 2" in refused[-1]
-    server.signal(signal.SIGTERM)
-    assert "STOPPING=1" in receive_until(sock, "STOPPING=1")[-1]
+    rewrite(server, config(routes(2), workers=2))
+    server.signal(signal.SIGUSR2)  # binary upgrade: the new master announces itself
+    upgraded = receive_until(sock, "MAINPID=")
+    new_master = int(upgraded[-1].split("MAINPID=")[1].split("\n")[0])
+    assert new_master != server.pid and "READY=1" in upgraded[-1]
+    assert "STOPPING=1" in receive_until(sock, "STOPPING=1")[-1]  # the old master retires
     assert server.wait(30) == 0
+    os.kill(new_master, signal.SIGTERM)
+    assert "STOPPING=1" in receive_until(sock, "STOPPING=1")[-1]
 
 
 def test_binary_upgrade_under_load_loses_nothing(start_bext: Start) -> None:
@@ -273,3 +280,23 @@ def test_binary_upgrade_under_load_loses_nothing(start_bext: Start) -> None:
     # counters survive the upgrade: the shared segment was handed over
     assert status["counters"]["requests"] >= load.ok
     assert bext_cli(server, "stop").returncode == 0
+
+
+def test_kill_9_of_a_worker_under_load(start_bext: Start) -> None:
+    server = start_bext(config(routes(1), workers=2))
+    with Load(server.port, clients=16) as load:
+        time.sleep(0.5)
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for_log(rf"worker \d \(pid {victim}\) killed by signal 9; respawning")
+        time.sleep(1.0)
+        failed_at_kill = len(load.failures)
+        ok_at_kill = load.ok
+        time.sleep(1.5)
+    # Only requests in flight on the killed worker can fail (its clients' connections);
+    # connections queued on its socket wait for the replacement, which the master
+    # starts on the very same socket.
+    assert failed_at_kill <= 16, load.failures
+    assert len(load.failures) == failed_at_kill  # nothing fails once it is replaced
+    assert load.ok > ok_at_kill + 100
+    assert len(server.worker_pids()) == 2 and victim not in server.worker_pids()
