@@ -115,6 +115,8 @@ class ServerConfig:
     body_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     send_timeout: float = 60.0
+    heartbeat_timeout: float = 20.0
+    """A worker whose event loop has not beaten for this long is stuck: killed, replaced."""
     max_header_size: int = 16 * KiB
     max_headers: int = 100
     max_uri_length: int = 8 * KiB

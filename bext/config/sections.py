@@ -88,6 +88,7 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
     body_timeout = t.get_duration("body_timeout", 60.0, positive=True)
     keepalive_timeout = t.get_duration("keepalive_timeout", 75.0, positive=True)
     send_timeout = t.get_duration("send_timeout", 60.0, positive=True)
+    heartbeat_timeout = t.get_duration("heartbeat_timeout", 20.0, positive=True)
     max_header_size = t.get_size("max_header_size", 16 * KiB, lo=KiB, hi=MiB)
     max_headers = t.get_int("max_headers", 100, lo=1, hi=1000)
     max_uri_length = t.get_size("max_uri_length", 8 * KiB, lo=256, hi=MiB)
@@ -127,6 +128,7 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
         send_timeout=send_timeout,
+        heartbeat_timeout=heartbeat_timeout,
         max_header_size=max_header_size,
         max_headers=max_headers,
         max_uri_length=max_uri_length,

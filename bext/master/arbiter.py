@@ -42,7 +42,6 @@ from bext.master.listeners import (
 )
 from bext.master.notify import Notifier
 from bext.master.workers import (
-    HEARTBEAT_TIMEOUT,
     SlotBackoff,
     WorkerProcess,
     WorkerSpec,
@@ -530,7 +529,7 @@ class Arbiter:
             if not worker.ready or worker.stopping:
                 continue
             age = heartbeat_age(self.segment, worker.slot, worker.generation)
-            if age > HEARTBEAT_TIMEOUT:
+            if age > self.config.server.heartbeat_timeout:
                 log.error("worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it",
                           worker.slot, worker.pid, age)  # fmt: skip
                 with contextlib.suppress(ProcessLookupError):

@@ -15,10 +15,6 @@ QUICK_DEATH = 5.0
 MAX_BACKOFF = 30.0
 
 
-HEARTBEAT_TIMEOUT = 20.0
-"""A ready worker whose loop has not beaten for this long is stuck: it is killed."""
-
-
 @dataclass
 class WorkerSpec:
     """Everything a forked worker starts from."""

@@ -300,3 +300,38 @@ def test_kill_9_of_a_worker_under_load(start_bext: Start) -> None:
     assert len(load.failures) == failed_at_kill  # nothing fails once it is replaced
     assert load.ok > ok_at_kill + 100
     assert len(server.worker_pids()) == 2 and victim not in server.worker_pids()
+
+
+def test_stuck_worker_is_killed_and_replaced(start_bext: Start) -> None:
+    server = start_bext(config(routes(1), workers=1, heartbeat_timeout="2s"))
+    stuck = server.worker_pids()[0]
+    os.kill(stuck, signal.SIGSTOP)  # its event loop stops: no more heartbeats
+    server.wait_for_log(rf"worker 0 \(pid {stuck}\) is stuck \(no heartbeat", timeout=15)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = server.worker_pids()
+        if pids and stuck not in pids:
+            break
+        time.sleep(0.1)
+    assert stuck not in server.worker_pids()
+    assert get(server.port).status == 200
+
+
+def test_sigusr1_reopens_the_access_log(start_bext: Start, tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    server = start_bext(config(routes(1), workers=1) + f'\n[log]\naccess = "{log_path}"\n')
+    get(server.port, "/before")
+    deadline = time.monotonic() + 5
+    while "/before" not in (log_path.read_text() if log_path.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    log_path.rename(tmp_path / "access.log.1")  # what logrotate does
+    server.signal(signal.SIGUSR1)
+    server.wait_for_log("SIGUSR1: workers reopen their log files")
+    time.sleep(0.3)
+    get(server.port, "/after")
+    deadline = time.monotonic() + 5
+    while "/after" not in (log_path.read_text() if log_path.exists() else ""):
+        assert time.monotonic() < deadline, "the new log file never got the line"
+        time.sleep(0.1)
+    assert "/after" not in (tmp_path / "access.log.1").read_text()
