@@ -536,16 +536,7 @@ class H1Connection(asyncio.Protocol):
         tunnel.attach_client(transport, self._parser.take_upgrade_tail())
         self._read_pauses = 0
         transport.resume_reading()
-        if self._ctx.access_log.enabled:
-            self._ctx.access_log.log(
-                request.client_addr,
-                f"{request.method} {request.target.decode('latin-1')} HTTP/{request.http_version}",
-                101,
-                0,
-                request.header(b"referer"),
-                request.header(b"user-agent"),
-                self._loop.time() - request.start_time,
-            )
+        self._record(request, 101, 0)
 
     async def _drain(self) -> None:
         if self._closed:
@@ -557,7 +548,8 @@ class H1Connection(asyncio.Protocol):
         finally:
             self._drain_waiter = None
 
-    def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
+    def _record(self, request: Request, status: int, sent: int) -> None:
+        """Count the response in shared memory and write its access-log line."""
         ctx = self._ctx
         ctx.counters.response(status, sent)
         if ctx.access_log.enabled:
@@ -570,6 +562,9 @@ class H1Connection(asyncio.Protocol):
                 request.header(b"user-agent"),
                 self._loop.time() - request.start_time,
             )
+
+    def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
+        self._record(request, status, sent)
         self._current = None
         self._task = None
         if not keep_alive or self._parser.upgrade_pending:
