@@ -16,7 +16,6 @@ import os
 import socket
 from pathlib import Path
 
-COMMANDS = ("reload", "status", "stop", "upgrade")
 MAX_COMMAND = 256
 
 

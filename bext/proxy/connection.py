@@ -209,10 +209,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._last_read = self._loop.time()
             self.transport.resume_reading()
 
-    @property
-    def upgraded(self) -> bool:
-        return self._upgraded
-
     def peer_closed(self) -> bool:
         """Has the upstream already closed this idle connection? (one ``MSG_PEEK``)
 

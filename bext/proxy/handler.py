@@ -28,6 +28,7 @@ from bext.proxy.headers import TrustedProxies, client_response_headers, upstream
 from bext.proxy.pool import IDLE_TIMEOUT
 from bext.proxy.spill import RequestSpool, SpillBuffer
 from bext.proxy.tunnel import Tunnel
+from bext.shm.counters import NullCounters, SlotCounters
 
 log = logging.getLogger("bext")
 
@@ -60,6 +61,7 @@ class ProxyHandler:
         response_buffering: bool = True,
         extra_headers: Headers | None = None,
         tmpdir: str | None = None,
+        counters: SlotCounters | None = None,
     ) -> None:
         self.group = group
         self.trusted = trusted
@@ -67,6 +69,7 @@ class ProxyHandler:
         self.response_buffering = response_buffering
         self.extra_headers = extra_headers or []
         self.tmpdir = tmpdir
+        self.counters = counters or NullCounters()
 
     def __call__(self, request: Request) -> Coroutine[None, None, Response]:
         return self.proxy(request)
@@ -203,6 +206,8 @@ class ProxyHandler:
         return Response(101, headers, tunnel=tunnel)
 
     def _log(self, request: Request, error: UpstreamError, outcome: str) -> None:
+        """Every upstream failure: a log line saying why, and a shared counter."""
+        self.counters.upstream_error()
         log.warning(
             "upstream %s: %s (%s %s); %s",
             self.group.name,

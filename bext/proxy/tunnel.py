@@ -36,8 +36,6 @@ class Tunnel:
         self._timer: asyncio.TimerHandle | None = None
         self._pending_from_upstream: list[bytes] = []
         self.closed = False
-        self.bytes_up = 0
-        self.bytes_down = 0
 
     def attach_client(self, client: TunnelEnd, early_data: bytes) -> None:
         """The client side switched protocols; ``early_data`` arrived right behind the head."""
@@ -53,12 +51,10 @@ class Tunnel:
 
     def from_client(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
-        self.bytes_up += len(data)
         self._upstream.write(data)
 
     def from_upstream(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
-        self.bytes_down += len(data)
         if self._client is None:
             self._pending_from_upstream.append(data)
         else:

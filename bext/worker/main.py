@@ -20,7 +20,7 @@ from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
-from bext.shm.counters import SlotCounters
+from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.layout import Segment
 from bext.worker.context import RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
@@ -52,10 +52,14 @@ def parser_factory(engine: str) -> Callable[[ParserLimits], RequestParser]:
     return PARSER_ENGINES["httptools" if engine == "auto" else engine]
 
 
-def build_context(config: Config, segment: Segment | None = None) -> WorkerContext:
+def build_context(
+    config: Config, segment: Segment | None = None, counters: SlotCounters | None = None
+) -> WorkerContext:
     server = config.server
+    counters = counters or NullCounters()
     return WorkerContext(
-        handler=Pipeline(config, segment),
+        handler=Pipeline(config, segment, counters),
+        counters=counters,
         parser_factory=parser_factory(server.http1_engine),
         limits=ParserLimits(
             max_uri_length=server.max_uri_length,
@@ -91,8 +95,8 @@ class Worker:
         self.config = config = spec.config
         self.sockets = spec.sockets
         self.ready_fd = spec.ready_fd
-        self.ctx = build_context(config, spec.segment)
-        self.ctx.counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
+        counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
+        self.ctx = build_context(config, spec.segment, counters)
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None
         self.fast = False

@@ -24,6 +24,7 @@ from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import Router
+from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.layout import Segment
 from bext.static.handler import static_handler
 
@@ -38,7 +39,12 @@ class Route:
     handler: Handler
 
 
-def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, UpstreamGroup]) -> Route:
+def compile_route(
+    rule: RouteRule,
+    config: Config,
+    upstreams: dict[str, UpstreamGroup],
+    counters: SlotCounters,
+) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     handler: Handler
     if rule.respond is not None:
@@ -52,6 +58,7 @@ def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, Upstream
             request_buffering=rule.request_buffering,
             response_buffering=rule.response_buffering,
             extra_headers=headers,
+            counters=counters,
         )
     else:
         handler = static_handler(rule, config, headers)
@@ -59,12 +66,18 @@ def compile_route(rule: RouteRule, config: Config, upstreams: dict[str, Upstream
 
 
 class Pipeline:
-    def __init__(self, config: Config, segment: Segment | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        segment: Segment | None = None,
+        counters: SlotCounters | None = None,
+    ) -> None:
+        counters = counters or NullCounters()
         self.upstreams = {
             upstream.name: UpstreamGroup(upstream, segment) for upstream in config.upstreams
         }
         self.router: Router[Route] = Router(
-            [compile_route(rule, config, self.upstreams) for rule in config.route_rules]
+            [compile_route(rule, config, self.upstreams, counters) for rule in config.route_rules]
         )
         self.compressor = Compressor(config.compression) if config.compression.enabled else None
 

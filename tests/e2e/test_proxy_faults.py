@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -44,6 +47,12 @@ def test_upstream_down_gives_502_with_clear_page(start_bext: Start) -> None:
     server.wait_for_log(
         r"upstream app: connect to http://127\.0\.0\.1:\d+ failed: Connection refused"
     )
+    status = subprocess.run(
+        [sys.executable, "-m", "bext", "status", "--json", "-c", str(server.config_path)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    counters = json.loads(status.stdout)["counters"]
+    assert counters["upstream_errors"] >= 2 and counters["status_5xx"] >= 2
 
 
 def test_upstream_hang_gives_504_after_read_timeout(start_bext: Start) -> None:
