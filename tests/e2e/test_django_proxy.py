@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.django_app import DEMO, AppServer, prepare
+from tests.support.django_app import DEMO, AppServer, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
@@ -47,11 +47,6 @@ proxy = "django"
 """,
         **server,
     )
-
-
-@pytest.fixture(scope="module")
-def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return prepare(tmp_path_factory.mktemp("db") / "db.sqlite3")
 
 
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
@@ -232,9 +227,8 @@ def test_slow_uploader_does_not_block_a_single_sync_worker(
     app_env: dict[str, str], start_bext: object, tmp_path: Path
 ) -> None:
     port = free_port()
-    app = AppServer("gunicorn", app_env, f"127.0.0.1:{port}", workers=1)
+    app = start_gunicorn(app_env, port)
     try:
-        app.wait_ready(f"http://127.0.0.1:{port}/health")
         server = start_bext(bext_config(f"http://127.0.0.1:{port}"))  # type: ignore[operator]
         slow = socket.create_connection(("127.0.0.1", server.port))
         slow.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
@@ -272,9 +266,8 @@ def test_slow_downloader_does_not_hold_the_single_sync_worker(
 ) -> None:
     """bext reads the response at full speed (spooling it) and frees Gunicorn at once."""
     port = free_port()
-    app = AppServer("gunicorn", app_env, f"127.0.0.1:{port}", workers=1)
+    app = start_gunicorn(app_env, port)
     try:
-        app.wait_ready(f"http://127.0.0.1:{port}/health")
         server = start_bext(bext_config(f"http://127.0.0.1:{port}"))  # type: ignore[operator]
         slow = socket.create_connection(("127.0.0.1", server.port))
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)

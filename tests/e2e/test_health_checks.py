@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.support.django_app import AppServer, prepare
+from tests.support.django_app import AppServer, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
@@ -59,19 +58,13 @@ def wait_state(server: BextProcess, url: str, state: str, timeout: float = 15) -
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return prepare(tmp_path_factory.mktemp("db") / "db.sqlite3")
-
-
 def test_failover_and_recovery_with_two_gunicorns(
     start_bext: Start, app_env: dict[str, str], tmp_path: Path
 ) -> None:
     ports = [free_port(), free_port()]
-    apps = [AppServer("gunicorn", app_env, f"127.0.0.1:{p}", workers=1) for p in ports]
+    apps: list[AppServer] = []
     try:
-        for app, port in zip(apps, ports, strict=True):
-            app.wait_ready(f"http://127.0.0.1:{port}/health")
+        apps.extend(start_gunicorn(app_env, port) for port in ports)
         server = start_bext(health_config(ports))
         second = f"http://127.0.0.1:{ports[1]}"
         wait_state(server, second, "up")
@@ -99,8 +92,7 @@ def test_failover_and_recovery_with_two_gunicorns(
             time.sleep(1.0)
             # All workers agree it is down: none of them tries to connect to it any more.
             assert f"connect to {second} failed" not in server.stderr()[marker:]
-            apps[1] = AppServer("gunicorn", app_env, f"127.0.0.1:{ports[1]}", workers=1)
-            apps[1].wait_ready(f"{second}/health")
+            apps[1] = start_gunicorn(app_env, ports[1])
             wait_state(server, second, "up")  # traffic comes back as soon as a probe passes
             time.sleep(0.5)
         finally:
@@ -117,9 +109,8 @@ def test_all_servers_down_gives_a_fast_502_then_recovers(
     start_bext: Start, app_env: dict[str, str]
 ) -> None:
     port = free_port()
-    app = AppServer("gunicorn", app_env, f"127.0.0.1:{port}", workers=1)
+    app = start_gunicorn(app_env, port)
     try:
-        app.wait_ready(f"http://127.0.0.1:{port}/health")
         server = start_bext(health_config([port]))
         url = f"http://127.0.0.1:{port}"
         wait_state(server, url, "up")
@@ -130,8 +121,7 @@ def test_all_servers_down_gives_a_fast_502_then_recovers(
         assert r.status_code == 502 and "upstream server is unavailable" in r.text
         assert time.monotonic() - started < 0.5
         server.wait_for_log("no healthy server")
-        app = AppServer("gunicorn", app_env, f"127.0.0.1:{port}", workers=1)
-        app.wait_ready(f"{url}/health")
+        app = start_gunicorn(app_env, port)
         wait_state(server, url, "up")
         assert httpx.get(server.base_url + "/health").status_code == 200
     finally:

@@ -81,3 +81,14 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+def start_gunicorn(env: dict[str, str], port: int, workers: int = 1) -> AppServer:
+    """A Gunicorn serving the demo on 127.0.0.1:``port``, answering ``/health``."""
+    app = AppServer("gunicorn", env, f"127.0.0.1:{port}", workers=workers)
+    try:
+        app.wait_ready(f"http://127.0.0.1:{port}/health")
+    except BaseException:
+        app.stop()
+        raise
+    return app
