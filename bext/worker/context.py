@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from bext import __version__
 from bext.http.date import date_line
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
-from bext.protocol.events import Event, ParserLimits, ProtocolError
+from bext.protocol.events import Event, Headers, ParserLimits, ProtocolError
 from bext.shm.counters import NullCounters, SlotCounters
 
 
@@ -65,23 +65,63 @@ class WorkerContext:
     stopping: bool = False
     counters: SlotCounters = field(default_factory=NullCounters)
     connections: set[ConnectionLike] = field(default_factory=set)
+    extra_headers: Headers = field(default_factory=list)
+    """Fields added to every response on this context's listener (HSTS, Alt-Svc on TLS)."""
     _date: bytes = b""
     _preamble: bytes = b""
+    _fields: Headers = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._server_line = (
-            b"Server: bext/" + __version__.encode() + b"\r\n"
-            if self.server_tokens
-            else b"Server: bext\r\n"
+        self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
+        self._server_line = b"Server: " + self._server_value + b"\r\n"
+        self._extra_lines = b"".join(
+            name + b": " + value + b"\r\n" for name, value in self.extra_headers
         )
 
     def preamble(self) -> bytes:
-        """``Date`` and ``Server`` fields, serialised once per second."""
+        """HTTP/1.1: ``Date``, ``Server`` and the extra fields, serialised once per second."""
         date = date_line()
         if date is not self._date:
-            self._date = date
-            self._preamble = date + self._server_line
+            self._refresh(date)
         return self._preamble
+
+    def header_fields(self) -> Headers:
+        """HTTP/2 and HTTP/3: the same fields as (lowercase name, value) pairs.
+
+        The list is rebuilt once per second and shared: callers copy, never mutate it.
+        """
+        date = date_line()
+        if date is not self._date:
+            self._refresh(date)
+        return self._fields
+
+    def _refresh(self, date: bytes) -> None:
+        self._date = date
+        self._preamble = date + self._server_line + self._extra_lines
+        self._fields = [
+            (b"date", date[6:-2]),
+            (b"server", self._server_value),
+            *((name.lower(), value) for name, value in self.extra_headers),
+        ]
+
+    def for_listener(
+        self,
+        scheme: str,
+        handler: RequestHandler | None = None,
+        extra_headers: Headers | None = None,
+    ) -> WorkerContext:
+        """A context for another listener of the same worker (TLS beside plain HTTP).
+
+        Everything stateful (connections, counters, logs) is shared, so a graceful stop
+        drains all listeners' connections together.
+        """
+        return replace(
+            self,
+            scheme=scheme,
+            handler=handler or self.handler,
+            extra_headers=list(extra_headers) if extra_headers is not None else [],
+            _date=b"",
+        )
 
 
 class ConnectionLike(Protocol):
