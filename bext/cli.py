@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", type=Path, help="configuration file (same as -c)")
     check.set_defaults(func=cmd_check)
 
+    cert = verbs.add_parser(
+        "cert",
+        help='show where bext\'s local CA is (tls = "internal") and how to trust it',
+        description='With tls = "internal" bext issues certificates from its own local CA, '
+        "created on first use in its state directory ($BEXT_STATE_DIR, systemd's "
+        "$STATE_DIRECTORY, /var/lib/bext as root, else ~/.local/share/bext). This prints "
+        "where the root certificate is and how to make browsers, curl and Python trust it.",
+    )
+    cert.add_argument("--path", action="store_true", help="print only the root certificate path")
+    cert.set_defaults(func=cmd_cert)
+
     for verb, summary, details in (
         (
             "reload",
@@ -106,23 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_supported(path: Path) -> Config:
-    """Load ``path`` and refuse what this version validates but cannot do yet."""
-    config = load_config(path)
-    if config.server.tls is not None:
-        # Valid in shape, but serving plain HTTP where HTTPS was asked for would be worse
-        # than not starting.
-        raise ConfigError(
-            ["server.tls: TLS termination is not available in this version; "
-             "remove [server.tls] for now"],
-            str(path),
-        )  # fmt: skip
-    return config
-
-
 def _load(path: Path) -> Config | None:
     try:
-        return load_supported(path)
+        return load_config(path)
     except ConfigError as exc:
         print(f"bext: invalid configuration\n{exc}", file=sys.stderr)
         return None
@@ -143,13 +140,51 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(path)
     if config is None:
         return EXIT_CONFIG
+    tls_notes = _check_tls(config)
+    if tls_notes is None:
+        return EXIT_CONFIG
     print(f"configuration {path}: ok")
     print(f"listeners: {describe_listeners(config)}")
     print(f"workers: {config.server.workers}")
     print("routes (first match wins):")
     print(describe_routes(config))
-    for note in config_notes(config):
+    for note in [*tls_notes, *config_notes(config)]:
         print(f"note: {note}")
+    return EXIT_OK
+
+
+def _check_tls(config: Config) -> list[str] | None:
+    """Check the certificate files as ``run`` would; None (and a report) if unusable.
+
+    With ``tls = "internal"`` nothing is issued here: ``check`` never writes anything.
+    """
+    tls = config.server.tls
+    if tls is None:
+        return []
+    from bext.tls import TLSSetupError, resolve_certificates
+    from bext.tls.internal_ca import state_dir
+
+    if tls.internal:
+        return [f"tls: certificates from bext's local CA in {state_dir() / 'pki'} "
+                "(run `bext cert` to see how to trust it)"]  # fmt: skip
+    try:
+        resolved = resolve_certificates(config)
+    except TLSSetupError as exc:
+        print(f"bext: invalid TLS setup\n{exc}", file=sys.stderr)
+        return None
+    return list(resolved.warnings)
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Create bext's local CA if needed and say where it is and how to trust it."""
+    from bext.tls.internal_ca import describe_ca, ensure_ca
+
+    try:
+        paths = ensure_ca()
+    except OSError as exc:
+        print(f"bext: cannot create the local CA: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(paths.cert if args.path else describe_ca())
     return EXIT_OK
 
 
@@ -160,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bext.master.arbiter import Arbiter
     from bext.master.listeners import BindError
     from bext.observe.errorlog import configure_error_log, log
+    from bext.tls import TLSSetupError
     from bext.worker.main import worker_main
 
     try:
@@ -175,9 +211,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         pass
     path = args.config
     try:
-        arbiter = Arbiter(config, worker_main, lambda: load_supported(path),
+        arbiter = Arbiter(config, worker_main, lambda: load_config(path),
                           control_path(path, config))  # fmt: skip
         return arbiter.run()
+    except TLSSetupError as exc:
+        log.error("invalid TLS setup\n%s", exc)
+        return EXIT_CONFIG
     except BindError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE

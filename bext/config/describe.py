@@ -69,6 +69,9 @@ def describe_listeners(config: Config) -> str:
     urls = [_url("http", host, server.port) for host in server.host]
     if server.tls is not None:
         urls += [_url("https", host, server.tls.port) for host in server.host]
+        if server.tls.http3:
+            urls += [_url("https", host, server.tls.port) + " (HTTP/3, udp)"
+                     for host in server.host]  # fmt: skip
     return ", ".join(urls)
 
 
@@ -80,12 +83,6 @@ def config_notes(config: Config) -> list[str]:
     (`config.warnings`): legal but probably unintended, such as a duplicated rule.
     """
     notes: list[str] = []
-    for upstream in config.upstreams:
-        if upstream.health.enabled:
-            notes.append(
-                f"upstreams.{upstream.name}.health: enabled, "
-                "active health checks arrive in a later release"
-            )
     if config.cache.enabled:
         notes.append("cache: enabled, but the response cache arrives in a later release; ignored")
     if config.waf.enabled:

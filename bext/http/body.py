@@ -12,6 +12,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
+from bext.protocol.events import Headers
+
 
 class BodyFlow(Protocol):
     """What a body needs from the connection that carries it."""
@@ -40,6 +42,7 @@ class RequestBody:
         "_paused",
         "_waiter",
         "received",
+        "trailers",
     )
 
     def __init__(
@@ -59,6 +62,8 @@ class RequestBody:
         self._continue_pending = expect_continue
         self._discarding = False
         self.received = 0
+        self.trailers: Headers | None = None
+        """Fields that followed the body (HTTP/2 trailers), set when it ends."""
 
     # -- producer side (the connection) --------------------------------------------------
 
@@ -73,7 +78,8 @@ class RequestBody:
             self._flow.pause_body()
         self._wake()
 
-    def end(self) -> None:
+    def end(self, trailers: Headers | None = None) -> None:
+        self.trailers = trailers
         self._done = True
         self._continue_pending = False
         self._wake()

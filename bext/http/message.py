@@ -87,6 +87,8 @@ class Response:
     Responses built once and reused (``respond`` rules, cached static files) are marked
     ``shared``: everyone must treat a Response as read-only, and later phases may remember
     what they made of a shared one.
+    ``trailers`` are fields sent after the body where the protocol can (HTTP/2): a
+    ``stream`` may set them any time before it finishes (gRPC's ``grpc-status``, a digest).
     """
 
     __slots__ = (
@@ -97,6 +99,7 @@ class Response:
         "shared",
         "status",
         "stream",
+        "trailers",
         "tunnel",
         "wire_cache",
     )
@@ -115,6 +118,7 @@ class Response:
         self.tunnel = tunnel
         self.file = file
         self.shared = False
+        self.trailers: Headers | None = None
         self.wire_cache: dict[object, bytes] | None = None
         """For shared responses: serialised parts a protocol writer may reuse."""
         self.headers: Headers = headers if headers is not None else []

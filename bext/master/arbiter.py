@@ -33,14 +33,17 @@ from bext.config import Config, ConfigError
 from bext.master.control import ControlServer, reply
 from bext.master.health import HealthChecker
 from bext.master.listeners import (
+    HTTPS,
     INHERIT_ENV,
     BindError,
     Listener,
-    bind_listeners,
+    ListenPlan,
+    bind_plan,
     export_listeners,
     inherit_listeners,
 )
 from bext.master.notify import Notifier
+from bext.master.tls_setup import TLSMaterial, TLSSetupError, prepare_tls
 from bext.master.workers import (
     SlotBackoff,
     WorkerProcess,
@@ -93,6 +96,9 @@ class Arbiter:
         self.control_path = control_path
         self.control: ControlServer | None = None
         self.listeners: list[Listener] = []
+        self.tls: TLSMaterial | None = None
+        """The TLS context and certificates, built here before forking so that every
+        worker shares one set of session-ticket keys (resumption across workers)."""
         self.retired_listeners: list[Listener] = []
         self.workers: dict[int, WorkerProcess] = {}
         self.worker_count = config.server.workers
@@ -120,7 +126,8 @@ class Arbiter:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        server = self.config.server
+        """Serve until stopped; raises TLSSetupError or BindError if it cannot start."""
+        self.tls = prepare_tls(self.config)
         inherited = os.environ.pop(INHERIT_ENV, "")
         if inherited:
             # A binary upgrade: the sockets (and their accept queues) carry over.
@@ -129,8 +136,8 @@ class Arbiter:
                 listener.ensure_slots(self.worker_count)
                 listener.trim_slots(self.worker_count)
         else:
-            self.listeners = bind_listeners(
-                server.host, server.port, self.worker_count, server.host_is_default
+            self.listeners = bind_plan(
+                ListenPlan.from_config(self.config.server), self.worker_count
             )
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for sig in HANDLED_SIGNALS:
@@ -302,15 +309,16 @@ class Arbiter:
         except OSError as exc:
             self.notifier.ready(self._status_line())
             return f"cannot read the configuration: {exc}"
-        old_server = self.config.server
+        try:
+            tls = prepare_tls(config)  # certificates are re-read on every reload
+        except TLSSetupError as exc:
+            self.notifier.ready(self._status_line())
+            return f"invalid TLS setup\n{exc}"
         new_server = config.server
-        listen_changed = (old_server.host, old_server.port) != (new_server.host, new_server.port)
-        if listen_changed:
+        plan = ListenPlan.from_config(new_server)
+        if plan != ListenPlan.from_config(self.config.server):
             try:
-                listeners = bind_listeners(
-                    new_server.host, new_server.port, new_server.workers,
-                    new_server.host_is_default,
-                )  # fmt: skip
+                listeners = bind_plan(plan, new_server.workers)
             except BindError as exc:
                 self.notifier.ready(self._status_line())
                 return str(exc)
@@ -322,6 +330,7 @@ class Arbiter:
                 self.notifier.ready(self._status_line())
                 return error
         self.config = config
+        self.tls = tls
         self.health.close()
         self.health = HealthChecker(config, self.segment)  # claims entries before the fork
         self.worker_count = new_server.workers
@@ -411,12 +420,15 @@ class Arbiter:
                 if self.pending_reload is not None:
                     for waiting in self.pending_reload[1]:
                         waiting.close()  # the master answers them; this copy must not linger
-                sockets = [listener.sockets[slot] for listener in self.listeners]
+                mine = [(listener.kind, listener.sockets[slot]) for listener in self.listeners]
+                kept = [sock for _, sock in mine]
                 for listener in self.listeners + self.retired_listeners:
-                    for _index, sock in enumerate(listener.sockets):
-                        if sock not in sockets:
+                    for sock in listener.sockets:
+                        if sock not in kept:
                             sock.close()  # only this process's copy
-                spec = WorkerSpec(slot, generation, self.config, sockets, ready_w, self.segment)
+                tls_port = next((x.port for x in self.listeners if x.kind == HTTPS), 0)
+                spec = WorkerSpec(slot, generation, self.config, mine, ready_w, self.segment,
+                                  self.tls, tls_port)  # fmt: skip
                 code = self.worker_main(spec)
             except BaseException:
                 log.exception("worker %d crashed", slot)

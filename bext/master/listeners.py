@@ -17,9 +17,19 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from bext.config.schema import ServerConfig
+
 log = logging.getLogger("bext")
 
 BACKLOG = 2048
+
+HTTP = "http"
+HTTPS = "https"
+QUIC = "quic"
+"""Listener kinds: plain TCP, TLS over TCP, and UDP for QUIC (HTTP/3) on the TLS port."""
+
+_UDP_BUFFER = 4 * 1024 * 1024
+"""Receive/send buffer asked for on QUIC sockets; bursts of datagrams must not be dropped."""
 
 
 class BindError(Exception):
@@ -32,17 +42,20 @@ class Listener:
 
     host: str
     port: int
+    kind: str = HTTP
     sockets: list[socket.socket] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        if self.kind == QUIC:
+            return f"https://{host}:{self.port} (HTTP/3, udp)"
+        return f"{self.kind}://{host}:{self.port}"
 
     def ensure_slots(self, slots: int) -> None:
         """Bind more sockets so that there is one per slot (more workers)."""
         while len(self.sockets) < slots:
-            self.sockets.append(_bind_one(self.host, self.port))
+            self.sockets.append(_bind_one(self.host, self.port, self.kind))
 
     def trim_slots(self, slots: int) -> None:
         """Close the sockets of slots that no longer exist (fewer workers).
@@ -60,17 +73,22 @@ class Listener:
         self.sockets.clear()
 
 
-def _bind_one(host: str, port: int) -> socket.socket:
+def _bind_one(host: str, port: int, kind: str = HTTP) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    udp = kind == QUIC
+    sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             # "::" must not also claim IPv4, so "0.0.0.0" can be listed beside it.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if udp:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, _UDP_BUFFER)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
+        if not udp:
+            sock.listen(BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -78,30 +96,93 @@ def _bind_one(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class ListenPlan:
+    """What to listen on, from `[server]` (and `[server.tls]`); compared across reloads."""
+
+    hosts: tuple[str, ...]
+    port: int
+    tls_port: int | None = None
+    http3: bool = False
+    tolerate_missing_ipv6: bool = False
+
+    @classmethod
+    def from_config(cls, server: ServerConfig) -> ListenPlan:
+        tls = server.tls
+        return cls(
+            server.host,
+            server.port,
+            tls.port if tls is not None else None,
+            tls is not None and tls.http3,
+            server.host_is_default,
+        )
+
+
+def bind_plan(plan: ListenPlan, slots: int) -> list[Listener]:
+    """Bind every listener of ``plan`` with ``slots`` sockets each.
+
+    The QUIC (UDP) sockets share the TLS port; with port 0 the TLS port is chosen first and
+    the UDP side follows it, trying again with a new port if that one is taken for UDP.
+    """
+    listeners = bind_listeners(plan.hosts, plan.port, slots, plan.tolerate_missing_ipv6)
+    if plan.tls_port is None:
+        return listeners
+    try:
+        for attempt in range(8):
+            tls = bind_listeners(
+                plan.hosts, plan.tls_port, slots, plan.tolerate_missing_ipv6, HTTPS
+            )
+            if not plan.http3:
+                return listeners + tls
+            try:
+                quic = bind_listeners(
+                    tuple(listener.host for listener in tls), tls[0].port, slots, False, QUIC
+                )
+            except BindError:
+                for listener in tls:
+                    listener.close()
+                if plan.tls_port != 0 or attempt == 7:
+                    raise
+                continue
+            return listeners + tls + quic
+        raise AssertionError("unreachable")
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+
+
 def bind_listeners(
-    hosts: tuple[str, ...], port: int, slots: int, tolerate_missing_ipv6: bool
+    hosts: tuple[str, ...],
+    port: int,
+    slots: int,
+    tolerate_missing_ipv6: bool,
+    kind: str = HTTP,
 ) -> list[Listener]:
     """Bind ``slots`` sockets on every host. Port 0 picks one free port shared by all."""
     listeners: list[Listener] = []
     chosen = port
+    what = "udp " if kind == QUIC else ""
     try:
         for host in hosts:
             try:
-                first = _bind_one(host, chosen)
+                first = _bind_one(host, chosen, kind)
             except OSError as exc:
                 missing_v6 = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
                 if tolerate_missing_ipv6 and ":" in host and missing_v6:
                     log.warning("skipping %s: no IPv6 on this host (%s)", host, exc.strerror)
                     continue
-                raise BindError(f"cannot listen on {host}:{chosen}: {exc.strerror}") from exc
+                raise BindError(f"cannot listen on {what}{host}:{chosen}: {exc.strerror}") from exc
             chosen = first.getsockname()[1]
-            listener = Listener(host, chosen, [first])
+            listener = Listener(host, chosen, kind, [first])
             listeners.append(listener)
             for _ in range(slots - 1):
                 try:
-                    listener.sockets.append(_bind_one(host, chosen))
+                    listener.sockets.append(_bind_one(host, chosen, kind))
                 except OSError as exc:
-                    raise BindError(f"cannot listen on {host}:{chosen}: {exc.strerror}") from exc
+                    raise BindError(
+                        f"cannot listen on {what}{host}:{chosen}: {exc.strerror}"
+                    ) from exc
     except BaseException:
         for listener in listeners:
             listener.close()
@@ -122,7 +203,7 @@ def export_listeners(listeners: list[Listener]) -> str:
         for sock in listener.sockets:
             os.set_inheritable(sock.fileno(), True)
         described.append(
-            {"host": listener.host, "port": listener.port,
+            {"host": listener.host, "port": listener.port, "kind": listener.kind,
              "fds": [sock.fileno() for sock in listener.sockets]}
         )  # fmt: skip
     return json.dumps(described)
@@ -132,7 +213,7 @@ def inherit_listeners(text: str) -> list[Listener]:
     """Adopt the sockets an old master passed on; they keep their accept queues."""
     listeners = []
     for entry in json.loads(text):
-        listener = Listener(entry["host"], int(entry["port"]))
+        listener = Listener(entry["host"], int(entry["port"]), entry.get("kind", HTTP))
         for fd in entry["fds"]:
             sock = socket.socket(fileno=int(fd))
             sock.set_inheritable(False)

@@ -19,13 +19,13 @@ _FRAMING_FIELDS = frozenset(
 )
 """The fields that decide how a request is framed and routed; the rest pass untouched."""
 
-_HOST_VALUE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?\Z")
+HOST_VALUE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?\Z")
 """RFC 9112 §3.2 / RFC 3986: uri-host [ ":" port ]."""
 
 _VALID_HOSTS: set[bytes] = set()
 """Host values already validated (a site sees a handful): a set lookup, not a regex."""
 
-_KNOWN_METHODS = frozenset(
+KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
     | {"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH"}
     | {"REPORT", "MKCALENDAR", "PURGE", "LINK", "UNLINK", "QUERY"}
@@ -42,7 +42,7 @@ def check_head(
     """Validate a parsed head and derive its framing; raise :class:`ProtocolError` if faulty."""
     if http_version not in ("1.1", "1.0"):
         raise ProtocolError(505, f"HTTP version {http_version} is not supported")
-    if method not in _KNOWN_METHODS:
+    if method not in KNOWN_METHODS:
         # 400 rather than 501: llhttp refuses methods outside its table before bext sees
         # them, and both engines must answer alike.
         raise ProtocolError(400, "unknown or invalid method")
@@ -69,7 +69,7 @@ def check_head(
             host_count += 1
             host = value
             if value not in _VALID_HOSTS:
-                if not _HOST_VALUE.match(value):
+                if not HOST_VALUE.match(value):
                     raise ProtocolError(400, "invalid Host header")
                 if len(_VALID_HOSTS) > 1024:
                     _VALID_HOSTS.clear()

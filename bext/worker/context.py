@@ -11,6 +11,7 @@ from bext.http.date import date_line
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import Event, Headers, ParserLimits, ProtocolError
+from bext.protocol.h2_limits import H2Limits
 from bext.shm.counters import NullCounters, SlotCounters
 
 
@@ -67,6 +68,7 @@ class WorkerContext:
     connections: set[ConnectionLike] = field(default_factory=set)
     extra_headers: Headers = field(default_factory=list)
     """Fields added to every response on this context's listener (HSTS, Alt-Svc on TLS)."""
+    h2: H2Limits = field(default_factory=H2Limits)
     _date: bytes = b""
     _preamble: bytes = b""
     _fields: Headers = field(default_factory=list)

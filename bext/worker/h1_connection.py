@@ -11,6 +11,9 @@ consumed fast enough, so one connection's memory stays bounded.
 Timeouts use one lazily re-armed timer per connection: state changes only store a
 timestamp, and the timer, when it fires, works out which deadline (if any) has passed and
 re-arms itself for the next one. No ``wait_for`` per read, no timer churn per request.
+
+A plain connection whose first bytes are the HTTP/2 preface (h2c with prior knowledge,
+RFC 9113 §3.3) is handed over to :class:`~bext.worker.h2_connection.H2Connection`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from bext.protocol.h1_writer import (
     response_head_parts,
     status_line,
 )
+from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
 from bext.worker.context import WorkerContext
+from bext.worker.h2_connection import H2Connection
 
 log = logging.getLogger("bext")
 
@@ -74,6 +79,9 @@ class H1Connection(asyncio.Protocol):
         self._closed = False
         self._input_failed = False
         self._tunnel: Tunnel | None = None
+        self._plain = True  # no TLS: sendfile is possible, h2c may be spoken
+        self._sniff = False  # the first bytes may still turn out to be the HTTP/2 preface
+        self._sniffed = b""
         # Write-side flow control.
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -103,6 +111,9 @@ class H1Connection(asyncio.Protocol):
             return
         ctx.connections.add(self)
         ctx.counters.connection_opened()
+        # On TLS the "socket" extra is the raw socket underneath: never sendfile to it.
+        self._plain = transport.get_extra_info("sslcontext") is None
+        self._sniff = self._plain and ctx.h2.h2c
         now = self._loop.time()
         self._head_started = now  # a new connection has header_timeout to send its request
         self._arm(now + ctx.timeouts.header)
@@ -117,6 +128,10 @@ class H1Connection(asyncio.Protocol):
             return
         if self._input_failed:
             return
+        if self._sniff:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         self._ctx.counters.received(len(data))
         now = self._loop.time()
         self._idle_since = None
@@ -198,6 +213,37 @@ class H1Connection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    # -- h2c prior knowledge -----------------------------------------------------------------
+
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """Decide between HTTP/1.1 and HTTP/2 from a plain connection's first bytes.
+
+        Returns what the HTTP/1.1 parser gets: nothing while the bytes so far could still
+        be the 24-byte preface, nothing after switching, everything buffered otherwise.
+        Only the first read(s) of a connection come here.
+        """
+        buffered = self._sniffed + data if self._sniffed else data
+        if len(buffered) < len(PREFACE) and PREFACE.startswith(buffered):
+            self._sniffed = buffered
+            return b""
+        self._sniff = False
+        self._sniffed = b""
+        if not buffered.startswith(PREFACE):
+            return buffered
+        # Hand the transport to HTTP/2. It was counted as opened here and is counted as
+        # closed by the H2Connection, so it leaves ctx.connections without a count.
+        transport = self._transport
+        assert transport is not None
+        self._ctx.connections.discard(self)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        h2 = H2Connection(self._ctx)
+        transport.set_protocol(h2)
+        h2.takeover(transport, buffered)
+        return b""
 
     # -- BodyFlow (called by RequestBody) ---------------------------------------------------
 
@@ -449,8 +495,8 @@ class H1Connection(asyncio.Protocol):
             )  # fmt: skip
             sent = 0
             if with_body and file.count:
-                sock = transport.get_extra_info("socket")
-                if sock is None:  # not a plain socket (TLS later): read and write chunks
+                sock = transport.get_extra_info("socket") if self._plain else None
+                if sock is None:  # TLS must encrypt the bytes: read and write chunks
                     async for data in file.chunks():
                         transport.write(data)
                         sent += len(data)

@@ -12,18 +12,25 @@ import gc
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bext.config import Config
+from bext.handlers.https_redirect import HttpsRedirect
+from bext.master.listeners import HTTP, HTTPS, QUIC
+from bext.master.tls_setup import TLSMaterial
 from bext.master.workers import WorkerSpec
 from bext.observe.accesslog import AccessLog
 from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
+from bext.protocol.h3_limits import H3Limits
 from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.layout import Segment
+from bext.worker.alpn import alpn_protocol_factory
 from bext.worker.context import RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
+from bext.worker.h3_server import H3Certificates, H3Server, start_h3
 from bext.worker.pipeline import Pipeline
 
 try:
@@ -89,26 +96,81 @@ def worker_main(spec: WorkerSpec) -> int:
         return runner.run(worker.serve())
 
 
+def listener_contexts(ctx: WorkerContext, config: Config, tls_port: int) -> ListenerContexts:
+    """The per-listener variants of ``ctx``: plain HTTP and TLS.
+
+    On TLS listeners every response carries HSTS (when configured) and, with HTTP/3 on,
+    ``Alt-Svc`` so browsers move to QUIC. With ``redirect_http`` the plain listener
+    answers everything with a redirect to HTTPS instead of running the pipeline.
+    """
+    tls = config.server.tls
+    if tls is None:
+        return ListenerContexts(ctx, None)
+    extra: list[tuple[bytes, bytes]] = []
+    if tls.hsts is not None:
+        extra.append((b"Strict-Transport-Security", b"max-age=%d" % int(tls.hsts)))
+    if tls.http3:
+        extra.append((b"Alt-Svc", b'h3=":%d"; ma=86400' % tls_port))
+    secure = ctx.for_listener("https", extra_headers=extra)
+    plain = ctx.for_listener("http", HttpsRedirect(tls_port)) if tls.redirect_http else ctx
+    return ListenerContexts(plain, secure)
+
+
+@dataclass(frozen=True)
+class ListenerContexts:
+    plain: WorkerContext
+    secure: WorkerContext | None
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.config = config = spec.config
-        self.sockets = spec.sockets
         self.ready_fd = spec.ready_fd
         counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
         self.ctx = build_context(config, spec.segment, counters)
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None
         self.fast = False
+        self.h3_servers: list[H3Server] = []
+
+    async def _listen(self) -> list[asyncio.AbstractServer]:
+        """Start serving every socket of this slot, each with its protocol."""
+        loop = asyncio.get_running_loop()
+        spec = self.spec
+        contexts = listener_contexts(self.ctx, self.config, spec.tls_port)
+        plain = contexts.plain
+        servers: list[asyncio.AbstractServer] = []
+        for kind, sock in spec.sockets:
+            if kind == HTTP:
+                servers.append(
+                    await loop.create_server(lambda: H1Connection(plain), sock=sock, backlog=2048)
+                )
+                continue
+            secure = contexts.secure
+            assert spec.tls is not None and secure is not None
+            if kind == HTTPS:
+                servers.append(
+                    await loop.create_server(
+                        alpn_protocol_factory(secure),
+                        sock=sock,
+                        backlog=2048,
+                        ssl=spec.tls.context,
+                        ssl_handshake_timeout=secure.timeouts.header,
+                        ssl_shutdown_timeout=5.0,
+                    )
+                )
+            elif kind == QUIC:
+                self.h3_servers.append(
+                    await start_h3(sock, secure, h3_certificates(spec.tls), H3Limits())
+                )
+        return servers
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         ctx = self.ctx
-        servers = [
-            await loop.create_server(lambda: H1Connection(ctx), sock=sock, backlog=2048)
-            for sock in self.sockets
-        ]
+        servers = await self._listen()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, False)
         loop.add_signal_handler(signal.SIGQUIT, self._request_stop, True)
         loop.add_signal_handler(signal.SIGINT, self._request_stop, True)
@@ -128,10 +190,16 @@ class Worker:
             deadline = loop.time() + self.config.server.graceful_timeout
             for conn in list(ctx.connections):
                 conn.shutdown()
-            while ctx.connections and loop.time() < deadline:
+            for h3 in self.h3_servers:
+                h3.shutdown()
+            while (ctx.connections or any(h3.active for h3 in self.h3_servers)) and (
+                loop.time() < deadline
+            ):
                 await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.abort()
+        for h3 in self.h3_servers:
+            h3.close()
         housekeeping.cancel()
         ctx.access_log.flush()
         return 0
@@ -154,3 +222,9 @@ class Worker:
             if os.getppid() != self.master_pid:
                 log.error("master %d is gone; stopping", self.master_pid)
                 self._request_stop(False)
+
+
+def h3_certificates(tls: TLSMaterial) -> H3Certificates:
+    """The HTTP/3 engine loads the same PEM files as the TCP listener's context."""
+    resolved = tls.certificates
+    return H3Certificates(resolved.default_cert, resolved.default_key, resolved.sni_paths())

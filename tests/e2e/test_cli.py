@@ -75,13 +75,6 @@ def test_run_with_bad_config_exits_78_and_binds_nothing(tmp_path: Path) -> None:
     assert 'server.prot: unknown key (did you mean "port"?)' in result.stderr
 
 
-def test_tls_is_refused_until_supported(tmp_path: Path) -> None:
-    path = tmp_path / "tls.toml"
-    path.write_text('[server]\ntls = "internal"\n')
-    result = bext("check", "-c", str(path))
-    assert result.returncode == 78 and "server.tls" in result.stderr
-
-
 def test_run_port_in_use_exits_1(tmp_path: Path) -> None:
     import socket
 

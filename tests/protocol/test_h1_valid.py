@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bext.protocol.events import BodyChunk, MessageEnd, ParserLimits, ProtocolError, RequestHead
-from bext.protocol.h1_rules import _KNOWN_METHODS
+from bext.protocol.h1_rules import KNOWN_METHODS
 from tests.protocol.gaps import mark_gap
 from tests.protocol.h1support import (
     Message,
@@ -253,7 +253,7 @@ def test_options_asterisk(parser_cls: ParserClass) -> None:
     assert (message.method, message.target) == ("OPTIONS", b"*")
 
 
-@pytest.mark.parametrize("method", sorted(_KNOWN_METHODS - {"CONNECT"}))
+@pytest.mark.parametrize("method", sorted(KNOWN_METHODS - {"CONNECT"}))
 def test_known_methods(parser_cls: ParserClass, method: str) -> None:
     message = only(parse_ok(parser_cls, req(method.encode() + b" /r HTTP/1.1")))
     assert message.method == method

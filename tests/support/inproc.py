@@ -1,26 +1,45 @@
-"""Serve the real H1Connection on a loopback port from a thread, with test handlers.
+"""Serve the real connection classes on a loopback port from a thread, with test handlers.
 
 The subprocess master (``tests/support/server.py``) is the real thing end to end; this
 harness exists for behaviours no config-built route shows yet (echoing a request body,
 streaming a chunked response, failing half way), exercised over real sockets.
+
+Plain listeners serve :class:`H1Connection` (which hands h2c prior knowledge over to
+HTTP/2); with ``ssl_context`` the listener negotiates ``h2`` or ``http/1.1`` by ALPN through
+the same dispatcher the worker uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvloop
 
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import ParserLimits
+from bext.protocol.h2_limits import H2Limits
+from bext.shm.counters import NullCounters, SlotCounters
+from bext.worker.alpn import ALPN_PROTOCOLS, alpn_protocol_factory
 from bext.worker.context import Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.main import parser_factory
 
 HandlerFn = Callable[[Request], Response | Awaitable[Response]]
+T = TypeVar("T")
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
 
 
 class _Handler:
@@ -31,15 +50,54 @@ class _Handler:
         return self.fn(request)
 
 
+@dataclass
+class Harness:
+    """A running in-process server: its port, context and event loop."""
+
+    port: int
+    ctx: WorkerContext
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the server's loop and return its result."""
+        done: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return done.result(5)
+
+    def shutdown_connections(self) -> None:
+        """What a draining worker does: ``shutdown()`` every connection."""
+
+        def shutdown() -> None:
+            self.ctx.stopping = True
+            for conn in list(self.ctx.connections):
+                conn.shutdown()
+
+        self.call(shutdown)
+
+
 @contextmanager
-def serve(
+def serve_harness(
     handler: HandlerFn,
     engine: str = "httptools",
     limits: ParserLimits | None = None,
     timeouts: Timeouts | None = None,
-) -> Iterator[int]:
-    """Run a worker-like server in a thread; yields its port."""
-    loop = asyncio.new_event_loop()
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    h2: H2Limits | None = None,
+    loop: str = "asyncio",
+    counters: SlotCounters | None = None,
+    max_keepalive_requests: int = 1000,
+    access_log: AccessLog | None = None,
+) -> Iterator[Harness]:
+    """Run a worker-like server in a thread; yields its :class:`Harness`."""
+    event_loop = LOOPS[loop]()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
@@ -49,26 +107,59 @@ def serve(
         parser_factory=parser_factory(engine),
         limits=limits or ParserLimits(),
         timeouts=timeouts or Timeouts(),
-        access_log=AccessLog("off"),
+        access_log=access_log or AccessLog("off"),
+        scheme="https" if ssl_context is not None else "http",
+        counters=counters or NullCounters(),
+        max_keepalive_requests=max_keepalive_requests,
+        h2=h2 or H2Limits(),
     )
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(ALPN_PROTOCOLS)
     started = threading.Event()
 
     def run() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(loop.create_server(lambda: H1Connection(ctx), sock=sock))
+        asyncio.set_event_loop(event_loop)
+        if ssl_context is None:
+            factory: Callable[[], asyncio.Protocol] = lambda: H1Connection(ctx)  # noqa: E731
+        else:
+            factory = alpn_protocol_factory(ctx)
+        server = event_loop.run_until_complete(
+            event_loop.create_server(factory, sock=sock, ssl=ssl_context)
+        )
         started.set()
-        loop.run_forever()
+        event_loop.run_forever()
         server.close()
         for conn in list(ctx.connections):
             conn.abort()
-        loop.run_until_complete(asyncio.sleep(0.05))
-        loop.close()
+        event_loop.run_until_complete(asyncio.sleep(0.05))
+        for task in asyncio.all_tasks(event_loop):
+            task.cancel()
+        event_loop.run_until_complete(asyncio.sleep(0.01))
+        event_loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     started.wait(5)
     try:
-        yield port
+        yield Harness(port, ctx, event_loop)
     finally:
-        loop.call_soon_threadsafe(loop.stop)
+        event_loop.call_soon_threadsafe(event_loop.stop)
         thread.join(5)
+
+
+@contextmanager
+def serve(
+    handler: HandlerFn,
+    engine: str = "httptools",
+    limits: ParserLimits | None = None,
+    timeouts: Timeouts | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    h2: H2Limits | None = None,
+    loop: str = "asyncio",
+) -> Iterator[int]:
+    """Run a worker-like server in a thread; yields its port."""
+    with serve_harness(
+        handler, engine, limits, timeouts, ssl_context=ssl_context, h2=h2, loop=loop
+    ) as harness:
+        yield harness.port

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psutil
 
-READY = re.compile(r"ready: \d+ workers serving (\S+)")
+READY = re.compile(r"ready: \d+ workers serving (\S+)(.*)")
+HTTPS_URL = re.compile(r"https://[^\s,]+")
 
 
 class BextProcess:
@@ -26,6 +27,9 @@ class BextProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
         self.port = 0
+        self.tls_url = ""
+        """The first https:// listener, when the config has [server.tls]."""
+        self.tls_port = 0
 
     def start(self, timeout: float = 15.0) -> BextProcess:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
@@ -42,6 +46,10 @@ class BextProcess:
             if match:
                 self.base_url = match.group(1).rstrip(",")
                 self.port = int(self.base_url.rsplit(":", 1)[1])
+                tls = HTTPS_URL.search(match.group(0))
+                if tls:
+                    self.tls_url = tls.group(0)
+                    self.tls_port = int(self.tls_url.rsplit(":", 1)[1])
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bext exited with {self.proc.returncode}:\n{self.stderr()}")

@@ -1,0 +1,47 @@
+"""TLS material for a configuration, prepared by the master before it forks workers.
+
+The context is built here, not in the workers: OpenSSL creates the session-ticket keys
+with the context, so workers forked from one master share them and a client resumes its
+session whichever worker (SO_REUSEPORT socket) its next connection lands on. A reload
+builds a new context from the certificate files as they are now, so renewed certificates
+are picked up by the new generation while the old one finishes its connections.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from bext.config import Config
+from bext.observe.errorlog import log
+from bext.tls import (
+    ResolvedCertificates,
+    TLSSetupError,
+    build_server_context,
+    resolve_certificates,
+)
+
+ALPN = ["h2", "http/1.1"]
+
+__all__ = ["TLSMaterial", "TLSSetupError", "prepare_tls"]
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    context: ssl.SSLContext
+    """For the TCP listener (HTTP/1.1 and HTTP/2, chosen by ALPN)."""
+    certificates: ResolvedCertificates
+    """The same PEM files, for the HTTP/3 engine (aioquic has its own TLS stack)."""
+
+
+def prepare_tls(config: Config) -> TLSMaterial | None:
+    """Check and load the certificates; None when the config has no TLS listener.
+
+    Raises :class:`TLSSetupError` with one line per problem, each naming its config key.
+    """
+    if config.server.tls is None:
+        return None
+    resolved = resolve_certificates(config)
+    for warning in resolved.warnings:
+        log.warning("%s", warning)
+    return TLSMaterial(build_server_context(resolved, ALPN), resolved)

@@ -1,0 +1,999 @@
+"""One HTTP/2 client connection: frames in, h2 events, the pipeline per stream, frames out.
+
+The protocol state machine is h2 (sans-IO); this class does the I/O, maps each stream to a
+:class:`~bext.http.message.Request`, and sends each :class:`~bext.http.message.Response`
+back within the peer's flow-control windows. The pipeline never learns it is HTTP/2.
+
+Memory per connection stays bounded both ways:
+
+* inbound, DATA is acknowledged (WINDOW_UPDATE) only once the handler has consumed it, so a
+  client can have at most one stream window of unread body per stream and one connection
+  window in total, however slow the upstream;
+* outbound, a response body is pulled from its stream or file only when the stream's window
+  is open and the transport is not paused, one chunk at a time.
+
+Abuse is cut off early: :class:`~bext.protocol.h2_guard.FrameGuard` sees every frame header
+before h2 parses the frame (header blocks, SETTINGS and PING floods, oversized frames) and
+counts cancelled streams (rapid reset); streams over the concurrency limit are refused one
+by one; a reset stream's handler task is cancelled at once.
+
+Timeouts use one lazily re-armed timer per connection, as in :mod:`h1_connection`: state
+changes store timestamps, the timer works out which deadline passed and re-arms itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+
+from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.errors import error_response
+from bext.http.message import Request, Response
+from bext.protocol.events import Headers, ProtocolError
+from bext.protocol.h2_guard import FrameGuard, Verdict, goaway_frame
+from bext.protocol.h2_headers import (
+    CONNECTION_SPECIFIC,
+    MalformedRequest,
+    check_request,
+    check_trailers,
+)
+from bext.protocol.h2_limits import H2Limits
+from bext.worker.context import WorkerContext
+
+log = logging.getLogger("bext")
+
+LINGER = 1.0
+"""After a GOAWAY, how long to keep reading (and dropping) what the client still sends.
+
+Closing a socket with unread input makes the kernel send a RST, which can destroy the
+GOAWAY before the client reads it; so the connection waits for the client to close first.
+"""
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_DROP_FROM_RESPONSE = CONNECTION_SPECIFIC | {b"content-length"}
+"""Connection-specific fields are illegal in HTTP/2; the length is bext's to state."""
+
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+_FLUSH_AT = 64 * 1024
+"""Body bytes framed before the pump hands them to the transport (and checks for pause)."""
+
+_NO_ERROR = ErrorCodes.NO_ERROR
+_PROTOCOL_ERROR = ErrorCodes.PROTOCOL_ERROR
+_INTERNAL_ERROR = ErrorCodes.INTERNAL_ERROR
+_REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
+_CANCEL = ErrorCodes.CANCEL
+
+
+def new_h2_state(limits: H2Limits, header_list_size: int) -> h2.connection.H2Connection:
+    """An h2 server state machine with bext's settings, its SETTINGS frame already queued.
+
+    h2's own header validation is off (:mod:`bext.protocol.h2_headers` does it, with stream
+    errors instead of connection errors). The advertised settings are installed as h2's
+    *current* values before ``initiate_connection`` (the hypercorn way), so the first
+    streams already get the large windows. Afterwards h2's copy of MAX_CONCURRENT_STREAMS is
+    doubled: h2 treats a stream over its limit as a connection error, RFC 9113 §5.1.2 wants a
+    stream error, so the connection refuses streams over the advertised value itself and h2
+    only catches a client that blows far past it.
+    """
+    config = h2.config.H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+    state = h2.connection.H2Connection(config)
+    advertised: dict[SettingCodes, int] = {
+        SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
+        SettingCodes.ENABLE_PUSH: 0,
+        SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+        SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+        SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+        SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
+        SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
+    }
+    state.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+    state.initiate_connection()
+    advertised[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * limits.max_concurrent_streams
+    state.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
+    # The hard HPACK limit: a list past it cannot be answered per stream (decoding stops
+    # half way, so the compression state is lost) and the connection goes (HPACK bomb).
+    # Between the advertised size and this one a request gets a 431 instead.
+    state.decoder.max_header_list_size = 2 * header_list_size
+    state.decoder.max_allowed_table_size = limits.header_table_size
+    if limits.connection_window > 65535:
+        state.increment_flow_control_window(limits.connection_window - 65535)
+    return state
+
+
+class _Stream:
+    """One request/response exchange; also the :class:`BodyFlow` of its request body."""
+
+    __slots__ = (
+        "activity",
+        "blocked_since",
+        "body",
+        "client_done",
+        "conn",
+        "error",
+        "id",
+        "out",
+        "out_end",
+        "paused",
+        "request",
+        "request_trailers",
+        "reset_code",
+        "response",
+        "sent",
+        "started",
+        "status",
+        "task",
+        "unacked",
+        "waiter",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int, now: float) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.request: Request | None = None
+        self.error: ProtocolError | None = None  # answer this instead of calling the handler
+        self.body: RequestBody = EMPTY_BODY
+        self.request_trailers: Headers | None = None
+        self.client_done = False  # the client's END_STREAM arrived
+        self.paused = False  # the body holds unread data: acknowledge nothing more
+        self.unacked = 0  # body bytes received but not yet acknowledged
+        self.activity = now  # last body bytes (for the body timeout)
+        self.task: asyncio.Task[None] | None = None
+        self.started = False  # response HEADERS sent
+        self.response: Response | None = None
+        self.status = 0
+        self.sent = 0
+        self.out: memoryview | None = None  # body bytes waiting for window
+        self.out_end = False  # the stream ends once ``out`` is sent
+        self.waiter: asyncio.Future[None] | None = None  # a producer waiting for room
+        self.blocked_since = 0.0  # output waits for a window since then (0: not blocked)
+        self.reset_code = _NO_ERROR  # how to stop the client's upload once answered
+
+    # -- BodyFlow --------------------------------------------------------------------------
+
+    def pause_body(self) -> None:
+        self.paused = True
+
+    def resume_body(self) -> None:
+        self.paused = False
+        self.conn._acknowledge(self)
+
+    def send_continue(self) -> None:
+        self.conn._send_continue(self)
+
+
+class H2Connection(asyncio.Protocol):
+    """The server side of one HTTP/2 connection (TLS with ALPN "h2", or h2c)."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        limits = ctx.h2
+        self._limits = limits
+        # The path is a header field in HTTP/2: allow what HTTP/1.1 allows for both.
+        self._header_list_size = ctx.limits.max_header_size + ctx.limits.max_uri_length
+        self._h2 = new_h2_state(limits, self._header_list_size)
+        self._guard = FrameGuard(limits, 2 * self._header_list_size)
+        self._transport: asyncio.Transport | None = None
+        self._client = ("", 0)
+        self._server_port = 0
+        self._streams: dict[int, _Stream] = {}
+        self._new: list[_Stream] = []  # requests of this read, started once it is parsed
+        self._sending: dict[int, _Stream] = {}  # output waiting for window (FIFO)
+        self._served = 0
+        self._now = 0.0
+        self._closed = False  # nothing more is read or written (maybe lingering)
+        self._lingering = False
+        self._failed = False  # h2 sent or received GOAWAY: it refuses to send anything else
+        self._draining = False  # our graceful GOAWAY is out: no new streams
+        self._goaway_id = 0
+        self._settings_acked = False
+        self._write_paused = False
+        self._write_paused_since = 0.0
+        self._head_deadline: float | None = None
+        self._idle_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        ctx = self._ctx
+        if len(ctx.connections) >= ctx.max_connections:
+            transport.abort()
+            self._closed = True
+            return
+        ctx.counters.connection_opened()
+        self._attach(transport)
+
+    def takeover(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+        """Continue a connection another protocol accepted and counted (h2c prior knowledge).
+
+        The same as ``connection_made(transport)`` then ``data_received(data)``, except that
+        the connection is not counted as opened again.
+        """
+        self._attach(cast(asyncio.Transport, transport))
+        if data:
+            self.data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # lingering after GOAWAY: the client's last bytes are dropped
+        self._ctx.counters.received(len(data))
+        self._now = now = self._loop.time()
+        verdict = self._guard.feed(data, now)
+        if verdict is not None:
+            self._fail(verdict)
+            return
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 queued a GOAWAY with the matching error code already.
+            log.info("client %s: HTTP/2 protocol error: %s", self._client[0], exc)
+            self._failed = True
+            self._linger_close()
+            return
+        except Exception:
+            log.exception("client %s: h2 failed on input", self._client[0])
+            self._fail((_INTERNAL_ERROR, "internal error"))
+            return
+        try:
+            for event in events:
+                handler = _EVENT_HANDLERS.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+                    if self._closed:
+                        return
+            if self._new:
+                self._start_new()
+        except Exception:
+            log.exception("client %s: HTTP/2 event handling failed", self._client[0])
+            self._fail((_INTERNAL_ERROR, "internal error"))
+            return
+        self._pump()
+
+    def eof_received(self) -> bool:
+        return False  # the client will send nothing more: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        ctx = self._ctx
+        if self in ctx.connections:
+            ctx.connections.discard(self)
+            ctx.counters.connection_closed()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._failed = True  # nothing may be sent any more
+        self._new = []
+        for stream in list(self._streams.values()):
+            self._abandon(stream, "client closed the connection")
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._write_paused_since = now = self._loop.time()
+        self._arm(now + self._ctx.timeouts.send)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
+
+    # -- graceful stop --------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Drain: GOAWAY with the last stream id, finish those streams, then close.
+
+        Streams the client opens after the GOAWAY are refused (REFUSED_STREAM): HTTP/2
+        tells the client that they were never processed, so it retries them elsewhere.
+        """
+        if not self._closed and not self._draining and self._transport is not None:
+            self._start_drain()
+
+    def abort(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- inbound events -------------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        if self._draining and sid > self._goaway_id:
+            self._refuse(sid, _REFUSED_STREAM)
+            return
+        if len(self._streams) >= self._limits.max_concurrent_streams:
+            # RFC 9113 §5.1.2: REFUSED_STREAM lets a client that has not seen our SETTINGS
+            # yet retry; once it has, exceeding the limit is its bug (Go does the same).
+            self._refuse(sid, _PROTOCOL_ERROR if self._settings_acked else _REFUSED_STREAM)
+            verdict = self._guard.stream_reset(self._now)
+            if verdict is not None:
+                self._fail(verdict)
+            return
+        now = self._now
+        ctx = self._ctx
+        stream = _Stream(self, sid, now)
+        self._streams[sid] = stream
+        self._new.append(stream)
+        self._head_deadline = self._idle_since = None
+        self._served += 1
+        ended = event.stream_ended is not None
+        stream.client_done = ended
+        try:
+            head = check_request(event.headers, ctx.limits, self._header_list_size)
+        except ProtocolError as exc:
+            stream.error = exc
+            if isinstance(exc, MalformedRequest):
+                stream.reset_code = _PROTOCOL_ERROR
+        else:
+            body = EMPTY_BODY if ended else RequestBody(stream, head.expect_continue, 0)
+            # high_water 0: the body pauses whenever it holds unread data and resumes once
+            # the handler has read it all, which is when its bytes are acknowledged.
+            stream.body = body
+            stream.request = Request(
+                head.method,
+                head.target,
+                head.headers,
+                "2.0",
+                ctx.scheme,
+                self._client[0],
+                self._client[1],
+                self._server_port,
+                body,
+                now,
+                head.host,
+            )
+            if not ended:
+                self._arm(now + ctx.timeouts.body)
+        if self._served >= ctx.max_keepalive_requests and not self._draining:
+            self._start_drain()  # like HTTP/1.1 keep-alive: bound the work per connection
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id
+        data = event.data
+        size = len(data)
+        flow = event.flow_controlled_length
+        stream = self._streams.get(sid)
+        if stream is None or stream.body is EMPTY_BODY:
+            self._h2.acknowledge_received_data(flow, sid)  # nobody wants it: drop it
+            return
+        if flow > size:
+            self._h2.acknowledge_received_data(flow - size, sid)  # padding
+        body = stream.body
+        if body.received + size > self._ctx.limits.max_body_size:
+            self._h2.acknowledge_received_data(size, sid)
+            self._fail_stream(stream, ProtocolError(413, "request body larger than max_body_size"))
+            return
+        if not size:
+            return  # an empty DATA frame: b"" would read as the end of the body
+        stream.activity = self._now
+        body.feed(data)  # calls pause_body when the handler has not read the last chunk yet
+        if stream.paused:
+            stream.unacked += size
+        else:
+            self._h2.acknowledge_received_data(size, sid)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream.client_done = True
+            if stream.body is not EMPTY_BODY:
+                stream.body.end(stream.request_trailers)
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        stream.client_done = True  # h2 has checked that trailers carry END_STREAM
+        try:
+            stream.request_trailers = check_trailers(event.headers)
+        except ProtocolError as exc:
+            self._fail_stream(stream, exc)
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        self._abandon(stream, "client reset the stream")
+        self._after_stream()
+        if event.remote_reset:
+            verdict = self._guard.stream_reset(self._now)
+            if verdict is not None:
+                self._fail(verdict)
+
+    def _on_settings_acked(self, event: h2.events.SettingsAcknowledged) -> None:
+        self._settings_acked = True
+
+    def _on_connection_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        # The client sent GOAWAY. h2 refuses to send anything after it, so what is in
+        # flight cannot be finished: clients send it when they are done anyway.
+        if event.error_code != _NO_ERROR:
+            log.info("client %s: GOAWAY %s", self._client[0], event.error_code)
+        self._failed = True
+        self._linger_close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _start_new(self) -> None:
+        """Run the handlers of the streams this read opened, unless they were reset already.
+
+        Starting them only after the whole read is parsed means a burst of HEADERS + RST_STREAM
+        pairs (rapid reset) never reaches the pipeline at all.
+        """
+        new = self._new
+        self._new = []
+        for stream in new:
+            if self._streams.get(stream.id) is not stream:
+                continue
+            if stream.error is not None:
+                self._send_error(stream, stream.error)
+                continue
+            request = stream.request
+            assert request is not None
+            try:
+                result = self._ctx.handler.handle(request)
+            except Exception:
+                log.exception("request handler failed for %s %r", request.method, request.target)
+                result = error_response(500, request.header(b"accept"))
+            if (
+                type(result) is Response
+                and result.stream is None
+                and result.file is None
+                and result.tunnel is None
+            ):
+                self._send_body(stream, result)
+            else:
+                stream.task = self._loop.create_task(self._serve(stream, result))
+
+    async def _serve(self, stream: _Stream, result: Response | Awaitable[Response]) -> None:
+        request = stream.request
+        assert request is not None
+        if isinstance(result, Response):
+            response = result
+        else:
+            try:
+                response = await result
+            except asyncio.CancelledError:
+                raise
+            except BodyError as exc:
+                response = error_response(400, request.header(b"accept"), str(exc))
+            except Exception:
+                log.exception("request handler failed for %s %r", request.method, request.target)
+                response = error_response(500, request.header(b"accept"))
+        if not self._live(stream) or stream.task is not asyncio.current_task():
+            await _release(response)  # the stream was reset, or answered with an error
+            return
+        if response.tunnel is not None:
+            # A 101 switch does not exist in HTTP/2 (RFC 9113 §8.6): the upstream accepted
+            # an upgrade nobody here can carry.
+            response.tunnel.close()
+            response = error_response(502, request.header(b"accept"))
+        if response.file is not None:
+            await self._send_stream(stream, response, response.file.chunks())
+        elif response.stream is not None:
+            await self._send_stream(stream, response, response.stream)
+        else:
+            try:
+                self._send_body(stream, response)
+            except h2.exceptions.H2Error as exc:  # cannot happen while streams are in sync
+                log.error("client %s: stream %d: %r", self._client[0], stream.id, exc)
+                self._abandon(stream, "stream failed")
+                self._after_stream()
+            self._pump()
+
+    def _send_body(self, stream: _Stream, response: Response) -> None:
+        request = stream.request
+        status = response.status
+        with_body = status not in _NO_BODY_STATUS
+        if request is not None and request.method == "HEAD":
+            with_body = False
+        body = response.body if with_body else b""
+        trailers = response.trailers if with_body else None
+        length = len(response.body)
+        self._send_head(stream, status, response.headers, length, not body and not trailers)
+        if not body and not trailers:
+            self._finish(stream)
+            return
+        stream.response = response
+        stream.sent = len(body)
+        stream.out = memoryview(body) if body else None
+        stream.out_end = True
+        if stream.out is None:
+            self._end_stream(stream)
+        else:
+            self._sending[stream.id] = stream
+
+    async def _send_stream(
+        self, stream: _Stream, response: Response, source: AsyncIterator[bytes]
+    ) -> None:
+        """Send a streamed or file body, one chunk per open window."""
+        request = stream.request
+        assert request is not None
+        try:
+            with_body = request.method != "HEAD" and response.status not in _NO_BODY_STATUS
+            self._send_head(
+                stream, response.status, response.headers, response.content_length, not with_body
+            )
+            if not with_body:
+                self._finish(stream)
+                self._pump()
+                return
+            stream.response = response
+            while True:
+                await self._room(stream)
+                try:
+                    data = await source.__anext__()
+                except StopAsyncIteration:
+                    break
+                if data:
+                    stream.sent += len(data)
+                    stream.out = memoryview(data)
+                    self._sending[stream.id] = stream
+                    self._pump()
+            length = response.content_length
+            if length is not None and stream.sent != length:
+                log.error(
+                    "response stream for %r sent %d of %d bytes",
+                    request.target,
+                    stream.sent,
+                    length,
+                )
+                self._reset(stream, _INTERNAL_ERROR)
+                return
+            stream.out_end = True
+            if stream.out is None:
+                self._end_stream(stream)
+            self._pump()
+        except asyncio.CancelledError:
+            raise
+        except ConnectionError:
+            pass  # the stream or the connection went away meanwhile
+        except Exception:
+            # The body broke off half way: the client must see a reset stream, never a
+            # complete-looking response.
+            log.exception("response stream failed for %s %r", request.method, request.target)
+            if self._live(stream):
+                self._reset(stream, _INTERNAL_ERROR)
+                self._pump()
+        finally:
+            await _close_source(source)
+            if response.file is not None:
+                response.file.close()
+
+    async def _room(self, stream: _Stream) -> None:
+        """Wait until the last chunk is framed, the stream's window is open and the transport
+        takes more: only then is the next chunk pulled from the source."""
+        while True:
+            if not self._live(stream):
+                raise ConnectionResetError("stream closed")
+            if (
+                stream.out is None
+                and not self._write_paused
+                and self._h2.local_flow_control_window(stream.id) > 0
+            ):
+                return
+            self._flush()  # the response head, at least, goes out meanwhile
+            waiter = self._loop.create_future()
+            stream.waiter = waiter
+            self._sending[stream.id] = stream
+            try:
+                await waiter
+            finally:
+                stream.waiter = None
+
+    def _send_head(
+        self,
+        stream: _Stream,
+        status: int,
+        headers: Headers,
+        length: int | None,
+        end_stream: bool,
+    ) -> None:
+        if status < 200:
+            # A final response cannot be 1xx (101 has no meaning in HTTP/2 at all); h2
+            # would refuse it and take the connection down with it.
+            log.error("client %s: handler answered %d, sending 502", self._client[0], status)
+            status = 502
+        fields = [(b":status", _STATUS.get(status) or b"%d" % status), *self._ctx.header_fields()]
+        for name, value in headers:
+            name = name.lower()
+            if name not in _DROP_FROM_RESPONSE:
+                fields.append((name, value))
+        if length is not None and status >= 200 and status not in _NO_BODY_STATUS:
+            fields.append((b"content-length", b"%d" % length))
+        self._h2.send_headers(stream.id, fields, end_stream=end_stream)
+        stream.started = True
+        stream.status = status
+
+    def _send_continue(self, stream: _Stream) -> None:
+        if self._live(stream) and not stream.started and not self._failed:
+            self._h2.send_headers(stream.id, [(b":status", b"100")])
+            self._flush()
+
+    def _send_error(self, stream: _Stream, exc: ProtocolError) -> None:
+        log.info("client %s: stream %d: %d %s", self._client[0], stream.id, exc.status, exc.reason)
+        self._send_body(stream, error_response(exc.status, None, exc.reason))
+
+    def _end_stream(self, stream: _Stream) -> None:
+        """All body bytes are framed: send the trailers or an empty END_STREAM DATA frame."""
+        response = stream.response
+        trailers = response.trailers if response is not None else None
+        if trailers:
+            fields = [(name.lower(), value) for name, value in trailers]
+            fields = [field for field in fields if field[0] not in CONNECTION_SPECIFIC]
+            self._h2.send_headers(stream.id, fields, end_stream=True)
+        else:
+            self._h2.end_stream(stream.id)
+        self._finish(stream)
+
+    def _finish(self, stream: _Stream) -> None:
+        """The response is complete: log it, and stop the upload if one is still coming."""
+        self._streams.pop(stream.id, None)
+        self._sending.pop(stream.id, None)
+        request = stream.request
+        if request is not None:
+            self._record(request, stream.status, stream.sent)
+        else:
+            self._ctx.counters.response(stream.status, stream.sent)
+            if self._ctx.access_log.enabled:
+                self._ctx.access_log.log(
+                    self._client[0], "-", stream.status, stream.sent, None, None, 0.0
+                )
+        if not stream.client_done:
+            # RFC 9113 §8.1: a complete response may end the request early; NO_ERROR tells
+            # the client to stop sending the body without treating it as a failure.
+            stream.body.discard()
+            self._send_reset(stream.id, stream.reset_code)
+        if stream.unacked:
+            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            stream.unacked = 0
+        self._after_stream()
+
+    def _after_stream(self) -> None:
+        if self._streams or self._closed:
+            return
+        if self._draining:
+            self._linger_close()  # every stream the GOAWAY promised is done
+        else:
+            self._idle_since = now = self._loop.time()
+            self._arm(now + self._ctx.timeouts.keepalive)
+
+    def _record(self, request: Request, status: int, sent: int) -> None:
+        """Count the response in shared memory and write its access-log line."""
+        ctx = self._ctx
+        ctx.counters.response(status, sent)
+        if ctx.access_log.enabled:
+            ctx.access_log.log(
+                request.client_addr,
+                f"{request.method} {request.target.decode('latin-1')} HTTP/2.0",
+                status,
+                sent,
+                request.header(b"referer"),
+                request.header(b"user-agent"),
+                self._loop.time() - request.start_time,
+            )
+
+    # -- flow control -------------------------------------------------------------------------
+
+    def _acknowledge(self, stream: _Stream) -> None:
+        """The handler consumed the body buffered so far: reopen the windows for as much."""
+        stream.activity = self._loop.time()
+        if stream.unacked and self._live(stream) and not self._failed:
+            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            stream.unacked = 0
+            if not self._closed:
+                self._flush()
+
+    def _pump(self) -> None:
+        """Frame waiting body bytes as far as the windows allow, then flush.
+
+        Streams take turns one frame at a time, so one large download does not hold back
+        the small responses multiplexed beside it.
+        """
+        sending = self._sending
+        if sending and not self._write_paused and not self._failed:
+            state = self._h2
+            queued = 0
+            progress = True
+            while progress and sending and not self._write_paused and not self._closed:
+                progress = False
+                for stream in list(sending.values()):
+                    sid = stream.id
+                    if sending.get(sid) is not stream:
+                        continue  # finished or dropped by an earlier turn of this round
+                    try:
+                        window = state.local_flow_control_window(sid)
+                    except h2.exceptions.StreamClosedError:  # not expected: be safe anyway
+                        self._abandon(stream, "stream closed")
+                        self._after_stream()
+                        continue
+                    out = stream.out
+                    if window <= 0:
+                        if not stream.blocked_since:
+                            stream.blocked_since = now = self._loop.time()
+                            self._arm(now + self._ctx.timeouts.send)
+                        continue
+                    stream.blocked_since = 0.0
+                    if out is None:  # a producer waits for the window to open
+                        del sending[sid]
+                        _wake(stream.waiter)
+                        continue
+                    size = min(window, state.max_outbound_frame_size, len(out))
+                    progress = True
+                    queued += size
+                    if size < len(out):
+                        state.send_data(sid, out[:size])
+                        stream.out = out[size:]
+                    else:
+                        stream.out = None
+                        ends = stream.out_end and (
+                            stream.response is None or not stream.response.trailers
+                        )
+                        state.send_data(sid, out, end_stream=ends)
+                        if ends:
+                            self._finish(stream)
+                        elif stream.out_end:
+                            self._end_stream(stream)
+                        else:
+                            del sending[sid]
+                            _wake(stream.waiter)
+                    if queued >= _FLUSH_AT:
+                        queued = 0
+                        self._flush()
+                        if self._write_paused or self._closed:
+                            break
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if not data or self._closed or self._transport is None:
+            return
+        transport = self._transport
+        transport.write(data)
+        if (
+            self._write_paused
+            and transport.get_write_buffer_size() > self._limits.max_output_buffer
+        ):
+            # Bodies wait for the transport to drain, so this is frames the client provokes
+            # (ACKs, resets, heads) while it does not read: it gets nothing more.
+            log.info("client %s: HTTP/2 client does not read, dropping it", self._client[0])
+            self.abort()
+
+    # -- failures and closing ------------------------------------------------------------------
+
+    def _live(self, stream: _Stream) -> bool:
+        return self._streams.get(stream.id) is stream
+
+    def _abandon(self, stream: _Stream, reason: str) -> None:
+        """Forget a stream that will not complete: its handler is cancelled, its body fails."""
+        self._streams.pop(stream.id, None)
+        self._sending.pop(stream.id, None)
+        stream.out = None
+        stream.body.fail(reason)
+        task = stream.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        if stream.unacked and not self._failed:
+            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            stream.unacked = 0
+
+    def _reset(self, stream: _Stream, code: ErrorCodes) -> None:
+        self._send_reset(stream.id, code)
+        self._abandon(stream, "stream reset")
+        self._after_stream()
+
+    def _refuse(self, sid: int, code: ErrorCodes) -> None:
+        """A stream that never becomes a request (over the limit, or after our GOAWAY)."""
+        self._send_reset(sid, code)
+
+    def _send_reset(self, sid: int, code: ErrorCodes) -> None:
+        if not self._failed:
+            # Both sides may have ended it meanwhile: then there is nothing left to reset.
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._h2.reset_stream(sid, code)
+
+    def _fail_stream(self, stream: _Stream, exc: ProtocolError) -> None:
+        """The request's input is unusable: answer ``exc.status`` if nothing was sent yet.
+
+        The answer waits for :meth:`_start_new`, after the read's events are all handled:
+        h2 has already parsed the whole read, and a RST_STREAM later in it must win.
+        """
+        stream.body.fail(exc.reason)
+        malformed = isinstance(exc, MalformedRequest)
+        if stream.started or self._failed:
+            self._reset(stream, _PROTOCOL_ERROR if malformed else _CANCEL)
+            return
+        task = stream.task
+        stream.task = None  # whatever the handler does next, this stream is answered here
+        if task is not None and not task.done():
+            task.cancel()
+        if malformed:
+            stream.reset_code = _PROTOCOL_ERROR
+        stream.error = exc
+        if stream not in self._new:
+            self._new.append(stream)
+
+    def _fail(self, verdict: Verdict) -> None:
+        """A connection error: GOAWAY with ``code``, drop every stream, close."""
+        code, reason = verdict
+        log.info("client %s: HTTP/2 connection error %s: %s", self._client[0], code, reason)
+        if not self._failed:
+            self._failed = True
+            last = self._goaway_id if self._draining else None
+            self._h2.close_connection(error_code=code, last_stream_id=last)
+        self._linger_close()
+
+    def _start_drain(self) -> None:
+        self._draining = True
+        self._goaway_id = self._h2.highest_inbound_stream_id
+        if not self._failed and self._transport is not None:
+            self._flush()  # keep frame order: what h2 queued goes first
+            self._transport.write(goaway_frame(self._goaway_id, _NO_ERROR))
+        if not self._streams:
+            self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Flush the GOAWAY, drop what is in flight, close once the client has (or soon)."""
+        if self._closed:
+            return
+        self._flush()
+        self._closed = self._lingering = True
+        self._new = []
+        for stream in list(self._streams.values()):
+            self._abandon(stream, "connection closed")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._arm(self._loop.time() + LINGER)
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def _attach(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self._client = (peer[0], peer[1])
+        if isinstance(sock, tuple):
+            self._server_port = sock[1]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # HTTP/2 writes many small frames back to back (an ACK, then a response a
+            # moment later): Nagle would hold the second for the client's delayed ACK,
+            # 40 ms. uvloop sets this already; asyncio only for sockets made with proto 6.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = self._ctx
+        ctx.connections.add(self)
+        # The preface and the first request must arrive within header_timeout.
+        self._head_deadline = deadline = self._loop.time() + ctx.timeouts.header
+        self._arm(deadline)
+        self._flush()  # our SETTINGS and connection WINDOW_UPDATE
+        if ctx.stopping:
+            self.shutdown()
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires earlier anyway and re-arms for this one
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._lingering:
+            if self._transport is not None:
+                self._transport.close()
+            return
+        if self._closed:
+            return
+        now = self._loop.time()
+        timeouts = self._ctx.timeouts
+        upcoming: list[float] = []
+        if self._write_paused:
+            deadline = self._write_paused_since + timeouts.send
+            if deadline <= now:
+                log.info("client %s: send timeout, closing", self._client[0])
+                self.abort()
+                return
+            upcoming.append(deadline)
+        if self._head_deadline is not None:
+            if self._head_deadline <= now:
+                log.info("client %s: no HTTP/2 request in time, closing", self._client[0])
+                self._goodbye()
+                return
+            upcoming.append(self._head_deadline)
+        if self._idle_since is not None:
+            deadline = self._idle_since + timeouts.keepalive
+            if deadline <= now:
+                self._goodbye()
+                return
+            upcoming.append(deadline)
+        expired: list[tuple[_Stream, ProtocolError | None]] = []
+        for stream in self._streams.values():
+            if stream.blocked_since:
+                deadline = stream.blocked_since + timeouts.send
+                if deadline <= now:
+                    expired.append((stream, None))
+                    continue
+                upcoming.append(deadline)
+            if not stream.client_done and not stream.paused and stream.body is not EMPTY_BODY:
+                deadline = stream.activity + timeouts.body
+                if deadline <= now:
+                    expired.append((stream, ProtocolError(408, "request body timeout")))
+                    continue
+                upcoming.append(deadline)
+        for stream, error in expired:
+            if not self._live(stream):
+                continue
+            if error is None:
+                log.info("client %s: stream %d send timeout", self._client[0], stream.id)
+                self._reset(stream, _CANCEL)
+            else:
+                self._fail_stream(stream, error)
+        if self._new:
+            self._start_new()
+        if expired:
+            self._pump()
+        if upcoming:
+            self._arm(min(upcoming))
+
+    def _goodbye(self) -> None:
+        """Close an idle connection politely: GOAWAY(NO_ERROR) with the last stream id."""
+        if not self._draining:
+            self._start_drain()
+        else:
+            self._linger_close()
+
+
+_EVENT_HANDLERS: dict[type[h2.events.Event], Callable[[H2Connection, Any], None]] = {
+    h2.events.DataReceived: H2Connection._on_data,
+    h2.events.RequestReceived: H2Connection._on_request,
+    h2.events.StreamEnded: H2Connection._on_stream_ended,
+    h2.events.StreamReset: H2Connection._on_stream_reset,
+    h2.events.TrailersReceived: H2Connection._on_trailers,
+    h2.events.SettingsAcknowledged: H2Connection._on_settings_acked,
+    h2.events.ConnectionTerminated: H2Connection._on_connection_terminated,
+}
+"""Events that need action; window and settings changes only need the pump, which runs
+after every read anyway."""
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+async def _close_source(source: object) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _release(response: Response) -> None:
+    """Free what an abandoned response holds: a tunnel, a stream, an open file."""
+    if response.tunnel is not None:
+        response.tunnel.close()
+    if response.stream is not None:
+        await _close_source(response.stream)
+    if response.file is not None:
+        response.file.close()

@@ -1,0 +1,1282 @@
+"""One HTTP/3 client connection: QUIC in, aioquic's HTTP/3 events, pipeline, QUIC out.
+
+This is the only place that knows both QUIC and bext's request model. aioquic is sans-IO:
+:class:`QuicSession` (a :class:`~aioquic.quic.connection.QuicConnection`) takes datagrams and
+produces datagrams, :class:`aioquic.h3.connection.H3Connection` turns stream data into
+HTTP/3 events; this module owns the timers, the request tasks and the flow control between
+them and the pipeline. The UDP endpoint (:mod:`bext.worker.h3_server`) only routes datagrams
+here by connection ID.
+
+Memory stays bounded in both directions, which aioquic does not do by itself:
+
+- Inbound, aioquic hands every received byte to the application at once and doubles a
+  stream's receive credit whenever half of it is used, whether or not anyone reads. bext
+  replaces that policy for request streams (:meth:`QuicSession._write_stream_limits`):
+  credit grows only while the request body is being consumed (:func:`stream_credit`), so a
+  fast uploader to a slow handler is held back by QUIC flow control, as TCP would.
+- Outbound, ``send_data`` appends to an unbounded buffer. Producers (response streams, file
+  chunks, large bodies) stop pulling while a stream has more than ``send_buffer`` bytes
+  unsent or unacknowledged, and are woken when ACKs bring it under half of that.
+
+aioquic (1.7) offers no public hook for some of what bext needs, so a few internals are
+used, each in one place and each exercised by the tests:
+
+- :class:`QuicSession`: the receive credit policy (``_write_stream_limits``), the number of
+  concurrent streams (``_local_max_streams_*``: ``QuicConfiguration`` has no field for
+  it), a stream's send backlog (its sender's buffer offsets) and the certificate choice by
+  SNI (``_initialize`` wraps the new TLS context, see :class:`_SniPeek`);
+- :class:`_H3Protocol`: no QPACK dynamic table (``_init_connection``);
+- :class:`H3Connection`: the control stream id to send GOAWAY on, which aioquic's HTTP/3
+  layer cannot send, and dropping its record of a stream that bext reset.
+
+Every request runs like on HTTP/1.1: ``ctx.handler.handle`` returns a Response (sent at
+once when it is small) or an awaitable (a task per request). A client reset or
+STOP_SENDING cancels the task; many of them in a row close the connection
+(:class:`~bext.protocol.h3_limits.ResetGuard`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeAlias
+
+import pylsqpack
+from aioquic import tls
+from aioquic.buffer import Buffer, encode_uint_var  # type: ignore[attr-defined]
+from aioquic.h3.connection import ErrorCode, FrameType, encode_frame
+from aioquic.h3.connection import H3Connection as H3Protocol
+from aioquic.h3.connection import ProtocolError as H3ProtocolError
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import (
+    MAX_STREAM_DATA_FRAME_CAPACITY,
+    Limit,
+    NetworkAddress,
+    QuicConnection,
+)
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    ProtocolNegotiated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream, QuicStreamSender
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.errors import error_response
+from bext.http.filebody import FileBody
+from bext.http.message import Request, Response
+from bext.protocol.events import Headers, ParserLimits, ProtocolError
+from bext.protocol.h3_limits import H3Limits, ResetGuard, stream_credit
+from bext.worker.context import WorkerContext
+
+log = logging.getLogger("bext")
+
+SigningKey: TypeAlias = (
+    dsa.DSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | rsa.RSAPrivateKey
+)
+"""The private key types aioquic's TLS can sign with."""
+
+Identity: TypeAlias = tuple[x509.Certificate, list[x509.Certificate], SigningKey]
+"""A certificate, its chain and its private key."""
+
+IdentityChooser = Callable[[str | None], Identity | None]
+"""Server name from the ClientHello -> the identity to present (None: the default)."""
+
+_MAX_UNI_STREAMS = 16
+"""Unidirectional streams a client may open: HTTP/3 needs three (control, QPACK x2)."""
+
+_MAX_CLIENT_HELLO = 64 * 1024
+"""Stop looking for the server name if the ClientHello is not complete by then."""
+
+_NO_BODY_STATUS = frozenset({204, 304})
+
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+
+_RESPONSE_DROP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
+     b"te", b"content-length"}
+)  # fmt: skip
+"""RFC 9114 §4.2: no connection-specific fields; the length is bext's to state."""
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_AUTHORITY = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(:[0-9]*)?\Z")
+"""RFC 3986 host [ ":" port ], as for the HTTP/1.1 Host field."""
+
+_CHUNK = 64 * 1024
+"""Slices of a large in-memory body handed to QUIC at a time."""
+
+
+# -- QUIC ----------------------------------------------------------------------------------
+
+
+class QuicSession(QuicConnection):
+    """aioquic's server connection with bext's stream limit, credit policy and SNI choice."""
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        original_destination_connection_id: bytes,
+        retry_source_connection_id: bytes | None,
+        limits: H3Limits,
+        choose_identity: IdentityChooser | None,
+    ) -> None:
+        super().__init__(
+            configuration=configuration,
+            original_destination_connection_id=original_destination_connection_id,
+            retry_source_connection_id=retry_source_connection_id,
+        )
+        # Announced in the transport parameters, which are built later (_initialize).
+        self._local_max_streams_bidi = Limit(
+            QuicFrameType.MAX_STREAMS_BIDI, "max_streams_bidi", limits.max_streams
+        )
+        self._local_max_streams_uni = Limit(
+            QuicFrameType.MAX_STREAMS_UNI, "max_streams_uni", _MAX_UNI_STREAMS
+        )
+        self.stream_window = limits.stream_window
+        self.flowing: set[int] = set()
+        """Request streams whose body is being consumed: only these get more credit."""
+        self._choose_identity = choose_identity
+
+    def send_backlog(self, stream_id: int) -> int:
+        """Bytes of ``stream_id`` QUIC still holds: not yet sent or not yet acknowledged."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    def responses_unacknowledged(self) -> bool:
+        """Whether a request stream still has response data (or its end) not acknowledged."""
+        return any(
+            not stream.sender.is_finished
+            for stream_id, stream in self._streams.items()
+            if not stream_id & 3
+        )
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if self._choose_identity is not None:
+            # The TLS context is created here, before the first CRYPTO frame reaches it.
+            setattr(self.tls, "handle_message", _SniPeek(self.tls, self._choose_identity))  # noqa: B010
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        stream_id = stream.stream_id
+        if stream_id is None or stream_id & 3:
+            # Not a request stream (the client's control and QPACK streams): aioquic's
+            # doubling policy is fine for those few bytes.
+            super()._write_stream_limits(builder, space, stream)
+            return
+        # Called for every stream in every packet built: the common case is one set lookup.
+        limit = stream.max_stream_data_local
+        if stream_id in self.flowing:
+            limit = stream.max_stream_data_local = stream_credit(
+                limit, stream.receiver.highest_offset, self.stream_window, True
+            )
+        if stream.max_stream_data_local_sent != limit:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(limit)
+            stream.max_stream_data_local_sent = limit
+
+
+def check_aioquic() -> None:
+    """Fail at start, not silently under load, if the aioquic internals used here moved."""
+    sender = QuicStreamSender(0, True)
+    needed = [
+        (QuicConnection, "_write_stream_limits"),
+        (QuicConnection, "_initialize"),
+        (QuicConnection, "_on_max_stream_data_delivery"),
+        (H3Protocol, "_init_connection"),
+        (sender, "_buffer_start"),
+        (sender, "_buffer_stop"),
+    ]
+    missing = [name for owner, name in needed if not hasattr(owner, name)]
+    if missing:
+        raise RuntimeError(f"unsupported aioquic version: no {', '.join(missing)}")
+
+
+class _SniPeek:
+    """Stands in for ``tls.Context.handle_message`` until the ClientHello has been seen.
+
+    aioquic's TLS context presents the one certificate it was given and does not keep the
+    server name it parsed. So the handshake bytes are read here first: once the ClientHello
+    is complete its ``server_name`` picks the certificate and key, which are set on the
+    context before aioquic's own handler runs (and negotiates the signature algorithm for
+    that key). After that every call passes straight through.
+    """
+
+    __slots__ = ("_choose", "_context", "_handle", "_pending")
+
+    def __init__(self, context: tls.Context, choose: IdentityChooser) -> None:
+        self._context = context
+        self._handle = context.handle_message
+        self._choose = choose
+        self._pending: bytes | None = b""
+
+    def __call__(self, input_data: bytes, output_buf: dict[tls.Epoch, Buffer]) -> None:
+        pending = self._pending
+        if pending is not None:
+            pending += input_data
+            complete, server_name = peek_server_name(pending)
+            if complete:
+                self._pending = None
+                identity = self._choose(server_name)
+                if identity is not None:
+                    context = self._context
+                    context.certificate, context.certificate_chain = identity[0], identity[1]
+                    context.certificate_private_key = identity[2]
+            else:
+                self._pending = pending if len(pending) <= _MAX_CLIENT_HELLO else None
+        self._handle(input_data, output_buf)
+
+
+def peek_server_name(data: bytes) -> tuple[bool, str | None]:
+    """(the ClientHello is complete, its server name) from the first handshake bytes."""
+    if len(data) < 4:
+        return False, None
+    if data[0] != tls.HandshakeType.CLIENT_HELLO:
+        return True, None
+    end = 4 + int.from_bytes(data[1:4], "big")
+    if len(data) < end:
+        return False, None
+    try:
+        return True, tls.pull_client_hello(Buffer(data=data[:end])).server_name
+    except (ValueError, tls.Alert):
+        return True, None  # aioquic's own parser raises the proper alert next
+
+
+class _H3Protocol(H3Protocol):
+    """aioquic's HTTP/3 layer without a QPACK dynamic table.
+
+    pylsqpack decodes a whole header block with no bound on the decoded size, so with a
+    dynamic table a small block of one-byte references to a large table entry expands a
+    thousandfold (a "QPACK bomb"). Without one, a reference can only name a static table
+    entry (under 100 bytes), and the block itself is capped by the request stream's first
+    receive window, which grows only once the head was decoded. The cost is that clients
+    cannot compress repeated request fields (cookies) across requests.
+    """
+
+    def _init_connection(self) -> None:
+        # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
+        self._max_table_capacity = 0
+        self._blocked_streams = 0
+        self._decoder = pylsqpack.Decoder(0, 0)
+        super()._init_connection()
+
+
+# -- request heads ---------------------------------------------------------------------------------
+
+
+class RequestFields:
+    """A validated HTTP/3 request head, in the shape :class:`Request` wants."""
+
+    __slots__ = ("authority", "content_length", "expect_continue", "headers", "method", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        authority: str,
+        headers: Headers,
+        content_length: int | None,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.headers = headers
+        self.content_length = content_length
+        self.expect_continue = expect_continue
+
+
+def parse_request_head(fields: Headers, limits: ParserLimits) -> RequestFields:
+    """Check what aioquic leaves to the application; raise :class:`ProtocolError`.
+
+    aioquic already refuses uppercase or invalid names, bad values, connection-specific
+    fields, unknown or repeated pseudo-fields and a missing ``:method``/``:authority``.
+    Cookie crumbs are joined back into one field (RFC 9114 §4.2.1) and a ``host`` field
+    is added from ``:authority`` when absent, so the pipeline and the HTTP/1.1 proxy see
+    what a HTTP/1.1 client would have sent.
+    """
+    method = scheme = authority = path = host = None
+    has_protocol = False
+    headers: Headers = []
+    cookies: list[bytes] = []
+    cookie_at = -1
+    size = 0
+    content_length: int | None = None
+    expect_continue = False
+    for name, value in fields:
+        size += len(name) + len(value)
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme = value
+            else:
+                has_protocol = True
+            continue
+        if name == b"cookie":
+            if cookie_at < 0:
+                cookie_at = len(headers)
+                headers.append((name, value))
+            cookies.append(value)
+            continue
+        if name == b"host":
+            if host is not None and host != value:
+                raise ProtocolError(400, "conflicting host fields")
+            host = value
+        elif name == b"content-length":
+            length = int(value)  # aioquic checked it is a non-negative integer
+            if content_length is not None and content_length != length:
+                raise ProtocolError(400, "conflicting content-length fields")
+            content_length = length
+        elif name == b"expect":
+            if value.lower() != b"100-continue":
+                raise ProtocolError(417, "unsupported expectation")
+            expect_continue = True
+        headers.append((name, value))
+    if size > limits.max_header_size:
+        raise ProtocolError(431, "header section too large")
+    if len(headers) > limits.max_headers:
+        raise ProtocolError(431, "too many header fields")
+    if method is None or not _TOKEN.match(method):
+        raise ProtocolError(400, "invalid method")
+    if method == b"CONNECT":
+        raise ProtocolError(405, "CONNECT is not supported")
+    if has_protocol:
+        raise ProtocolError(400, ":protocol without CONNECT")
+    if scheme != b"https":
+        raise ProtocolError(400, "missing or unsupported :scheme")
+    if not path:
+        raise ProtocolError(400, "missing :path")
+    if len(path) > limits.max_uri_length:
+        raise ProtocolError(414, "request-target too long")
+    if path[0] != 0x2F and not (path == b"*" and method == b"OPTIONS"):
+        raise ProtocolError(400, "invalid :path")
+    if not authority or not _AUTHORITY.match(authority):
+        raise ProtocolError(400, "missing or invalid :authority")
+    if host is None:
+        headers.insert(0, (b"host", authority))
+        cookie_at += 1
+    elif host != authority:
+        raise ProtocolError(400, "host and :authority differ")  # RFC 9114 §4.3.1
+    if len(cookies) > 1:
+        headers[cookie_at] = (b"cookie", b"; ".join(cookies))
+    return RequestFields(
+        method.decode("ascii"),
+        path,
+        authority.decode("latin-1"),
+        headers,
+        content_length,
+        expect_continue,
+    )
+
+
+# -- connection ------------------------------------------------------------------------------------
+
+
+class QuicEndpoint(Protocol):
+    """What a connection needs from the UDP endpoint that carries it."""
+
+    def send_datagram(self, data: bytes, addr: NetworkAddress) -> None: ...
+
+    def route(self, cid: bytes, conn: H3Connection) -> None: ...
+
+    def unroute(self, cid: bytes) -> None: ...
+
+    def handshake_done(self, conn: H3Connection) -> None: ...
+
+    def connection_gone(self, conn: H3Connection) -> None: ...
+
+
+class _Stream:
+    """One request stream; also the :class:`~bext.http.body.BodyFlow` of its body."""
+
+    __slots__ = (
+        "blocked_since",
+        "body",
+        "body_activity",
+        "conn",
+        "done",
+        "opened",
+        "paused",
+        "pending",
+        "receive_done",
+        "receiving",
+        "request",
+        "response",
+        "started",
+        "stopped",
+        "stream_id",
+        "task",
+    )
+
+    def __init__(self, conn: H3Connection, stream_id: int, now: float) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.opened = now
+        self.request: Request | None = None
+        self.body: RequestBody | None = None
+        self.body_activity = now
+        self.receiving = False  # the body is still arriving and someone may read it
+        self.receive_done = False  # nothing more will arrive on the stream (FIN or reset)
+        self.paused = False
+        self.started = False  # response HEADERS sent
+        self.stopped = False  # STOP_SENDING sent: the rest of the body is not wanted
+        self.done = False  # response complete or abandoned: nothing more will be sent
+        self.task: asyncio.Task[None] | None = None
+        # What the handler returned, until the stream's task takes it over: if the task is
+        # cancelled before it starts, these are released by _cancel_task instead.
+        self.pending: Awaitable[Response] | None = None
+        self.response: Response | None = None
+        self.blocked_since: float | None = None  # waiting for QUIC to drain since
+
+    def pause_body(self) -> None:
+        self.paused = True
+        self.conn._quic.flowing.discard(self.stream_id)
+
+    def resume_body(self) -> None:
+        self.conn._resume_body(self)
+
+    def send_continue(self) -> None:
+        self.conn._send_continue(self)
+
+
+class H3Connection:
+    """Serves the requests of one QUIC connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: QuicEndpoint,
+        quic: QuicSession,
+        ctx: WorkerContext,
+        limits: H3Limits,
+        client: NetworkAddress,
+        server_port: int,
+    ) -> None:
+        self._endpoint = endpoint
+        self._quic = quic
+        self._ctx = ctx
+        self._limits = limits
+        self._loop = loop = asyncio.get_running_loop()
+        self._client = (str(client[0]), int(client[1]))
+        self._server_port = server_port
+        self._h3: H3Protocol | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._rejected: set[int] = set()
+        self._low_water = limits.send_buffer // 2
+        now = loop.time()
+        self._created = now
+        self._guard = ResetGuard(limits.reset_burst, limits.reset_rate, now)
+        self.cids: set[bytes] = set()
+        """Connection IDs the endpoint routes here (maintained by the endpoint)."""
+        self.handshaking = True
+        self._draining = False
+        self._goaway_id: int | None = None
+        self._next_request_id = 0  # one past the highest request stream seen
+        self._closing = False  # CONNECTION_CLOSE queued: nothing else is sent
+        self._gone = False  # terminated and released
+        self._in_events = False
+        self._transmit_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_at = 0.0
+        ctx.connections.add(self)
+        ctx.counters.connection_opened()
+        self._arm_watch(now + limits.handshake_timeout)
+
+    # -- datagrams and timers ----------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: NetworkAddress) -> None:
+        if self._gone:
+            return
+        self._ctx.counters.received(len(data))
+        try:
+            self._quic.receive_datagram(data, addr, now=self._loop.time())
+            self._process_events()
+            if self._waiters:
+                self._wake_senders()
+            if self._draining:
+                self._close_if_idle()
+        except Exception:
+            log.exception("HTTP/3 connection from %s failed", self._client[0])
+            self.abort()
+            return
+        self._transmit()
+
+    def _on_quic_timer(self) -> None:
+        self._timer = None
+        if self._gone:
+            return
+        now = max(self._timer_at or 0.0, self._loop.time())
+        try:
+            self._quic.handle_timer(now=now)
+            self._process_events()
+        except Exception:
+            log.exception("HTTP/3 connection from %s failed", self._client[0])
+            self.abort()
+            return
+        self._transmit()
+
+    def _transmit(self) -> None:
+        """Send what QUIC has ready, then arm its timer for whatever comes next."""
+        handle = self._transmit_handle
+        if handle is not None:
+            handle.cancel()
+            self._transmit_handle = None
+        if self._gone:
+            return
+        quic = self._quic
+        send = self._endpoint.send_datagram
+        for data, addr in quic.datagrams_to_send(now=self._loop.time()):
+            send(data, addr)
+        timer_at = quic.get_timer()
+        timer = self._timer
+        if timer is not None and self._timer_at != timer_at:
+            timer.cancel()
+            timer = self._timer = None
+        if timer is None and timer_at is not None:
+            self._timer = self._loop.call_at(timer_at, self._on_quic_timer)
+        self._timer_at = timer_at
+
+    def _transmit_soon(self) -> None:
+        """Coalesce the sends of one loop iteration into one pass over QUIC."""
+        if self._transmit_handle is None and not self._in_events and not self._gone:
+            self._transmit_handle = self._loop.call_soon(self._transmit)
+
+    def _process_events(self) -> None:
+        quic = self._quic
+        self._in_events = True
+        try:
+            event = quic.next_event()
+            while event is not None:
+                if type(event) is StreamDataReceived:
+                    stream_id = event.stream_id
+                    if not stream_id & 3 and stream_id not in self._streams:
+                        self._open_stream(stream_id)
+                    self._h3_event(event)
+                elif type(event) is StreamReset or type(event) is StopSendingReceived:
+                    self._h3_event(event)
+                    self._peer_cancelled(event.stream_id, type(event) is StreamReset)
+                elif type(event) is ConnectionIdIssued:
+                    self._endpoint.route(event.connection_id, self)
+                elif type(event) is ConnectionIdRetired:
+                    self._endpoint.unroute(event.connection_id)
+                elif type(event) is ProtocolNegotiated:
+                    if event.alpn_protocol == "h3":
+                        self._h3 = _H3Protocol(quic)
+                elif type(event) is HandshakeCompleted:
+                    self._handshake_completed()
+                elif type(event) is ConnectionTerminated:
+                    self._terminated()
+                    return
+                event = quic.next_event()
+        finally:
+            self._in_events = False
+
+    def _h3_event(self, event: QuicEvent) -> None:
+        h3 = self._h3
+        if h3 is None:
+            return
+        for h3_event in h3.handle_event(event):
+            if type(h3_event) is DataReceived:
+                self._on_data(h3_event)
+            elif type(h3_event) is HeadersReceived:
+                self._on_headers(h3_event)
+
+    def _handshake_completed(self) -> None:
+        self.handshaking = False
+        self._endpoint.handshake_done(self)
+        if self._h3 is None:
+            self._close(ErrorCode.H3_GENERAL_PROTOCOL_ERROR, "no HTTP/3")
+        elif self._draining:
+            self._send_goaway()
+            self._close_if_idle()
+
+    # -- graceful stop -----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Send GOAWAY, finish the requests already started, then close.
+
+        GOAWAY names the first request stream that will not be served: streams the client
+        opened later are refused with H3_REQUEST_REJECTED, which tells it they were never
+        processed and are safe to retry elsewhere.
+        """
+        if self._draining or self._gone:
+            return
+        self._draining = True
+        if self.handshaking:
+            return  # GOAWAY once the handshake completes (no request can be in flight yet)
+        if self._h3 is None:
+            self._close(ErrorCode.H3_NO_ERROR, "server stopping")
+            return
+        self._send_goaway()
+        # Let GOAWAY leave in its own datagram before a CONNECTION_CLOSE for an idle one.
+        self._loop.call_soon(self._close_if_idle)
+
+    def abort(self) -> None:
+        """Close now (the graceful deadline passed, or the connection broke)."""
+        if self._gone:
+            return
+        self._close(ErrorCode.H3_NO_ERROR, "server stopping")
+        self._terminated()
+
+    def _send_goaway(self) -> None:
+        h3 = self._h3
+        if h3 is None or self._closing or self._goaway_id is not None:
+            return
+        self._goaway_id = self._next_request_id
+        # aioquic has no API for GOAWAY; its control stream id is the only private part.
+        control = h3._local_control_stream_id
+        if control is not None:
+            frame = encode_frame(FrameType.GOAWAY, encode_uint_var(self._goaway_id))
+            self._quic.send_stream_data(control, frame)
+        self._transmit()
+
+    def _close_if_idle(self) -> None:
+        """While draining: close once every response is complete and acknowledged.
+
+        CONNECTION_CLOSE discards whatever QUIC has not sent yet, so closing as soon as the
+        last response is queued would lose it; ACKs bring us back here.
+        """
+        if (
+            self._draining
+            and not self._closing
+            and not self._gone
+            and all(stream.done for stream in self._streams.values())
+            and not self._quic.responses_unacknowledged()
+        ):
+            self._close(ErrorCode.H3_NO_ERROR, "server stopping")
+
+    @property
+    def send_backlog(self) -> int:
+        """Response bytes this connection holds in QUIC send buffers (all streams)."""
+        backlog = self._quic.send_backlog
+        return sum(backlog(stream_id) for stream_id in self._streams)
+
+    # -- request streams ---------------------------------------------------------------------------
+
+    def _open_stream(self, stream_id: int) -> None:
+        if self._closing:
+            return
+        goaway = self._goaway_id
+        if goaway is not None and stream_id >= goaway:
+            if stream_id not in self._rejected:
+                self._rejected.add(stream_id)
+                self._reset(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+                self._stop(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            return
+        if stream_id in self._rejected:
+            return
+        now = self._loop.time()
+        self._streams[stream_id] = _Stream(self, stream_id, now)
+        if stream_id >= self._next_request_id:
+            self._next_request_id = stream_id + 4
+        self._arm_watch(now + self._ctx.timeouts.header)
+
+    def _on_headers(self, event: HeadersReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        if stream.request is None and not stream.done:
+            self._on_request(stream, event.headers, event.stream_ended)
+        elif event.stream_ended:  # trailers end the body; bext does not pass them on
+            self._body_ended(stream)
+
+    def _on_data(self, event: DataReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        body = stream.body
+        if stream.receiving and body is not None:
+            data = event.data
+            if data:
+                body.feed(data)
+                stream.body_activity = self._loop.time()
+                if body.received > self._ctx.limits.max_body_size:
+                    self._body_failed(stream, 413, "request body larger than max_body_size")
+                    return
+            if event.stream_ended:
+                self._body_ended(stream)
+        elif event.stream_ended:
+            stream.receive_done = True
+            self._forget_if_finished(stream)
+
+    def _body_ended(self, stream: _Stream) -> None:
+        stream.receive_done = True
+        if stream.receiving:
+            stream.receiving = False
+            self._quic.flowing.discard(stream.stream_id)
+            if stream.body is not None:
+                stream.body.end()
+        self._forget_if_finished(stream)
+
+    def _on_request(self, stream: _Stream, fields: Headers, ended: bool) -> None:
+        ctx = self._ctx
+        if ended:
+            stream.receive_done = True
+        try:
+            head = parse_request_head(fields, ctx.limits)
+        except ProtocolError as exc:
+            self._refuse(stream, None, exc.status, exc.reason)
+            return
+        now = self._loop.time()
+        body = EMPTY_BODY if ended else RequestBody(stream, head.expect_continue)
+        request = Request(
+            head.method,
+            head.target,
+            head.headers,
+            "3",
+            "https",
+            self._client[0],
+            self._client[1],
+            self._server_port,
+            body,
+            now,
+            head.authority,
+        )
+        stream.request = request
+        if head.content_length is not None and head.content_length > ctx.limits.max_body_size:
+            self._refuse(stream, request, 413, "request body larger than max_body_size")
+            return
+        if not ended:
+            stream.body = body
+            stream.receiving = True
+            stream.body_activity = now
+            self._quic.flowing.add(stream.stream_id)
+            self._arm_watch(now + ctx.timeouts.body)
+        try:
+            result = ctx.handler.handle(request)
+        except Exception:
+            log.exception("request handler failed for %s %r", request.method, request.target)
+            result = error_response(500, request.header(b"accept"))
+        if isinstance(result, Response):
+            self._deliver(stream, result)
+        else:
+            stream.pending = result
+            stream.task = self._loop.create_task(self._await_response(stream))
+
+    def _refuse(self, stream: _Stream, request: Request | None, status: int, reason: str) -> None:
+        """Answer a request bext will not pass to the pipeline, and stop its body."""
+        log.info("client %s: %d %s", self._client[0], status, reason)
+        accept = request.header(b"accept") if request is not None else None
+        self._send_simple(stream, error_response(status, accept, reason))
+
+    # -- responses ---------------------------------------------------------------------------------
+
+    async def _await_response(self, stream: _Stream) -> None:
+        request = stream.request
+        pending = stream.pending
+        stream.pending = None
+        assert request is not None and pending is not None
+        try:
+            response = await pending
+        except asyncio.CancelledError:
+            raise
+        except BodyError as exc:
+            if stream.done:
+                return
+            response = error_response(400, request.header(b"accept"), str(exc))
+        except Exception:
+            log.exception("request handler failed for %s %r", request.method, request.target)
+            response = error_response(500, request.header(b"accept"))
+        if stream.done:
+            _release(response)
+            return
+        await self._send_response(stream, response)
+
+    def _deliver(self, stream: _Stream, response: Response) -> None:
+        """Send a response made without waiting: at once if small, else from a task."""
+        request = stream.request
+        assert request is not None
+        if (
+            response.file is None
+            and response.stream is None
+            and response.tunnel is None
+            and response.status >= 200
+            and (
+                len(response.body) <= self._limits.send_buffer or not _with_body(request, response)
+            )
+        ):
+            self._send_simple(stream, response)
+            return
+        stream.response = response
+        stream.task = self._loop.create_task(self._send_owned(stream))
+
+    async def _send_owned(self, stream: _Stream) -> None:
+        response = stream.response
+        stream.response = None  # this task owns it now and releases it
+        if response is not None:
+            await self._send_response(stream, response)
+
+    async def _send_response(self, stream: _Stream, response: Response) -> None:
+        request = stream.request
+        assert request is not None
+        if response.tunnel is not None or response.status < 200:
+            # HTTP/3 has no 101 (RFC 9114 §4.5): nothing can be switched to.
+            if response.tunnel is not None:
+                response.tunnel.close()
+            _release(response)
+            log.error("handler answered %r with status %d on HTTP/3", request.target,
+                      response.status)  # fmt: skip
+            response = error_response(502, request.header(b"accept"))
+        file = response.file
+        if file is not None:
+            await self._send_chunks(stream, response, file.chunks(), file.count, file)
+        elif response.stream is not None:
+            await self._send_chunks(
+                stream, response, response.stream, response.content_length, None
+            )
+        elif len(response.body) > self._limits.send_buffer and _with_body(request, response):
+            await self._send_chunks(
+                stream, response, _slices(response.body), len(response.body), None
+            )
+        else:
+            self._send_simple(stream, response)
+
+    def _send_simple(self, stream: _Stream, response: Response) -> None:
+        h3 = self._h3
+        if stream.done or self._closing or h3 is None:
+            return
+        request = stream.request
+        status = response.status
+        with_body = request is None or _with_body(request, response)
+        length = None if status in _NO_BODY_STATUS else len(response.body)
+        fields = self._head_fields(status, response.headers, length)
+        body = response.body if with_body else b""
+        trailers = _trailers(response) if with_body else None
+        stream_id = stream.stream_id
+        stream.started = True
+        try:
+            if body:
+                h3.send_headers(stream_id, fields)
+                h3.send_data(stream_id, body, trailers is None)
+            else:
+                h3.send_headers(stream_id, fields, trailers is None)
+            if trailers is not None:
+                h3.send_headers(stream_id, trailers, True)
+        except (RuntimeError, ValueError, H3ProtocolError) as exc:  # reset meanwhile
+            log.debug("HTTP/3 stream %d: %s", stream_id, exc)
+            self._abandon(stream)
+            return
+        self._finish(stream, status, len(body))
+        self._transmit_soon()
+
+    async def _send_chunks(
+        self,
+        stream: _Stream,
+        response: Response,
+        chunks: AsyncIterator[bytes],
+        length: int | None,
+        file: FileBody | None,
+    ) -> None:
+        """Send a response body produced piece by piece, never faster than QUIC drains."""
+        request = stream.request
+        h3 = self._h3
+        assert request is not None
+        status = response.status
+        stream_id = stream.stream_id
+        sent = 0
+        try:
+            if stream.done or self._closing or h3 is None:
+                return
+            with_body = _with_body(request, response)
+            fields = self._head_fields(
+                status, response.headers, None if status in _NO_BODY_STATUS else length
+            )
+            stream.started = True
+            h3.send_headers(stream_id, fields, not with_body)
+            self._transmit_soon()
+            if with_body:
+                high = self._limits.send_buffer
+                backlog = self._quic.send_backlog
+                async for data in chunks:
+                    if not data:
+                        continue
+                    if stream.done:
+                        return
+                    h3.send_data(stream_id, data, False)
+                    sent += len(data)
+                    self._transmit_soon()
+                    if backlog(stream_id) > high:
+                        await self._drain(stream)
+                if length is not None and sent != length:
+                    log.error("response stream for %r sent %d of %d bytes", request.target,
+                              sent, length)  # fmt: skip
+                    self._abort_stream(stream, ErrorCode.H3_INTERNAL_ERROR)
+                    return
+                trailers = _trailers(response)
+                if trailers is None:
+                    h3.send_data(stream_id, b"", True)
+                else:
+                    h3.send_headers(stream_id, trailers, True)
+                self._transmit_soon()
+            self._finish(stream, status, sent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if stream.done:
+                return  # the stream was reset (by the client) while the producer ran
+            # The body broke off half way: the client must see a reset, never a
+            # complete-looking response.
+            log.exception("response stream failed for %s %r", request.method, request.target)
+            self._abort_stream(stream, ErrorCode.H3_INTERNAL_ERROR)
+        finally:
+            if response.stream is not None:
+                await _close_stream(response.stream)
+            if file is not None:
+                await _close_stream(chunks)
+                file.close()
+
+    async def _drain(self, stream: _Stream) -> None:
+        """Wait until ACKs bring the stream's send backlog under the low water mark."""
+        waiter = self._loop.create_future()
+        self._waiters[stream.stream_id] = waiter
+        stream.blocked_since = now = self._loop.time()
+        self._arm_watch(now + self._ctx.timeouts.send)
+        try:
+            await waiter
+        finally:
+            self._waiters.pop(stream.stream_id, None)
+            stream.blocked_since = None
+
+    def _wake_senders(self) -> None:
+        low = self._low_water
+        backlog = self._quic.send_backlog
+        for stream_id, waiter in self._waiters.items():
+            if not waiter.done() and backlog(stream_id) <= low:
+                waiter.set_result(None)
+
+    def _head_fields(self, status: int, headers: Headers, length: int | None) -> Headers:
+        fields: Headers = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        fields.extend(self._ctx.header_fields())
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered not in _RESPONSE_DROP:
+                fields.append((lowered, value))
+        if length is not None:
+            fields.append((b"content-length", b"%d" % length))
+        return fields
+
+    def _finish(self, stream: _Stream, status: int, sent: int) -> None:
+        stream.done = True
+        stream.task = None
+        request = stream.request
+        if request is not None:
+            self._record(request, status, sent)
+        else:
+            self._ctx.counters.response(status, sent)
+            if self._ctx.access_log.enabled:
+                self._ctx.access_log.log(self._client[0], "-", status, sent, None, None, 0.0)
+        if not stream.receive_done:
+            # RFC 9114 §4.1: the response is complete; the rest of the body is not needed.
+            self._stop_receiving(stream, ErrorCode.H3_NO_ERROR)
+        self._forget_if_finished(stream)
+        if self._draining:
+            self._close_if_idle()
+
+    def _record(self, request: Request, status: int, sent: int) -> None:
+        """Count the response in shared memory and write its access-log line."""
+        ctx = self._ctx
+        ctx.counters.response(status, sent)
+        if ctx.access_log.enabled:
+            ctx.access_log.log(
+                request.client_addr,
+                f"{request.method} {request.target.decode('latin-1')} HTTP/3",
+                status,
+                sent,
+                request.header(b"referer"),
+                request.header(b"user-agent"),
+                self._loop.time() - request.start_time,
+            )
+
+    # -- request bodies ----------------------------------------------------------------------------
+
+    def _resume_body(self, stream: _Stream) -> None:
+        stream.paused = False
+        if stream.receiving:
+            stream.body_activity = self._loop.time()
+            self._quic.flowing.add(stream.stream_id)
+            self._transmit_soon()  # MAX_STREAM_DATA now, not with the next ACK
+
+    def _send_continue(self, stream: _Stream) -> None:
+        h3 = self._h3
+        if h3 is not None and not stream.started and not stream.done and not self._closing:
+            try:
+                h3.send_headers(stream.stream_id, [(b":status", b"100")])
+            except (RuntimeError, ValueError, H3ProtocolError):
+                return
+            self._transmit_soon()
+
+    def _body_failed(self, stream: _Stream, status: int, reason: str) -> None:
+        """The body cannot complete: answer ``status`` if nothing was sent yet, else reset."""
+        body = stream.body
+        if body is not None:
+            body.fail(reason)
+        self._stop_receiving(stream, ErrorCode.H3_NO_ERROR)
+        if stream.done:
+            return
+        if stream.started:
+            self._abort_stream(stream, ErrorCode.H3_REQUEST_INCOMPLETE)
+            return
+        self._cancel_task(stream)
+        self._refuse(stream, stream.request, status, reason)
+
+    def _stop_receiving(self, stream: _Stream, code: int) -> None:
+        if stream.receiving:
+            stream.receiving = False
+            self._quic.flowing.discard(stream.stream_id)
+        if not stream.receive_done and not stream.stopped:
+            stream.stopped = True
+            self._stop(stream.stream_id, code)
+        body = stream.body
+        if body is not None:
+            body.discard()
+
+    # -- cancellation ------------------------------------------------------------------------------
+
+    def _peer_cancelled(self, stream_id: int, reset: bool) -> None:
+        """The client reset its side (``reset``) or asked us to stop sending."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        if reset:
+            stream.receive_done = True
+        if stream.done:
+            self._forget_if_finished(stream)  # e.g. the reset answering our STOP_SENDING
+            return
+        if not self._guard.cancelled(self._loop.time()):
+            log.warning("client %s: too many cancelled streams, closing", self._client[0])
+            self._close(ErrorCode.H3_EXCESSIVE_LOAD, "too many cancelled streams")
+            return
+        self._abort_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
+
+    def _abort_stream(self, stream: _Stream, code: int) -> None:
+        """Abandon a request: cancel its work, reset what is left of the stream."""
+        body = stream.body
+        if body is not None and stream.receiving:
+            body.fail("the request was cancelled")
+        self._stop_receiving(stream, code)
+        if not stream.done:
+            self._reset(stream.stream_id, code)
+        self._abandon(stream)
+
+    def _abandon(self, stream: _Stream) -> None:
+        stream.done = True
+        self._cancel_task(stream)
+        self._forget_if_finished(stream)
+        if self._draining:
+            self._close_if_idle()
+
+    def _cancel_task(self, stream: _Stream) -> None:
+        task = stream.task
+        stream.task = None
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        pending = stream.pending
+        if pending is not None:  # the task never started: nobody else will await it
+            stream.pending = None
+            if inspect.iscoroutine(pending):
+                pending.close()
+            elif isinstance(pending, asyncio.Future):
+                pending.cancel()
+        response = stream.response
+        if response is not None:  # likewise: nobody else releases it
+            stream.response = None
+            _release(response)
+
+    def _forget_if_finished(self, stream: _Stream) -> None:
+        if stream.done and stream.receive_done:
+            stream_id = stream.stream_id
+            if self._streams.pop(stream_id, None) is not None:
+                self._quic.flowing.discard(stream_id)
+                h3 = self._h3
+                if h3 is not None:
+                    # aioquic forgets a stream only when it saw both halves end; one that
+                    # bext reset would otherwise stay in its table until the connection ends.
+                    h3._stream.pop(stream_id, None)
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        try:
+            self._quic.reset_stream(stream_id, code)
+        except ValueError:
+            return
+        self._transmit_soon()
+
+    def _stop(self, stream_id: int, code: int) -> None:
+        try:
+            self._quic.stop_stream(stream_id, code)
+        except ValueError:
+            return
+        self._transmit_soon()
+
+    # -- closing -----------------------------------------------------------------------------------
+
+    def _close(self, code: int, reason: str) -> None:
+        """Queue CONNECTION_CLOSE and drop all request work; QUIC ends the connection."""
+        if self._closing or self._gone:
+            return
+        self._closing = True
+        self._release_streams()
+        self._quic.close(error_code=code, reason_phrase=reason)
+        if self._in_events:
+            return  # the caller transmits after processing
+        self._transmit()
+
+    def _terminated(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        self._closing = True
+        self._release_streams()
+        for handle in (self._timer, self._watch, self._transmit_handle):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._watch = None
+        self._transmit_handle = None
+        ctx = self._ctx
+        if self in ctx.connections:
+            ctx.connections.discard(self)
+            ctx.counters.connection_closed()
+        self._endpoint.connection_gone(self)
+
+    def _release_streams(self) -> None:
+        for stream in self._streams.values():
+            body = stream.body
+            if body is not None and stream.receiving:
+                body.fail("connection closed")
+            stream.receiving = False
+            stream.done = True
+            self._cancel_task(stream)
+        self._streams.clear()
+        self._quic.flowing.clear()
+
+    # -- timeouts ----------------------------------------------------------------------------------
+
+    def _arm_watch(self, deadline: float) -> None:
+        if self._gone:
+            return
+        if self._watch is not None:
+            if self._watch_at <= deadline:
+                return  # fires earlier anyway and re-arms for this one
+            self._watch.cancel()
+        self._watch_at = deadline
+        self._watch = self._loop.call_at(deadline, self._on_watch)
+
+    def _on_watch(self) -> None:
+        """Handshake, request head, request body and send timeouts, checked lazily."""
+        self._watch = None
+        if self._gone or self._closing:
+            return
+        now = self._loop.time()
+        upcoming: list[float] = []
+        if self.handshaking:
+            deadline = self._created + self._limits.handshake_timeout
+            if deadline <= now:
+                log.info("client %s: QUIC handshake timeout", self._client[0])
+                self._close(ErrorCode.H3_NO_ERROR, "handshake timeout")
+                return
+            upcoming.append(deadline)
+        timeouts = self._ctx.timeouts
+        for stream in list(self._streams.values()):
+            if stream.done:
+                continue
+            if stream.request is None:
+                deadline = stream.opened + timeouts.header
+                if deadline <= now:
+                    self._abort_stream(stream, ErrorCode.H3_REQUEST_INCOMPLETE)
+                    continue
+                upcoming.append(deadline)
+            if stream.receiving and not stream.paused:
+                deadline = stream.body_activity + timeouts.body
+                if deadline <= now:
+                    self._body_failed(stream, 408, "request body timeout")
+                    continue
+                upcoming.append(deadline)
+            if stream.blocked_since is not None:
+                deadline = stream.blocked_since + timeouts.send
+                if deadline <= now:
+                    log.info("client %s: send timeout on stream %d", self._client[0],
+                             stream.stream_id)  # fmt: skip
+                    self._abort_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
+                    continue
+                upcoming.append(deadline)
+        if upcoming:
+            self._arm_watch(min(upcoming))
+
+
+def _with_body(request: Request, response: Response) -> bool:
+    return request.method != "HEAD" and response.status not in _NO_BODY_STATUS
+
+
+def _trailers(response: Response) -> Headers | None:
+    """Trailer fields, if the response carries any (``trailers``: a list or a callable)."""
+    trailers = getattr(response, "trailers", None)
+    if trailers is None:
+        return None
+    if callable(trailers):
+        trailers = trailers()
+    fields = [
+        (name.lower(), value)
+        for name, value in trailers or ()
+        if name[:1] != b":" and name.lower() not in _RESPONSE_DROP
+    ]
+    return fields or None
+
+
+async def _slices(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), _CHUNK):
+        yield body[start : start + _CHUNK]
+
+
+def _release(response: Response) -> None:
+    """Free what a response holds that nobody will send (an open file, a stream)."""
+    if response.file is not None:
+        response.file.close()
+    if response.stream is not None:
+        asyncio.get_running_loop().create_task(_close_stream(response.stream))
+    if response.tunnel is not None:
+        response.tunnel.close()
+
+
+async def _close_stream(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.exception("closing a response stream failed")
