@@ -97,6 +97,30 @@ class WorkerContext:
             self._refresh(date)
         return self._fields
 
+    def record(self, request: Request, status: int, sent: int, now: float) -> None:
+        """Count one response in shared memory and write its access-log line.
+
+        The one place every HTTP version (and the tunnel switch) accounts for a response.
+        """
+        self.counters.response(status, sent)
+        log = self.access_log
+        if log.enabled:
+            log.log(
+                request.client_addr,
+                f"{request.method} {request.target.decode('latin-1')} HTTP/{request.http_version}",
+                status,
+                sent,
+                request.header(b"referer"),
+                request.header(b"user-agent"),
+                now - request.start_time,
+            )
+
+    def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:
+        """Like :meth:`record` for an error answered before a request could be formed."""
+        self.counters.response(status, sent)
+        if self.access_log.enabled:
+            self.access_log.log(client_addr, "-", status, sent, None, None, 0.0)
+
     def _refresh(self, date: bytes) -> None:
         self._date = date
         self._preamble = date + self._server_line + self._extra_lines

@@ -582,7 +582,7 @@ class H1Connection(asyncio.Protocol):
         tunnel.attach_client(transport, self._parser.take_upgrade_tail())
         self._read_pauses = 0
         transport.resume_reading()
-        self._record(request, 101, 0)
+        self._ctx.record(request, 101, 0, self._loop.time())
 
     async def _drain(self) -> None:
         if self._closed:
@@ -594,23 +594,8 @@ class H1Connection(asyncio.Protocol):
         finally:
             self._drain_waiter = None
 
-    def _record(self, request: Request, status: int, sent: int) -> None:
-        """Count the response in shared memory and write its access-log line."""
-        ctx = self._ctx
-        ctx.counters.response(status, sent)
-        if ctx.access_log.enabled:
-            ctx.access_log.log(
-                request.client_addr,
-                f"{request.method} {request.target.decode('latin-1')} HTTP/{request.http_version}",
-                status,
-                sent,
-                request.header(b"referer"),
-                request.header(b"user-agent"),
-                self._loop.time() - request.start_time,
-            )
-
     def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
-        self._record(request, status, sent)
+        self._ctx.record(request, status, sent, self._loop.time())
         self._current = None
         self._task = None
         if not keep_alive or self._parser.upgrade_pending:
@@ -653,7 +638,7 @@ class H1Connection(asyncio.Protocol):
         if transport is not None and not self._closed:
             response = error_response(exc.status, None, exc.reason)
             self._response_started = True
-            self._ctx.counters.response(exc.status, len(response.body))
+            self._ctx.record_unparsed(self._client[0], exc.status, len(response.body))
             transport.write(
                 response_head(
                     exc.status,
@@ -665,10 +650,6 @@ class H1Connection(asyncio.Protocol):
                 )
                 + response.body
             )
-            if self._ctx.access_log.enabled:
-                self._ctx.access_log.log(
-                    self._client[0], "-", exc.status, len(response.body), None, None, 0.0
-                )
         self._close()
 
     def _close(self) -> None:

@@ -650,13 +650,9 @@ class H2Connection(asyncio.Protocol):
         self._sending.pop(stream.id, None)
         request = stream.request
         if request is not None:
-            self._record(request, stream.status, stream.sent)
+            self._ctx.record(request, stream.status, stream.sent, self._loop.time())
         else:
-            self._ctx.counters.response(stream.status, stream.sent)
-            if self._ctx.access_log.enabled:
-                self._ctx.access_log.log(
-                    self._client[0], "-", stream.status, stream.sent, None, None, 0.0
-                )
+            self._ctx.record_unparsed(self._client[0], stream.status, stream.sent)
         if not stream.client_done:
             # RFC 9113 §8.1: a complete response may end the request early; NO_ERROR tells
             # the client to stop sending the body without treating it as a failure.
@@ -675,21 +671,6 @@ class H2Connection(asyncio.Protocol):
         else:
             self._idle_since = now = self._loop.time()
             self._arm(now + self._ctx.timeouts.keepalive)
-
-    def _record(self, request: Request, status: int, sent: int) -> None:
-        """Count the response in shared memory and write its access-log line."""
-        ctx = self._ctx
-        ctx.counters.response(status, sent)
-        if ctx.access_log.enabled:
-            ctx.access_log.log(
-                request.client_addr,
-                f"{request.method} {request.target.decode('latin-1')} HTTP/2.0",
-                status,
-                sent,
-                request.header(b"referer"),
-                request.header(b"user-agent"),
-                self._loop.time() - request.start_time,
-            )
 
     # -- flow control -------------------------------------------------------------------------
 

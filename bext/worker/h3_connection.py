@@ -997,32 +997,15 @@ class H3Connection:
         stream.task = None
         request = stream.request
         if request is not None:
-            self._record(request, status, sent)
+            self._ctx.record(request, status, sent, self._loop.time())
         else:
-            self._ctx.counters.response(status, sent)
-            if self._ctx.access_log.enabled:
-                self._ctx.access_log.log(self._client[0], "-", status, sent, None, None, 0.0)
+            self._ctx.record_unparsed(self._client[0], status, sent)
         if not stream.receive_done:
             # RFC 9114 §4.1: the response is complete; the rest of the body is not needed.
             self._stop_receiving(stream, ErrorCode.H3_NO_ERROR)
         self._forget_if_finished(stream)
         if self._draining:
             self._close_if_idle()
-
-    def _record(self, request: Request, status: int, sent: int) -> None:
-        """Count the response in shared memory and write its access-log line."""
-        ctx = self._ctx
-        ctx.counters.response(status, sent)
-        if ctx.access_log.enabled:
-            ctx.access_log.log(
-                request.client_addr,
-                f"{request.method} {request.target.decode('latin-1')} HTTP/3",
-                status,
-                sent,
-                request.header(b"referer"),
-                request.header(b"user-agent"),
-                self._loop.time() - request.start_time,
-            )
 
     # -- request bodies ----------------------------------------------------------------------------
 
