@@ -157,6 +157,12 @@ cat >&2 <<EOF
     download  $BASE/download?size=1048576
     upload    curl --data-binary @FILE $BASE/upload
 EOF
+cat >&2 <<EOF
+
+  HTTPS (HTTP/1.1, HTTP/2, HTTP/3): https://localhost:3443/ with a certificate from bext's
+  local CA; \`bext cert\` shows where it is and how to trust it, for example:
+    curl --cacert "\$($VENV/bin/bext cert --path)" https://localhost:3443/whoami
+EOF
 if [[ "$SERVER" == uvicorn ]]; then
     printf '    websocket ws://127.0.0.1:%s/ws/echo\n' "$PORT" >&2
 fi
