@@ -13,6 +13,8 @@ round:
 
 * ``h2-requests``: requests/s over HTTP/2 on a few long-lived connections
   (``h2load -D S -c 16 -m 10 -t 2``), with mean/p50/p99 latency from h2load's request log;
+* ``h1-requests``: the control, requests/s over HTTP/1.1 on the same TLS
+  (``wrk -t 2 -c 64``; wrk offers no ALPN);
 * ``h2-handshakes``: new connections/s, each a full TLS 1.3 handshake, the HTTP/2 preface
   and one request (``h2load -n C -c C -m 1`` run again and again for S seconds);
 * ``tls13-full``, ``tls13-resumed``, ``tls12-full``, ``tls12-resumed``: connections/s,
@@ -62,7 +64,7 @@ from procs import (
     nginx_temp_paths,
 )
 from pyspy_summary import parse_frame, parse_raw, summarise_file
-from run import _raise_on_signal, _tool, command_line, machine_cpu, version_of
+from run import _raise_on_signal, _tool, command_line, machine_cpu, parse_wrk, version_of
 
 REPO = Path(__file__).resolve().parent.parent
 GRACE = 30.0
@@ -329,7 +331,7 @@ class Sample:
     server: str
     round: int
     rate: float
-    """Requests/s (h2-requests) or connections/s (the others)."""
+    """Requests/s (h2-requests, h1-requests) or connections/s (the others)."""
     done: int
     """Requests or connections that completed."""
     seconds: float
@@ -338,7 +340,7 @@ class Sample:
     server_cpu: float
     """CPU time (user+system) of the server's process group / wall time, in cores."""
     client_cpu: float
-    """CPU of the load generator processes (h2load, openssl) / wall time, in cores."""
+    """CPU of the load generator processes (h2load, wrk, openssl) / wall time, in cores."""
     others_cpu: float
     """CPU used by everything else (other tenants) / wall time, in cores (approximate)."""
     machine_idle: float
@@ -406,6 +408,7 @@ _H2_REQUESTS = re.compile(
     re.M,
 )
 _H2_STATUS = re.compile(r"^status codes: (\d+) 2xx", re.M)
+_H2_TRAFFIC = re.compile(r"^traffic: .*?, \S+ \((\d+)\) headers \(space savings ([\d.]+)%\)", re.M)
 _H2_REQUEST_TIME = re.compile(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", re.M)
 _H2_TLS = re.compile(
     r"^(?:TLS )?Protocol: (\S+)\nCipher: (\S+)(?:\nServer Temp Key: (\S+ \d+ bits))?"
@@ -423,6 +426,8 @@ class H2loadResult:
     ok_2xx: int
     mean_s: float | None
     tls: str
+    headers: str
+    """Response header bytes per response as h2load counts them, and its HPACK savings."""
 
 
 def parse_h2load(text: str) -> H2loadResult:
@@ -433,15 +438,22 @@ def parse_h2load(text: str) -> H2loadResult:
         raise BenchError(f"cannot parse h2load output:\n{text}")
     mean = _H2_REQUEST_TIME.search(text)
     tls = _H2_TLS.search(text)
-    _total, _started, done, succeeded, failed, errored, timeout = map(int, requests.groups())
+    traffic = _H2_TRAFFIC.search(text)
+    done, succeeded = int(requests.group(3)), int(requests.group(4))
+    ok_2xx = int(status.group(1))
+    headers = "-"
+    if traffic is not None and done:
+        headers = f"{int(traffic.group(1)) / done:.0f} B of headers/response "
+        headers += f"(HPACK saves {traffic.group(2)}%)"
     return H2loadResult(
         seconds=float(finished.group(1)) * _UNITS_S[finished.group(2)],
         rps=float(finished.group(3)),
         succeeded=succeeded,
-        failed=failed + errored + timeout + (done - succeeded if done > succeeded else 0),
-        ok_2xx=int(status.group(1)),
+        failed=done - ok_2xx,  # streams that failed, and answers other than 2xx
+        ok_2xx=ok_2xx,
         mean_s=float(mean.group(1)) * _UNITS_S[mean.group(2)] if mean else None,
         tls=" ".join(g for g in tls.groups() if g) if tls else "no TLS info",
+        headers=headers,
     )
 
 
@@ -461,6 +473,8 @@ class Settings:
     batch: int
     """Connections per h2load run in h2-handshakes (each makes one request)."""
     stime_procs: int
+    wrk: str
+    h1_connections: int
 
 
 def h2_requests_argv(
@@ -505,7 +519,7 @@ def measure_h2_requests(
         rate=result.rps,
         done=result.succeeded,
         seconds=result.seconds,
-        failed=result.failed + (result.succeeded - result.ok_2xx) + failed_in_log,
+        failed=result.failed + failed_in_log,
         server_cpu=cpu.server,
         client_cpu=cpu.client,
         others_cpu=cpu.others,
@@ -514,7 +528,7 @@ def measure_h2_requests(
         mean_ms=1000 * result.mean_s if result.mean_s is not None else None,
         p50_ms=_percentile(latencies, 0.50) / 1000 if latencies else None,
         p99_ms=_percentile(latencies, 0.99) / 1000 if latencies else None,
-        detail=result.tls,
+        detail=f"{result.tls}; {result.headers}",
     )
 
 
@@ -522,6 +536,51 @@ def h2_handshakes_argv(settings: Settings, url: str) -> list[str]:
     batch = settings.batch
     threads = min(settings.threads, batch)
     return [settings.h2load, "-n", str(batch), "-c", str(batch), "-m", "1", "-t", str(threads), url]
+
+
+def h1_requests_argv(settings: Settings, url: str, seconds: int) -> list[str]:
+    connections = settings.h1_connections
+    threads = min(settings.threads, connections)
+    return [
+        settings.wrk,
+        "--latency",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        url,
+    ]
+
+
+def measure_h1_requests(
+    settings: Settings, server: Server, round_no: int, seconds: int | None = None
+) -> Sample:
+    """Requests/s over HTTP/1.1 on TLS (wrk offers no ALPN): the same file and TLS as
+    ``h2-requests`` without HTTP/2, to tell what HTTP/2 itself costs."""
+    seconds = seconds or settings.duration
+    argv = h1_requests_argv(settings, server.url, seconds)
+    with CpuMeter(server) as cpu:
+        output = run_tool(argv, seconds)
+    rps, p50, p99, requests, errors, non_2xx = parse_wrk(output)
+    return Sample(
+        test="h1-requests",
+        server=server.name,
+        round=round_no,
+        rate=rps,
+        done=requests,
+        seconds=float(seconds),
+        failed=errors + non_2xx,
+        server_cpu=cpu.server,
+        client_cpu=cpu.client,
+        others_cpu=cpu.others,
+        machine_idle=cpu.idle,
+        wall=cpu.wall,
+        p50_ms=p50,
+        p99_ms=p99,
+        detail=f"wrk: {errors} socket errors, {non_2xx} non-2xx/3xx",
+    )
 
 
 def measure_h2_handshakes(
@@ -545,7 +604,7 @@ def measure_h2_handshakes(
             result = parse_h2load(run_tool(argv, 10))
             runs += 1
             succeeded += result.succeeded
-            failed += result.failed + (result.succeeded - result.ok_2xx)
+            failed += result.failed
             busy += result.seconds
             if result.mean_s is not None:
                 means.append(result.mean_s)
@@ -662,6 +721,13 @@ def tests(tls12: bool) -> list[Test]:
             lambda s, srv, n, wd: measure_h2_requests(s, srv, n, wd),
         ),
         Test(
+            "h1-requests",
+            "req/s",
+            "HTTP/1.1 over TLS 1.3, requests/s: wrk -t 2 -c 64 (keep-alive, one request in "
+            "flight per connection); the control for h2-requests",
+            lambda s, srv, n, _wd: measure_h1_requests(s, srv, n),
+        ),
+        Test(
             "h2-handshakes",
             "conn/s",
             "new TLS 1.3 connections/s, each a full handshake + HTTP/2 + one request "
@@ -708,24 +774,23 @@ def _ms(value: float | None) -> str:
 def summary_table(results: Sequence[TestResult]) -> str:
     lines = [
         "| test | unit | nginx | bext | **bext/nginx** | server CPU µs per unit nginx / bext "
-        "| latency nginx / bext | other load nginx / bext |",
-        "|---|---|---:|---:|---:|---:|---|---:|",
+        "| CPU bext/nginx | latency nginx / bext | other load nginx / bext |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for result in results:
         nginx, bext = result.best("nginx"), result.best("bext")
         flags = "" if nginx.failed == 0 and bext.failed == 0 else " ⚠ failures"
-        latency = "-"
-        if nginx.p99_ms is not None and bext.p99_ms is not None:
-            latency = (
-                f"mean {_ms(nginx.mean_ms)} / {_ms(bext.mean_ms)}, "
-                f"p99 {_ms(nginx.p99_ms)} / {_ms(bext.p99_ms)}"
-            )
-        elif nginx.mean_ms is not None and bext.mean_ms is not None:
-            latency = f"mean {_ms(nginx.mean_ms)} / {_ms(bext.mean_ms)}"
+        parts = [
+            f"{label} {_ms(getattr(nginx, key))} / {_ms(getattr(bext, key))}"
+            for label, key in (("mean", "mean_ms"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+            if getattr(nginx, key) is not None and getattr(bext, key) is not None
+        ]
+        latency = ", ".join(parts) or "-"
         lines.append(
             f"| {result.test.name}{flags} | {result.test.unit} | {nginx.rate:,.0f} "
             f"| {bext.rate:,.0f} | **{result.ratio:.2f}** "
-            f"| {nginx.cpu_us:,.0f} / {bext.cpu_us:,.0f} | {latency} "
+            f"| {nginx.cpu_us:,.0f} / {bext.cpu_us:,.0f} | {bext.cpu_us / nginx.cpu_us:.1f}x "
+            f"| {latency} "
             f"| {nginx.others_cpu:.2f} / {bext.others_cpu:.2f} |"
         )
     return "\n".join(lines)
@@ -772,6 +837,7 @@ def environment(tools: dict[str, str], python: str) -> dict[str, str]:
         + version_of([tools["nginx"], "-V"], r"built with (OpenSSL \S+)")
         + ")",
         "h2load": version_of([tools["h2load"], "--version"], r"h2load (\S+)"),
+        "wrk": version_of([tools["wrk"], "-v"], r"wrk (\S+)"),
         "openssl": version_of([tools["openssl"], "version"], r"(OpenSSL \S+)"),
         "curl": version_of([tools["curl"], "--version"], r"curl (\S+)"),
         "bext": version_of([python, "-m", "bext", "--version"], r"bext (\S+)"),
@@ -802,7 +868,8 @@ def markdown(
 Machine: nproc {env["nproc"]} ({env["cpus_usable"]} usable), shared with other tenants, \
 load average at start {env["loadavg_at_start"]}; nginx and bext {workers} workers each, \
 {key_type.upper()} certificate.
-Versions: nginx {env["nginx"]}, h2load {env["h2load"]}, {env["openssl"]} (s_time), \
+Versions: nginx {env["nginx"]}, h2load {env["h2load"]}, wrk {env["wrk"]}, \
+{env["openssl"]} (s_time), \
 curl {env["curl"]}, bext {env["bext"]} at {env["bext_git"]} ({env["bext_runtime"]}).
 Negotiated by h2load: {tls_info}.
 
@@ -810,10 +877,12 @@ Negotiated by h2load: {tls_info}.
 
 Best of {rounds} alternating rounds per server (nginx, bext, nginx, bext, ...). Ratios above
 1 mean bext is faster. "server CPU µs per unit" is the server's user+system CPU time per
-request (h2-requests) or per connection (the others) in the best round; "other load" is the
-CPU, in cores, used meanwhile by everything but the server and the load generator.
+request (h2-requests, h1-requests) or per connection (the others) in the best round;
+"other load" is the CPU, in cores, used meanwhile by everything but the server and the load
+generator.
 
 Load generators: `{shlex.join(h2_requests_argv(settings, "URL", settings.duration, None))}`;
+`{shlex.join(h1_requests_argv(settings, "URL", settings.duration))}`;
 `{shlex.join(h2_handshakes_argv(settings, "URL"))}` repeated for {settings.duration} s;
 {settings.stime_procs} x `openssl s_time -connect 127.0.0.1:PORT -new|-reuse -tls1_3|-tls1_2 \
 -time {settings.duration} -www {PATH}` at once.
@@ -936,6 +1005,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="workers of each server [2]")
     parser.add_argument("--clients", type=int, default=16, help="h2-requests: h2load -c [16]")
+    parser.add_argument("--h1-connections", type=int, default=64, help="h1-requests: wrk -c [64]")
     parser.add_argument("--streams", type=int, default=10, help="h2-requests: h2load -m [10]")
     parser.add_argument("--threads", type=int, default=2, help="h2load -t [2]")
     parser.add_argument(
@@ -978,12 +1048,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--nginx", help="nginx binary [/usr/sbin/nginx, then PATH]")
     parser.add_argument("--h2load", help="h2load binary [PATH]")
+    parser.add_argument("--wrk", help="wrk binary, for h1-requests [PATH]")
     parser.add_argument("--openssl", help="openssl binary [PATH]")
     parser.add_argument("--curl", help="curl binary [PATH]")
     parser.add_argument("--python", help="Python that runs bext [.venv/bin/python]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    for name in ("duration", "rounds", "workers", "clients", "streams", "threads", "batch"):
+    names = ("duration", "rounds", "workers", "clients", "streams", "threads", "batch")
+    for name in (*names, "h1_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.stime_procs < 1:
@@ -997,6 +1069,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     tools = {
         "nginx": _tool(args.nginx, "/usr/sbin/nginx", "nginx"),
         "h2load": _tool(args.h2load, "h2load"),
+        "wrk": _tool(args.wrk, "wrk"),
         "openssl": _tool(args.openssl, "openssl"),
         "curl": _tool(args.curl, "curl"),
     }
@@ -1013,6 +1086,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         threads=args.threads,
         batch=args.batch,
         stime_procs=args.stime_procs,
+        wrk=tools["wrk"],
+        h1_connections=args.h1_connections,
     )
     selected = tests(args.tls12)
     if args.test:
@@ -1083,7 +1158,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             "command": command,
             "environment": env,
             "settings": {
-                **{k: v for k, v in asdict(settings).items() if k not in ("h2load", "openssl")},
+                **{
+                    k: v
+                    for k, v in asdict(settings).items()
+                    if k not in ("h2load", "openssl", "wrk")
+                },
                 "rounds": args.rounds,
                 "workers": args.workers,
                 "key_type": args.key_type,
