@@ -23,6 +23,7 @@ import trustme
 
 from tests.support.django_app import start_gunicorn
 from tests.support.fake_upstream import free_port
+from tests.support.h3client import h3_connect, run
 from tests.support.server import BextProcess, config
 
 StartBext = Callable[..., BextProcess]
@@ -330,8 +331,20 @@ url = "http://127.0.0.1:{gunicorn_port}"
 pattern = "/**"
 proxy = "django"
 """
-    server = start_bext(tls_config(certs, routes))
+    server = start_bext(tls_config(certs, routes, "http3 = true"))
     verify = ssl.create_default_context(cafile=str(certs["ca"]))
+
+    async def over_http3() -> dict[str, object]:
+        async with h3_connect(server.tls_port, certs["ca"]) as client:
+            response = await client.request(
+                "GET", "/whoami", authority=f"localhost:{server.tls_port}"
+            )
+            assert response.status == 200, response
+            seen: dict[str, object] = json.loads(response.body)
+            return seen
+
+    seen3 = run(over_http3())
+    assert seen3["is_secure"] is True and seen3["x_real_ip"] == "127.0.0.1"
     for http2 in (False, True):
         with httpx.Client(http2=http2, verify=verify, timeout=10) as client:
             r = client.get(f"https://localhost:{server.tls_port}/whoami")
