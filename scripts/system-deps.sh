@@ -2,12 +2,16 @@
 # Install the Debian packages a target needs, only when something is missing.
 #   scripts/system-deps.sh test   -> python3-venv, curl, h2load, openssl (what `make test` needs)
 #   scripts/system-deps.sh bench  -> nginx-light, wrk, nghttp2-client (h2load)
+#   scripts/system-deps.sh deb    -> what `make deb` / `make deb-test` need: debhelper,
+#                                    build-essential, fakeroot, lintian, python3.11-venv,
+#                                    curl, adduser (the .deb's dependency, for dpkg -i)
 set -euo pipefail
 
 case "${1:-test}" in
   test)  need=(python3-venv curl nghttp2-client openssl) ; probe() { python3 -c 'import venv, ensurepip' 2>/dev/null && command -v curl >/dev/null && command -v h2load >/dev/null && command -v openssl >/dev/null; } ;;
   bench) need=(nginx-light wrk nghttp2-client) ; probe() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; command -v wrk >/dev/null && command -v h2load >/dev/null; } ;;
-  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+  deb)   need=(debhelper build-essential fakeroot lintian python3.11-venv curl adduser) ; probe() { command -v dh >/dev/null && command -v dpkg-buildpackage >/dev/null && command -v fakeroot >/dev/null && command -v lintian >/dev/null && dpkg-query -W -f='${Status}' build-essential 2>/dev/null | grep -q 'ok installed' && /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null && command -v curl >/dev/null && command -v adduser >/dev/null; } ;;
+  *) echo "usage: $0 test|bench|deb" >&2; exit 2 ;;
 esac
 
 if probe; then
