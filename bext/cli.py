@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--path", action="store_true", help="print only the root certificate path")
     cert.set_defaults(func=cmd_cert)
 
+    _add_scaffold_verbs(verbs)
+
     for verb, summary, details in (
         (
             "reload",
@@ -116,6 +118,73 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(func=cmd_control, command=verb)
     return parser
+
+
+def _add_scaffold_verbs(verbs: Any) -> None:
+    """``bext new`` and ``bext site autoconfigure`` (logic in bext.starter and bext.site)."""
+    new = verbs.add_parser(
+        "new",
+        help="create a new project from a template (default @bext/starter-django)",
+        description="Write a runnable project into ./NAME from a template shipped with bext: "
+        "a Django project with settings for running behind bext, bext.config.toml, "
+        "requirements.txt and systemd units for Gunicorn and Uvicorn. NAME may contain "
+        "dashes (my-app -> Python package my_app). Nothing is written on error.",
+    )
+    new.add_argument("name", nargs="?", metavar="NAME", help="the project folder to create")
+    new.add_argument("--template", default="@bext/starter-django", metavar="TEMPLATE",
+                     help="template name (default: @bext/starter-django)")  # fmt: skip
+    new.add_argument("--list-templates", action="store_true", help="list templates and exit")
+    new.set_defaults(func=cmd_new)
+
+    site = verbs.add_parser("site", help="site helpers: autoconfigure",
+                            description="Helpers for an existing project.")  # fmt: skip
+    site_verbs = site.add_subparsers(dest="site_verb", metavar="COMMAND", required=True)
+    auto = site_verbs.add_parser(
+        "autoconfigure",
+        help="detect the project's framework and write bext.config.toml",
+        description="Detect the framework of the project in DIR (default: .) with the rules "
+        "in bext/catalog/frameworks.toml (first match wins: Django, FastAPI/Starlette, "
+        "Flask, static site), read its static/media settings and app server without "
+        "running any of its code, print what was found and why, and write "
+        "DIR/bext.config.toml. Exits 1 if nothing (or more than one project) is found.",
+    )
+    auto.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    auto.add_argument("--force", action="store_true", help="replace an existing config")
+    auto.add_argument("--dry-run", action="store_true",
+                      help="print the configuration instead of writing it")  # fmt: skip
+    auto.set_defaults(func=cmd_autoconfigure)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from bext.starter import ScaffoldError, create_project, list_templates
+
+    if args.list_templates:
+        for template in list_templates():
+            print(f"{template.name:<24} {template.description}")
+        return EXIT_OK
+    if not args.name:
+        print("bext new: a project NAME is required (e.g. bext new my-app)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        target, _ = create_project(args.name, args.template)
+    except ScaffoldError as exc:
+        print(f"bext new: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"bext new: cannot create the project: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"created {target} from {args.template}")
+    print(f"next: cd {args.name}, then follow README.md (venv, migrate, collectstatic, run)")
+    return EXIT_OK
+
+
+def cmd_autoconfigure(args: argparse.Namespace) -> int:
+    from bext.site.autoconfigure import autoconfigure
+
+    if not args.dir.is_dir():
+        print(f"bext: {args.dir} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    return autoconfigure(args.dir, force=args.force, dry_run=args.dry_run)
 
 
 def _load(path: Path) -> Config | None:
