@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench clean
+.PHONY: test lint typecheck unit demo bench deb deb-test clean
 
 $(STAMP): pyproject.toml
 	scripts/system-deps.sh test
@@ -35,5 +35,15 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/run.py
 
+## make deb: the Debian package, dist/bext_VERSION_amd64.deb (apt-installs the build tools;
+## pip needs the package index for the package's private virtualenv)
+deb:
+	scripts/system-deps.sh deb
+	packaging/build-deb.sh
+
+## make deb-test: build, lintian, install, run it as bext.service would, purge (root or sudo)
+deb-test:
+	scripts/deb-test.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build build-deb dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

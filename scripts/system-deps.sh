@@ -4,13 +4,14 @@
 #   scripts/system-deps.sh bench  -> nginx-light, wrk, nghttp2-client (h2load)
 #   scripts/system-deps.sh deb    -> what `make deb` / `make deb-test` need: debhelper,
 #                                    build-essential, fakeroot, lintian, python3.11-venv,
-#                                    curl, adduser (the .deb's dependency, for dpkg -i)
+#                                    adduser (the .deb's dependency), logrotate, curl and
+#                                    systemd (systemd-analyze) for the tests
 set -euo pipefail
 
 case "${1:-test}" in
   test)  need=(python3-venv curl nghttp2-client openssl) ; probe() { python3 -c 'import venv, ensurepip' 2>/dev/null && command -v curl >/dev/null && command -v h2load >/dev/null && command -v openssl >/dev/null; } ;;
   bench) need=(nginx-light wrk nghttp2-client) ; probe() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; command -v wrk >/dev/null && command -v h2load >/dev/null; } ;;
-  deb)   need=(debhelper build-essential fakeroot lintian python3.11-venv curl adduser) ; probe() { command -v dh >/dev/null && command -v dpkg-buildpackage >/dev/null && command -v fakeroot >/dev/null && command -v lintian >/dev/null && dpkg-query -W -f='${Status}' build-essential 2>/dev/null | grep -q 'ok installed' && /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null && command -v curl >/dev/null && command -v adduser >/dev/null; } ;;
+  deb)   need=(debhelper build-essential fakeroot lintian python3.11-venv adduser logrotate curl systemd) ; probe() { command -v dh >/dev/null && command -v dpkg-buildpackage >/dev/null && command -v fakeroot >/dev/null && command -v lintian >/dev/null && dpkg-query -W -f='${Status}' build-essential 2>/dev/null | grep -q 'ok installed' && /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null && command -v adduser >/dev/null && command -v logrotate >/dev/null && command -v curl >/dev/null && command -v systemd-analyze >/dev/null; } ;;
   *) echo "usage: $0 test|bench|deb" >&2; exit 2 ;;
 esac
 

@@ -210,7 +210,13 @@ class Arbiter:
         """Graceful stop: workers stop accepting and finish what is in flight."""
         if self.stop_deadline is None:
             log.info("SIGTERM: graceful stop (up to %.0fs)", self.config.server.graceful_timeout)
-            self.notifier.stopping()
+            if self.upgrade_pid:
+                # Retired by the new master of a binary upgrade, which systemd now knows as
+                # MAINPID: STOPPING=1 (accepted from any process with NotifyAccess=all)
+                # would make systemd stop the whole service, new master included.
+                self.notifier.status(f"retiring: master {self.upgrade_pid} took over")
+            else:
+                self.notifier.stopping()
             self.stop_deadline = time.monotonic() + self.config.server.graceful_timeout + 2.0
             self._signal_workers(signal.SIGTERM)
 
