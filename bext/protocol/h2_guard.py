@@ -112,28 +112,17 @@ class FrameGuard:
 
     def feed(self, data: bytes, now: float) -> Verdict | None:
         """Account for the frames whose headers are in ``data``; a reason to stop, or None."""
+        if self._head:
+            # A frame header split across reads (then nothing was left to skip). Rare: a
+            # read must end inside a 9-byte header, so copying the read costs nothing.
+            data = self._head + data
+            self._head = b""
         n = len(data)
         pos = self._skip
         if pos >= n:
             self._skip = pos - n
             return None
         self._skip = 0
-        if self._head:  # then nothing was left to skip: pos is 0
-            need = 9 - len(self._head)
-            header = self._head + data[:need]
-            if len(header) < 9:
-                self._head = header
-                return None
-            self._head = b""
-            hi, lo, kind, flags = _FRAME_HEADER.unpack_from(header)
-            length = hi << 8 | lo
-            if length > self._max_frame:
-                return FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE"
-            if kind in _WATCHED or not length:
-                problem = self._frame(length, kind, flags, now)
-                if problem is not None:
-                    return problem
-            pos = need + length
         while pos + 9 <= n:
             hi, lo, kind, flags = _FRAME_HEADER.unpack_from(data, pos)
             length = hi << 8 | lo

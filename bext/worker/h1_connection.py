@@ -8,9 +8,10 @@ Pipelined requests are parsed as they arrive and queued; responses go out strict
 order. Reading pauses when too many requests queue up or when a request body is not being
 consumed fast enough, so one connection's memory stays bounded.
 
-Timeouts use one lazily re-armed timer per connection: state changes only store a
-timestamp, and the timer, when it fires, works out which deadline (if any) has passed and
-re-arms itself for the next one. No ``wait_for`` per read, no timer churn per request.
+Timeouts use one lazily re-armed timer per connection (:mod:`bext.worker.deadlines`):
+state changes only store a timestamp, and the timer, when it fires, works out which
+deadline (if any) has passed and re-arms itself for the next one. No ``wait_for`` per read,
+no timer churn per request.
 
 A plain connection whose first bytes are the HTTP/2 preface (h2c with prior knowledge,
 RFC 9113 §3.3) is handed over to :class:`~bext.worker.h2_connection.H2Connection`.
@@ -25,6 +26,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import cast
 
+from bext.compress.stream import aclose_stream
 from bext.http.body import EMPTY_BODY, BodyError, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
@@ -40,6 +42,7 @@ from bext.protocol.h1_writer import (
 from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
 from bext.worker.context import WorkerContext
+from bext.worker.deadlines import LazyTimer
 from bext.worker.h2_connection import H2Connection
 
 log = logging.getLogger("bext")
@@ -90,8 +93,7 @@ class H1Connection(asyncio.Protocol):
         self._body_activity = 0.0
         self._idle_since: float | None = None
         self._write_paused_since = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = LazyTimer(self._loop, self._on_timer)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class H1Connection(asyncio.Protocol):
         self._sniff = self._plain and ctx.h2.h2c
         now = self._loop.time()
         self._head_started = now  # a new connection has header_timeout to send its request
-        self._arm(now + ctx.timeouts.header)
+        self._timer.arm(now + ctx.timeouts.header)
         if ctx.stopping:
             # Accepted just as the worker began to drain: its request is served (with
             # Connection: close), never reset.
@@ -135,8 +137,9 @@ class H1Connection(asyncio.Protocol):
         self._ctx.counters.received(len(data))
         now = self._loop.time()
         self._idle_since = None
+        parser = self._parser
         try:
-            events = self._parser.feed(data)
+            events = parser.feed(data)
         except ProtocolError as exc:
             self._fail_input(exc)
             return
@@ -154,17 +157,17 @@ class H1Connection(asyncio.Protocol):
                 if receiving is not None:
                     self._receiving = None
                     receiving.body.end()
-        pending_error = self._parser.pending_error
+        pending_error = parser.pending_error
         if pending_error is not None:
             self._fail_input(pending_error)
             return
-        if self._parser.in_head:
+        if parser.in_head:
             if self._head_started is None:
                 self._head_started = now
-                self._arm(now + self._ctx.timeouts.header)
+                self._timer.arm(now + self._ctx.timeouts.header)
         else:
             self._head_started = None
-        if self._parser.upgrade_pending:
+        if parser.upgrade_pending:
             # The bytes after an Upgrade request belong to the other protocol if the handler
             # switches (101), and are unusable otherwise: stop reading until it decides.
             self._pause_reading(_PAUSED_BY_UPGRADE)
@@ -186,9 +189,7 @@ class H1Connection(asyncio.Protocol):
             self._ctx.counters.connection_closed()
         if self._tunnel is not None:
             self._tunnel.close()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         if self._receiving is not None:
             self._receiving.body.fail("client closed the connection")
             self._receiving = None
@@ -203,8 +204,8 @@ class H1Connection(asyncio.Protocol):
         if self._tunnel is not None:
             self._tunnel.client_write_paused(True)
             return
-        self._write_paused_since = self._loop.time()
-        self._arm(self._write_paused_since + self._ctx.timeouts.send)
+        self._write_paused_since = now = self._loop.time()
+        self._timer.arm(now + self._ctx.timeouts.send)
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -237,9 +238,7 @@ class H1Connection(asyncio.Protocol):
         assert transport is not None
         self._ctx.connections.discard(self)
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         h2 = H2Connection(self._ctx)
         transport.set_protocol(h2)
         h2.takeover(transport, buffered)
@@ -272,7 +271,7 @@ class H1Connection(asyncio.Protocol):
         if idle and not self._parser.in_head:
             self._idle_since = now = self._loop.time()
             self._head_started = None
-            self._arm(now + DRAIN_IDLE_GRACE)
+            self._timer.arm(now + DRAIN_IDLE_GRACE)
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -281,7 +280,8 @@ class H1Connection(asyncio.Protocol):
     # -- requests ---------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead, now: float) -> None:
-        body = RequestBody(self, head.expect_continue) if head.has_body else EMPTY_BODY
+        has_body = head.has_body
+        body = RequestBody(self, head.expect_continue) if has_body else EMPTY_BODY
         request = Request(
             head.method,
             head.target,
@@ -295,10 +295,10 @@ class H1Connection(asyncio.Protocol):
             now,
             head.host,
         )
-        if head.has_body:
+        if has_body:
             self._receiving = request
             self._body_activity = now
-            self._arm(now + self._ctx.timeouts.body)
+            self._timer.arm(now + self._ctx.timeouts.body)
         keep_alive = head.keep_alive and head.upgrade is None
         self._queue.append((request, keep_alive))
         if self._current is None:
@@ -327,7 +327,9 @@ class H1Connection(asyncio.Protocol):
                     return
                 self._idle_since = now = self._loop.time()
                 ctx = self._ctx
-                self._arm(now + (DRAIN_IDLE_GRACE if ctx.stopping else ctx.timeouts.keepalive))
+                self._timer.arm(
+                    now + (DRAIN_IDLE_GRACE if ctx.stopping else ctx.timeouts.keepalive)
+                )
 
     def _start(self, request: Request, keep_alive: bool) -> None:
         ctx = self._ctx
@@ -430,7 +432,7 @@ class H1Connection(asyncio.Protocol):
         stream = response.stream
         assert stream is not None
         if transport is None or self._closed:
-            await _close_stream(stream)
+            await aclose_stream(stream)
             return
         with_body, keep_alive = self._framing(request, response)
         length = response.content_length
@@ -471,7 +473,7 @@ class H1Connection(asyncio.Protocol):
             if chunked:
                 transport.write(LAST_CHUNK)
         else:
-            await _close_stream(stream)
+            await aclose_stream(stream)
         self._finish(request, response.status, sent, keep_alive)
 
     async def _send_file(self, request: Request, response: Response) -> None:
@@ -548,9 +550,7 @@ class H1Connection(asyncio.Protocol):
 
     async def _writable(self, fd: int) -> None:
         """Wait until the socket takes more data; the send timeout applies meanwhile."""
-        self._write_paused = True
-        self._write_paused_since = self._loop.time()
-        self._arm(self._write_paused_since + self._ctx.timeouts.send)
+        self.pause_writing()  # no tunnel here: this only starts the send timeout
         waiter = self._loop.create_future()
         self._drain_waiter = waiter
         self._loop.add_writer(fd, _wake, waiter)
@@ -574,9 +574,7 @@ class H1Connection(asyncio.Protocol):
         transport.write(
             response_head(101, response.headers, self._ctx.preamble(), None, True, False)
         )
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self._head_started = self._idle_since = None
         self._tunnel = tunnel
         tunnel.attach_client(transport, self._parser.take_upgrade_tail())
@@ -671,16 +669,7 @@ class H1Connection(asyncio.Protocol):
 
     # -- timeouts ------------------------------------------------------------------------------
 
-    def _arm(self, deadline: float) -> None:
-        if self._timer is not None:
-            if self._timer_at <= deadline:
-                return  # fires earlier anyway and re-arms for this one
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
-
     def _on_timer(self) -> None:
-        self._timer = None
         if self._closed:
             return
         now = self._loop.time()
@@ -713,15 +702,9 @@ class H1Connection(asyncio.Protocol):
                 return
             upcoming.append(deadline)
         if upcoming:
-            self._arm(min(upcoming))
+            self._timer.arm(min(upcoming))
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-async def _close_stream(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

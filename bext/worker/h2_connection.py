@@ -17,8 +17,9 @@ before h2 parses the frame (header blocks, SETTINGS and PING floods, oversized f
 counts cancelled streams (rapid reset); streams over the concurrency limit are refused one
 by one; a reset stream's handler task is cancelled at once.
 
-Timeouts use one lazily re-armed timer per connection, as in :mod:`h1_connection`: state
-changes store timestamps, the timer works out which deadline passed and re-arms itself.
+Timeouts use one lazily re-armed timer per connection (:mod:`bext.worker.deadlines`), as
+in :mod:`h1_connection`: state changes store timestamps, the timer works out which deadline
+passed and re-arms itself.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
+from bext.compress.stream import aclose_stream
 from bext.http.body import EMPTY_BODY, BodyError, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
@@ -51,6 +53,7 @@ from bext.protocol.h2_headers import (
 )
 from bext.protocol.h2_limits import H2Limits
 from bext.worker.context import WorkerContext
+from bext.worker.deadlines import LazyTimer
 
 log = logging.getLogger("bext")
 
@@ -138,7 +141,6 @@ class _Stream:
         "reset_code",
         "response",
         "sent",
-        "started",
         "status",
         "task",
         "unacked",
@@ -157,9 +159,8 @@ class _Stream:
         self.unacked = 0  # body bytes received but not yet acknowledged
         self.activity = now  # last body bytes (for the body timeout)
         self.task: asyncio.Task[None] | None = None
-        self.started = False  # response HEADERS sent
         self.response: Response | None = None
-        self.status = 0
+        self.status = 0  # of the response HEADERS once sent (0: not started)
         self.sent = 0
         self.out: memoryview | None = None  # body bytes waiting for window
         self.out_end = False  # the stream ends once ``out`` is sent
@@ -210,8 +211,7 @@ class H2Connection(asyncio.Protocol):
         self._write_paused_since = 0.0
         self._head_deadline: float | None = None
         self._idle_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = LazyTimer(self._loop, self._on_timer)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -280,9 +280,7 @@ class H2Connection(asyncio.Protocol):
         if self in ctx.connections:
             ctx.connections.discard(self)
             ctx.counters.connection_closed()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self._failed = True  # nothing may be sent any more
         self._new = []
         for stream in list(self._streams.values()):
@@ -291,7 +289,7 @@ class H2Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         self._write_paused_since = now = self._loop.time()
-        self._arm(now + self._ctx.timeouts.send)
+        self._timer.arm(now + self._ctx.timeouts.send)
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -318,12 +316,12 @@ class H2Connection(asyncio.Protocol):
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         if self._draining and sid > self._goaway_id:
-            self._refuse(sid, _REFUSED_STREAM)
+            self._send_reset(sid, _REFUSED_STREAM)  # never becomes a request
             return
         if len(self._streams) >= self._limits.max_concurrent_streams:
             # RFC 9113 §5.1.2: REFUSED_STREAM lets a client that has not seen our SETTINGS
             # yet retry; once it has, exceeding the limit is its bug (Go does the same).
-            self._refuse(sid, _PROTOCOL_ERROR if self._settings_acked else _REFUSED_STREAM)
+            self._send_reset(sid, _PROTOCOL_ERROR if self._settings_acked else _REFUSED_STREAM)
             verdict = self._guard.stream_reset(self._now)
             if verdict is not None:
                 self._fail(verdict)
@@ -340,9 +338,7 @@ class H2Connection(asyncio.Protocol):
         try:
             head = check_request(event.headers, ctx.limits, self._header_list_size)
         except ProtocolError as exc:
-            stream.error = exc
-            if isinstance(exc, MalformedRequest):
-                stream.reset_code = _PROTOCOL_ERROR
+            self._fail_stream(stream, exc)
         else:
             body = EMPTY_BODY if ended else RequestBody(stream, head.expect_continue, 0)
             # high_water 0: the body pauses whenever it holds unread data and resumes once
@@ -362,7 +358,7 @@ class H2Connection(asyncio.Protocol):
                 head.host,
             )
             if not ended:
-                self._arm(now + ctx.timeouts.body)
+                self._timer.arm(now + ctx.timeouts.body)
         if self._served >= ctx.max_keepalive_requests and not self._draining:
             self._start_drain()  # like HTTP/1.1 keep-alive: bound the work per connection
 
@@ -574,7 +570,7 @@ class H2Connection(asyncio.Protocol):
                 self._reset(stream, _INTERNAL_ERROR)
                 self._pump()
         finally:
-            await _close_source(source)
+            await aclose_stream(source)
             if response.file is not None:
                 response.file.close()
 
@@ -617,14 +613,13 @@ class H2Connection(asyncio.Protocol):
             name = name.lower()
             if name not in _DROP_FROM_RESPONSE:
                 fields.append((name, value))
-        if length is not None and status >= 200 and status not in _NO_BODY_STATUS:
+        if length is not None and status not in _NO_BODY_STATUS:
             fields.append((b"content-length", b"%d" % length))
         self._h2.send_headers(stream.id, fields, end_stream=end_stream)
-        stream.started = True
         stream.status = status
 
     def _send_continue(self, stream: _Stream) -> None:
-        if self._live(stream) and not stream.started and not self._failed:
+        if self._live(stream) and not stream.status and not self._failed:
             self._h2.send_headers(stream.id, [(b":status", b"100")])
             self._flush()
 
@@ -637,8 +632,8 @@ class H2Connection(asyncio.Protocol):
         response = stream.response
         trailers = response.trailers if response is not None else None
         if trailers:
-            fields = [(name.lower(), value) for name, value in trailers]
-            fields = [field for field in fields if field[0] not in CONNECTION_SPECIFIC]
+            lowered = ((name.lower(), value) for name, value in trailers)
+            fields = [field for field in lowered if field[0] not in CONNECTION_SPECIFIC]
             self._h2.send_headers(stream.id, fields, end_stream=True)
         else:
             self._h2.end_stream(stream.id)
@@ -670,7 +665,7 @@ class H2Connection(asyncio.Protocol):
             self._linger_close()  # every stream the GOAWAY promised is done
         else:
             self._idle_since = now = self._loop.time()
-            self._arm(now + self._ctx.timeouts.keepalive)
+            self._timer.arm(now + self._ctx.timeouts.keepalive)
 
     # -- flow control -------------------------------------------------------------------------
 
@@ -710,7 +705,7 @@ class H2Connection(asyncio.Protocol):
                     if window <= 0:
                         if not stream.blocked_since:
                             stream.blocked_since = now = self._loop.time()
-                            self._arm(now + self._ctx.timeouts.send)
+                            self._timer.arm(now + self._ctx.timeouts.send)
                         continue
                     stream.blocked_since = 0.0
                     if out is None:  # a producer waits for the window to open
@@ -781,10 +776,6 @@ class H2Connection(asyncio.Protocol):
         self._abandon(stream, "stream reset")
         self._after_stream()
 
-    def _refuse(self, sid: int, code: ErrorCodes) -> None:
-        """A stream that never becomes a request (over the limit, or after our GOAWAY)."""
-        self._send_reset(sid, code)
-
     def _send_reset(self, sid: int, code: ErrorCodes) -> None:
         if not self._failed:
             # Both sides may have ended it meanwhile: then there is nothing left to reset.
@@ -799,7 +790,7 @@ class H2Connection(asyncio.Protocol):
         """
         stream.body.fail(exc.reason)
         malformed = isinstance(exc, MalformedRequest)
-        if stream.started or self._failed:
+        if stream.status or self._failed:
             self._reset(stream, _PROTOCOL_ERROR if malformed else _CANCEL)
             return
         task = stream.task
@@ -840,10 +831,8 @@ class H2Connection(asyncio.Protocol):
         self._new = []
         for stream in list(self._streams.values()):
             self._abandon(stream, "connection closed")
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._arm(self._loop.time() + LINGER)
+        self._timer.cancel()
+        self._timer.arm(self._loop.time() + LINGER)
 
     # -- timeouts ------------------------------------------------------------------------------
 
@@ -866,21 +855,12 @@ class H2Connection(asyncio.Protocol):
         ctx.connections.add(self)
         # The preface and the first request must arrive within header_timeout.
         self._head_deadline = deadline = self._loop.time() + ctx.timeouts.header
-        self._arm(deadline)
+        self._timer.arm(deadline)
         self._flush()  # our SETTINGS and connection WINDOW_UPDATE
         if ctx.stopping:
             self.shutdown()
 
-    def _arm(self, deadline: float) -> None:
-        if self._timer is not None:
-            if self._timer_at <= deadline:
-                return  # fires earlier anyway and re-arms for this one
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
-
     def _on_timer(self) -> None:
-        self._timer = None
         if self._lingering:
             if self._transport is not None:
                 self._transport.close()
@@ -936,7 +916,7 @@ class H2Connection(asyncio.Protocol):
         if expired:
             self._pump()
         if upcoming:
-            self._arm(min(upcoming))
+            self._timer.arm(min(upcoming))
 
     def _goodbye(self) -> None:
         """Close an idle connection politely: GOAWAY(NO_ERROR) with the last stream id."""
@@ -964,17 +944,11 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-async def _close_source(source: object) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 async def _release(response: Response) -> None:
     """Free what an abandoned response holds: a tunnel, a stream, an open file."""
     if response.tunnel is not None:
         response.tunnel.close()
     if response.stream is not None:
-        await _close_source(response.stream)
+        await aclose_stream(response.stream)
     if response.file is not None:
         response.file.close()
