@@ -1,11 +1,10 @@
-"""RFC 9113 §8 rules for HTTP/2 request header sections, and their mapping to bext's request.
+"""RFC 9113 §8 rules for HTTP/2 request header sections: the HTTP/2 side of
+:mod:`bext.protocol.request_fields`.
 
 h2 can validate headers itself, but it treats every malformed request as a connection error
 (the whole connection goes, with every other stream on it), where RFC 9113 §8.1.1 asks for
 a stream error; and it checks byte by byte in Python. So the connection turns h2's checks
-off and calls :func:`check_request` instead: one pass over the fields, regexes for the byte
-rules, and the same limits and refusals as HTTP/1.1 (:mod:`bext.protocol.h1_rules`), so a
-request is not accepted over one version and refused over the other.
+off and calls :func:`check_request` instead.
 
 Malformed requests raise :class:`MalformedRequest` (answered 400, then the stream is reset
 with PROTOCOL_ERROR); well-formed requests bext will not serve raise a plain
@@ -14,199 +13,31 @@ with PROTOCOL_ERROR); well-formed requests bext will not serve raise a plain
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHead
-from bext.protocol.h1_rules import HOST_VALUE, KNOWN_METHODS
-
-CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+from bext.protocol.events import ParserLimits, ProtocolError, RequestHead
+from bext.protocol.request_fields import (
+    CONNECTION_SPECIFIC,
+    MalformedRequest,
+    check_request_fields,
+    check_trailers,
 )
-"""RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 hop."""
 
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-"""RFC 9110 token, lowercase only (RFC 9113 §8.2.1 makes uppercase malformed)."""
+__all__ = ["CONNECTION_SPECIFIC", "MalformedRequest", "check_request", "check_trailers"]
 
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z")
-"""RFC 9113 §8.2.1 (no NUL, CR, LF, no surrounding whitespace), plus RFC 9110 §5.5's other
-control characters: the value will be written to an HTTP/1.1 upstream."""
-
-_SPECIAL = CONNECTION_SPECIFIC | {b"te", b"host", b"content-length", b"cookie", b"expect"}
-"""The regular fields that need a closer look; everything else costs one set lookup."""
-
-_known_names: set[bytes] = set()
-"""Field names already validated: a site sees a few dozen, so a set beats a regex."""
-
-_known_hosts: set[bytes] = set()
-
-
-class MalformedRequest(ProtocolError):
-    """RFC 9113 §8.1.1: a stream error of type PROTOCOL_ERROR, after a 400 response."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(400, reason)
-
-
-def _check_name(name: bytes) -> None:
-    if name not in _known_names:
-        if not _FIELD_NAME.fullmatch(name):
-            raise MalformedRequest("invalid field name")
-        if len(_known_names) > 4096:
-            _known_names.clear()
-        _known_names.add(name)
+FIELD_OVERHEAD = 32
+"""RFC 9113 §6.5.2: each field counts 32 bytes more than its name and value."""
 
 
 def check_request(
     fields: Sequence[tuple[bytes, bytes]], limits: ParserLimits, max_list_size: int
 ) -> RequestHead:
-    """Validate a decoded request header section and map it to a :class:`RequestHead`.
+    """Validate a decoded HTTP/2 request header section (see :func:`check_request_fields`).
 
-    ``headers`` keeps the regular fields in order with ``host`` first (taken from
-    ``:authority`` when the client sent no ``host``, as HTTP/2 clients usually do) and the
-    ``cookie`` fields joined back into one (RFC 9113 §8.2.3), since upstreams speak HTTP/1.1.
-    ``max_list_size`` is the advertised SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2 sizes).
+    ``max_list_size`` is the advertised SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2
+    sizes). A ``content-length`` over ``limits.max_body_size`` is refused here (413).
     """
-    method: bytes | None = None
-    scheme: bytes | None = None
-    path: bytes | None = None
-    authority: bytes | None = None
-    protocol = False
-    regular = False
-    headers: Headers = []
-    size = 0
-    host: bytes | None = None
-    content_length: int | None = None
-    expect_continue = False
-    cookie_at = -1
-    cookies: list[bytes] = []
-    for field in fields:
-        name, value = field
-        size += len(name) + len(value) + 32
-        if name[:1] == b":":
-            if regular:
-                raise MalformedRequest("pseudo-header field after a regular field")
-            if name == b":method":
-                if method is not None:
-                    raise MalformedRequest("repeated :method")
-                method = value
-            elif name == b":path":
-                if path is not None:
-                    raise MalformedRequest("repeated :path")
-                path = value
-            elif name == b":scheme":
-                if scheme is not None:
-                    raise MalformedRequest("repeated :scheme")
-                scheme = value
-            elif name == b":authority":
-                if authority is not None:
-                    raise MalformedRequest("repeated :authority")
-                authority = value
-            elif name == b":protocol":
-                protocol = True
-            else:
-                raise MalformedRequest("unknown pseudo-header field")
-            continue
-        regular = True
-        _check_name(name)
-        if _BAD_VALUE.search(value):
-            raise MalformedRequest("invalid field value")
-        if name in _SPECIAL:
-            if name in CONNECTION_SPECIFIC:
-                raise MalformedRequest("connection-specific header field")
-            if name == b"te":
-                if value.lower() != b"trailers":
-                    raise MalformedRequest("te other than trailers")
-            elif name == b"host":
-                if host is not None:
-                    raise MalformedRequest("repeated host")
-                host = value
-            elif name == b"content-length":
-                if not value.isdigit() or (
-                    content_length is not None and int(value) != content_length
-                ):
-                    raise MalformedRequest("invalid content-length")
-                content_length = int(value)
-            elif name == b"cookie":
-                cookies.append(value)
-                if cookie_at >= 0:
-                    continue  # joined into the first one below
-                cookie_at = len(headers)
-            elif value.lower() != b"100-continue":  # expect
-                raise ProtocolError(417, "unsupported expectation")
-            else:
-                expect_continue = True
-        headers.append(field)
-
-    if method is None:
-        raise MalformedRequest("missing :method")
-    try:
-        method_name = method.decode("ascii")
-    except UnicodeDecodeError:
-        raise MalformedRequest("invalid :method") from None
-    if protocol:
-        # RFC 8441 §3: only after the server sent SETTINGS_ENABLE_CONNECT_PROTOCOL, which
-        # bext does not (no WebSocket over HTTP/2 yet).
-        raise MalformedRequest(":protocol without extended CONNECT")
-    if method_name == "CONNECT":
-        if scheme is not None or path is not None or authority is None:
-            raise MalformedRequest("malformed CONNECT")
-        raise ProtocolError(405, "CONNECT is not supported")
-    if scheme is None or path is None:
-        raise MalformedRequest("missing :scheme or :path")
-    if method_name not in KNOWN_METHODS:
-        raise ProtocolError(400, "unknown or invalid method")
-    if len(path) > limits.max_uri_length:
-        raise ProtocolError(414, "request-target too long")
-    if path[:1] != b"/" and (path != b"*" or method_name != "OPTIONS"):
-        raise MalformedRequest("invalid :path")
-    if len(headers) > limits.max_headers:
-        raise ProtocolError(431, "too many header fields")
-    if size > max_list_size:
-        raise ProtocolError(431, "header section too large")
-
-    if authority is not None:
-        if host is not None and host != authority:
-            raise MalformedRequest("host and :authority differ")
-    elif host is None:
-        raise MalformedRequest("no :authority or host")
-    target_host = authority if authority is not None else host
-    assert target_host is not None
-    if target_host not in _known_hosts:
-        if not HOST_VALUE.match(target_host):
-            raise MalformedRequest("invalid :authority")
-        if len(_known_hosts) > 1024:
-            _known_hosts.clear()
-        _known_hosts.add(target_host)
-    if len(cookies) > 1:
-        headers[cookie_at] = (b"cookie", b"; ".join(cookies))
-    if host is None:
-        headers.insert(0, (b"host", target_host))
-    if content_length is not None and content_length > limits.max_body_size:
+    head = check_request_fields(fields, limits, "2.0", max_list_size, FIELD_OVERHEAD)
+    if head.content_length is not None and head.content_length > limits.max_body_size:
         raise ProtocolError(413, "request body larger than max_body_size")
-    return RequestHead(
-        method_name,
-        path,
-        "2.0",
-        headers,
-        True,
-        content_length,
-        False,
-        expect_continue,
-        None,
-        target_host.decode("latin-1"),
-    )
-
-
-def check_trailers(fields: Sequence[tuple[bytes, bytes]]) -> Headers:
-    """Validate a request's trailer section (RFC 9113 §8.1: no pseudo-header fields)."""
-    trailers: Headers = []
-    for field in fields:
-        name, value = field
-        if name[:1] == b":":
-            raise MalformedRequest("pseudo-header field in trailers")
-        _check_name(name)
-        if _BAD_VALUE.search(value):
-            raise MalformedRequest("invalid field value")
-        trailers.append(field)
-    return trailers
+    return head

@@ -11,23 +11,17 @@ Memory stays bounded in both directions, which aioquic does not do by itself:
 
 - Inbound, aioquic hands every received byte to the application at once and doubles a
   stream's receive credit whenever half of it is used, whether or not anyone reads. bext
-  replaces that policy for request streams (:meth:`QuicSession._write_stream_limits`):
-  credit grows only while the request body is being consumed (:func:`stream_credit`), so a
+  replaces that policy for request streams (:class:`QuicSession`): credit grows only while
+  the request body is being consumed (:func:`~bext.protocol.h3_limits.stream_credit`), so a
   fast uploader to a slow handler is held back by QUIC flow control, as TCP would.
 - Outbound, ``send_data`` appends to an unbounded buffer. Producers (response streams, file
   chunks, large bodies) stop pulling while a stream has more than ``send_buffer`` bytes
   unsent or unacknowledged, and are woken when ACKs bring it under half of that.
 
-aioquic (1.7) offers no public hook for some of what bext needs, so a few internals are
-used, each in one place and each exercised by the tests:
-
-- :class:`QuicSession`: the receive credit policy (``_write_stream_limits``), the number of
-  concurrent streams (``_local_max_streams_*``: ``QuicConfiguration`` has no field for
-  it), a stream's send backlog (its sender's buffer offsets) and the certificate choice by
-  SNI (``_initialize`` wraps the new TLS context, see :class:`_SniPeek`);
-- :class:`_H3Protocol`: no QPACK dynamic table (``_init_connection``);
-- :class:`H3Connection`: the control stream id to send GOAWAY on, which aioquic's HTTP/3
-  layer cannot send, and dropping its record of a stream that bext reset.
+aioquic offers no public hook for some of what bext needs: the QUIC and HTTP/3 subclasses
+that reach into its internals are in :mod:`bext.worker.quic_session`; here, only
+:class:`H3Connection` uses the control stream id to send GOAWAY on, which aioquic's HTTP/3
+layer cannot send, and drops its record of a stream that bext reset.
 
 Every request runs like on HTTP/1.1: ``ctx.handler.handle`` returns a Response (sent at
 once when it is small) or an awaitable (a task per request). A client reset or
@@ -40,24 +34,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeAlias
+from collections.abc import AsyncIterator, Awaitable
+from typing import Protocol
 
-import pylsqpack
-from aioquic import tls
-from aioquic.buffer import Buffer, encode_uint_var  # type: ignore[attr-defined]
+from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import ErrorCode, FrameType, encode_frame
 from aioquic.h3.connection import H3Connection as H3Protocol
 from aioquic.h3.connection import ProtocolError as H3ProtocolError
 from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import (
-    MAX_STREAM_DATA_FRAME_CAPACITY,
-    Limit,
-    NetworkAddress,
-    QuicConnection,
-)
+from aioquic.quic.connection import NetworkAddress
 from aioquic.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -69,339 +54,41 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicFrameType
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream, QuicStreamSender
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from bext.compress.stream import aclose_stream
 from bext.http.body import EMPTY_BODY, BodyError, RequestBody
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
-from bext.protocol.events import Headers, ParserLimits, ProtocolError
-from bext.protocol.h3_limits import H3Limits, ResetGuard, stream_credit
+from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHead
+from bext.protocol.h3_limits import H3Limits, ResetGuard
+from bext.protocol.request_fields import CONNECTION_SPECIFIC, check_request_fields
 from bext.worker.context import WorkerContext
+from bext.worker.deadlines import LazyTimer
+from bext.worker.quic_session import H3Session, QuicSession
 
 log = logging.getLogger("bext")
-
-SigningKey: TypeAlias = (
-    dsa.DSAPrivateKey
-    | ec.EllipticCurvePrivateKey
-    | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey
-    | rsa.RSAPrivateKey
-)
-"""The private key types aioquic's TLS can sign with."""
-
-Identity: TypeAlias = tuple[x509.Certificate, list[x509.Certificate], SigningKey]
-"""A certificate, its chain and its private key."""
-
-IdentityChooser = Callable[[str | None], Identity | None]
-"""Server name from the ClientHello -> the identity to present (None: the default)."""
-
-_MAX_UNI_STREAMS = 16
-"""Unidirectional streams a client may open: HTTP/3 needs three (control, QPACK x2)."""
-
-_MAX_CLIENT_HELLO = 64 * 1024
-"""Stop looking for the server name if the ClientHello is not complete by then."""
 
 _NO_BODY_STATUS = frozenset({204, 304})
 
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 
-_RESPONSE_DROP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
-     b"te", b"content-length"}
-)  # fmt: skip
+_RESPONSE_DROP = CONNECTION_SPECIFIC | {b"te", b"content-length"}
 """RFC 9114 §4.2: no connection-specific fields; the length is bext's to state."""
-
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_AUTHORITY = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(:[0-9]*)?\Z")
-"""RFC 3986 host [ ":" port ], as for the HTTP/1.1 Host field."""
 
 _CHUNK = 64 * 1024
 """Slices of a large in-memory body handed to QUIC at a time."""
 
 
-# -- QUIC ----------------------------------------------------------------------------------
+def parse_request_head(fields: Headers, limits: ParserLimits) -> RequestHead:
+    """HTTP/3's request head check (:func:`check_request_fields`); raise ProtocolError.
 
-
-class QuicSession(QuicConnection):
-    """aioquic's server connection with bext's stream limit, credit policy and SNI choice."""
-
-    def __init__(
-        self,
-        *,
-        configuration: QuicConfiguration,
-        original_destination_connection_id: bytes,
-        retry_source_connection_id: bytes | None,
-        limits: H3Limits,
-        choose_identity: IdentityChooser | None,
-    ) -> None:
-        super().__init__(
-            configuration=configuration,
-            original_destination_connection_id=original_destination_connection_id,
-            retry_source_connection_id=retry_source_connection_id,
-        )
-        # Announced in the transport parameters, which are built later (_initialize).
-        self._local_max_streams_bidi = Limit(
-            QuicFrameType.MAX_STREAMS_BIDI, "max_streams_bidi", limits.max_streams
-        )
-        self._local_max_streams_uni = Limit(
-            QuicFrameType.MAX_STREAMS_UNI, "max_streams_uni", _MAX_UNI_STREAMS
-        )
-        self.stream_window = limits.stream_window
-        self.flowing: set[int] = set()
-        """Request streams whose body is being consumed: only these get more credit."""
-        self._choose_identity = choose_identity
-
-    def send_backlog(self, stream_id: int) -> int:
-        """Bytes of ``stream_id`` QUIC still holds: not yet sent or not yet acknowledged."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return 0
-        sender = stream.sender
-        return sender._buffer_stop - sender._buffer_start
-
-    def responses_unacknowledged(self) -> bool:
-        """Whether a request stream still has response data (or its end) not acknowledged."""
-        return any(
-            not stream.sender.is_finished
-            for stream_id, stream in self._streams.items()
-            if not stream_id & 3
-        )
-
-    def _initialize(self, peer_cid: bytes) -> None:
-        super()._initialize(peer_cid)
-        if self._choose_identity is not None:
-            # The TLS context is created here, before the first CRYPTO frame reaches it.
-            setattr(self.tls, "handle_message", _SniPeek(self.tls, self._choose_identity))  # noqa: B010
-
-    def _write_stream_limits(
-        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
-    ) -> None:
-        stream_id = stream.stream_id
-        if stream_id is None or stream_id & 3:
-            # Not a request stream (the client's control and QPACK streams): aioquic's
-            # doubling policy is fine for those few bytes.
-            super()._write_stream_limits(builder, space, stream)
-            return
-        # Called for every stream in every packet built: the common case is one set lookup.
-        limit = stream.max_stream_data_local
-        if stream_id in self.flowing:
-            limit = stream.max_stream_data_local = stream_credit(
-                limit, stream.receiver.highest_offset, self.stream_window, True
-            )
-        if stream.max_stream_data_local_sent != limit:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(stream_id)
-            buf.push_uint_var(limit)
-            stream.max_stream_data_local_sent = limit
-
-
-def check_aioquic() -> None:
-    """Fail at start, not silently under load, if the aioquic internals used here moved."""
-    sender = QuicStreamSender(0, True)
-    needed = [
-        (QuicConnection, "_write_stream_limits"),
-        (QuicConnection, "_initialize"),
-        (QuicConnection, "_on_max_stream_data_delivery"),
-        (H3Protocol, "_init_connection"),
-        (sender, "_buffer_start"),
-        (sender, "_buffer_stop"),
-    ]
-    missing = [name for owner, name in needed if not hasattr(owner, name)]
-    if missing:
-        raise RuntimeError(f"unsupported aioquic version: no {', '.join(missing)}")
-
-
-class _SniPeek:
-    """Stands in for ``tls.Context.handle_message`` until the ClientHello has been seen.
-
-    aioquic's TLS context presents the one certificate it was given and does not keep the
-    server name it parsed. So the handshake bytes are read here first: once the ClientHello
-    is complete its ``server_name`` picks the certificate and key, which are set on the
-    context before aioquic's own handler runs (and negotiates the signature algorithm for
-    that key). After that every call passes straight through.
+    aioquic already checked the field names and values and that ``:method`` and
+    ``:authority`` are there; checking again costs little and keeps one set of rules.
+    The section size is counted as HTTP/1.1 counts it (no per-field overhead) against
+    ``limits.max_header_size``, and only ``https`` is served over QUIC.
     """
-
-    __slots__ = ("_choose", "_context", "_handle", "_pending")
-
-    def __init__(self, context: tls.Context, choose: IdentityChooser) -> None:
-        self._context = context
-        self._handle = context.handle_message
-        self._choose = choose
-        self._pending: bytes | None = b""
-
-    def __call__(self, input_data: bytes, output_buf: dict[tls.Epoch, Buffer]) -> None:
-        pending = self._pending
-        if pending is not None:
-            pending += input_data
-            complete, server_name = peek_server_name(pending)
-            if complete:
-                self._pending = None
-                identity = self._choose(server_name)
-                if identity is not None:
-                    context = self._context
-                    context.certificate, context.certificate_chain = identity[0], identity[1]
-                    context.certificate_private_key = identity[2]
-            else:
-                self._pending = pending if len(pending) <= _MAX_CLIENT_HELLO else None
-        self._handle(input_data, output_buf)
-
-
-def peek_server_name(data: bytes) -> tuple[bool, str | None]:
-    """(the ClientHello is complete, its server name) from the first handshake bytes."""
-    if len(data) < 4:
-        return False, None
-    if data[0] != tls.HandshakeType.CLIENT_HELLO:
-        return True, None
-    end = 4 + int.from_bytes(data[1:4], "big")
-    if len(data) < end:
-        return False, None
-    try:
-        return True, tls.pull_client_hello(Buffer(data=data[:end])).server_name
-    except (ValueError, tls.Alert):
-        return True, None  # aioquic's own parser raises the proper alert next
-
-
-class _H3Protocol(H3Protocol):
-    """aioquic's HTTP/3 layer without a QPACK dynamic table.
-
-    pylsqpack decodes a whole header block with no bound on the decoded size, so with a
-    dynamic table a small block of one-byte references to a large table entry expands a
-    thousandfold (a "QPACK bomb"). Without one, a reference can only name a static table
-    entry (under 100 bytes), and the block itself is capped by the request stream's first
-    receive window, which grows only once the head was decoded. The cost is that clients
-    cannot compress repeated request fields (cookies) across requests.
-    """
-
-    def _init_connection(self) -> None:
-        # Runs at the end of H3Connection.__init__, before SETTINGS are sent.
-        self._max_table_capacity = 0
-        self._blocked_streams = 0
-        self._decoder = pylsqpack.Decoder(0, 0)
-        super()._init_connection()
-
-
-# -- request heads ---------------------------------------------------------------------------------
-
-
-class RequestFields:
-    """A validated HTTP/3 request head, in the shape :class:`Request` wants."""
-
-    __slots__ = ("authority", "content_length", "expect_continue", "headers", "method", "target")
-
-    def __init__(
-        self,
-        method: str,
-        target: bytes,
-        authority: str,
-        headers: Headers,
-        content_length: int | None,
-        expect_continue: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.authority = authority
-        self.headers = headers
-        self.content_length = content_length
-        self.expect_continue = expect_continue
-
-
-def parse_request_head(fields: Headers, limits: ParserLimits) -> RequestFields:
-    """Check what aioquic leaves to the application; raise :class:`ProtocolError`.
-
-    aioquic already refuses uppercase or invalid names, bad values, connection-specific
-    fields, unknown or repeated pseudo-fields and a missing ``:method``/``:authority``.
-    Cookie crumbs are joined back into one field (RFC 9114 §4.2.1) and a ``host`` field
-    is added from ``:authority`` when absent, so the pipeline and the HTTP/1.1 proxy see
-    what a HTTP/1.1 client would have sent.
-    """
-    method = scheme = authority = path = host = None
-    has_protocol = False
-    headers: Headers = []
-    cookies: list[bytes] = []
-    cookie_at = -1
-    size = 0
-    content_length: int | None = None
-    expect_continue = False
-    for name, value in fields:
-        size += len(name) + len(value)
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-            elif name == b":scheme":
-                scheme = value
-            else:
-                has_protocol = True
-            continue
-        if name == b"cookie":
-            if cookie_at < 0:
-                cookie_at = len(headers)
-                headers.append((name, value))
-            cookies.append(value)
-            continue
-        if name == b"host":
-            if host is not None and host != value:
-                raise ProtocolError(400, "conflicting host fields")
-            host = value
-        elif name == b"content-length":
-            length = int(value)  # aioquic checked it is a non-negative integer
-            if content_length is not None and content_length != length:
-                raise ProtocolError(400, "conflicting content-length fields")
-            content_length = length
-        elif name == b"expect":
-            if value.lower() != b"100-continue":
-                raise ProtocolError(417, "unsupported expectation")
-            expect_continue = True
-        headers.append((name, value))
-    if size > limits.max_header_size:
-        raise ProtocolError(431, "header section too large")
-    if len(headers) > limits.max_headers:
-        raise ProtocolError(431, "too many header fields")
-    if method is None or not _TOKEN.match(method):
-        raise ProtocolError(400, "invalid method")
-    if method == b"CONNECT":
-        raise ProtocolError(405, "CONNECT is not supported")
-    if has_protocol:
-        raise ProtocolError(400, ":protocol without CONNECT")
-    if scheme != b"https":
-        raise ProtocolError(400, "missing or unsupported :scheme")
-    if not path:
-        raise ProtocolError(400, "missing :path")
-    if len(path) > limits.max_uri_length:
-        raise ProtocolError(414, "request-target too long")
-    if path[0] != 0x2F and not (path == b"*" and method == b"OPTIONS"):
-        raise ProtocolError(400, "invalid :path")
-    if not authority or not _AUTHORITY.match(authority):
-        raise ProtocolError(400, "missing or invalid :authority")
-    if host is None:
-        headers.insert(0, (b"host", authority))
-        cookie_at += 1
-    elif host != authority:
-        raise ProtocolError(400, "host and :authority differ")  # RFC 9114 §4.3.1
-    if len(cookies) > 1:
-        headers[cookie_at] = (b"cookie", b"; ".join(cookies))
-    return RequestFields(
-        method.decode("ascii"),
-        path,
-        authority.decode("latin-1"),
-        headers,
-        content_length,
-        expect_continue,
-    )
+    return check_request_fields(fields, limits, "3", limits.max_header_size, scheme=b"https")
 
 
 # -- connection ------------------------------------------------------------------------------------
@@ -513,8 +200,7 @@ class H3Connection:
         self._transmit_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._watch: asyncio.TimerHandle | None = None
-        self._watch_at = 0.0
+        self._watch = LazyTimer(self._loop, self._on_watch)
         ctx.connections.add(self)
         ctx.counters.connection_opened()
         self._arm_watch(now + limits.handshake_timeout)
@@ -598,7 +284,7 @@ class H3Connection:
                     self._endpoint.unroute(event.connection_id)
                 elif type(event) is ProtocolNegotiated:
                     if event.alpn_protocol == "h3":
-                        self._h3 = _H3Protocol(quic)
+                        self._h3 = H3Session(quic)
                 elif type(event) is HandshakeCompleted:
                     self._handshake_completed()
                 elif type(event) is ConnectionTerminated:
@@ -760,14 +446,14 @@ class H3Connection:
             head.method,
             head.target,
             head.headers,
-            "3",
+            head.http_version,
             "https",
             self._client[0],
             self._client[1],
             self._server_port,
             body,
             now,
-            head.authority,
+            head.host,
         )
         stream.request = request
         if head.content_length is not None and head.content_length > ctx.limits.max_body_size:
@@ -1146,10 +832,11 @@ class H3Connection:
         self._gone = True
         self._closing = True
         self._release_streams()
-        for handle in (self._timer, self._watch, self._transmit_handle):
+        self._watch.cancel()
+        for handle in (self._timer, self._transmit_handle):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._watch = None
+        self._timer = None
         self._transmit_handle = None
         ctx = self._ctx
         if self in ctx.connections:
@@ -1171,18 +858,11 @@ class H3Connection:
     # -- timeouts ----------------------------------------------------------------------------------
 
     def _arm_watch(self, deadline: float) -> None:
-        if self._gone:
-            return
-        if self._watch is not None:
-            if self._watch_at <= deadline:
-                return  # fires earlier anyway and re-arms for this one
-            self._watch.cancel()
-        self._watch_at = deadline
-        self._watch = self._loop.call_at(deadline, self._on_watch)
+        if not self._gone:
+            self._watch.arm(deadline)
 
     def _on_watch(self) -> None:
         """Handshake, request head, request body and send timeouts, checked lazily."""
-        self._watch = None
         if self._gone or self._closing:
             return
         now = self._loop.time()
@@ -1233,11 +913,11 @@ def _trailers(response: Response) -> Headers | None:
         return None
     if callable(trailers):
         trailers = trailers()
-    fields = [
-        (name.lower(), value)
-        for name, value in trailers or ()
-        if name[:1] != b":" and name.lower() not in _RESPONSE_DROP
-    ]
+    fields: Headers = []
+    for name, value in trailers or ():
+        lowered = name.lower()
+        if lowered[:1] != b":" and lowered not in _RESPONSE_DROP:
+            fields.append((lowered, value))
     return fields or None
 
 
@@ -1256,10 +936,9 @@ def _release(response: Response) -> None:
         response.tunnel.close()
 
 
-async def _close_stream(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            log.exception("closing a response stream failed")
+async def _close_stream(stream: AsyncIterator[bytes]) -> None:
+    """Close an abandoned response stream; also run as a task, so failures are logged."""
+    try:
+        await aclose_stream(stream)
+    except Exception:
+        log.exception("closing a response stream failed")

@@ -8,7 +8,8 @@ from aioquic.tls import ClientHello, push_client_hello
 
 from bext.protocol.events import ParserLimits, ProtocolError
 from bext.protocol.h3_limits import Admission, H3Limits, ResetGuard, stream_credit
-from bext.worker.h3_connection import parse_request_head, peek_server_name
+from bext.worker.h3_connection import parse_request_head
+from bext.worker.quic_session import peek_server_name
 
 
 def test_limits_are_validated() -> None:
@@ -70,7 +71,7 @@ def test_parse_request_head() -> None:
         _head((b"cookie", b"a=1"), (b"x-y", b"z"), (b"cookie", b"b=2"), (b"content-length", b"7")),
         ParserLimits(),
     )
-    assert (head.method, head.target, head.authority) == ("GET", b"/p?q=1", "example.test")
+    assert (head.method, head.target, head.host) == ("GET", b"/p?q=1", "example.test")
     assert head.headers == [
         (b"host", b"example.test"),
         (b"cookie", b"a=1; b=2"),
