@@ -195,12 +195,35 @@ def _load(path: Path) -> Config | None:
         return None
 
 
-def control_path(config_path: Path, config: Config | None) -> Path:
+def control_path(config_path: Path, config: Config | None = None) -> Path:
+    """The running master's control socket: ``server.control_socket`` or the default.
+
+    Without ``config`` the setting is read from the raw TOML without validating the rest:
+    ``bext reload`` must reach the master even when the edited file is invalid (the master
+    then reports the problems).
+    """
     from bext.master.control import default_socket_path
 
-    if config is not None and config.server.control_socket is not None:
-        return config.server.control_socket
-    return default_socket_path(config_path)
+    if config is not None:
+        socket_path = config.server.control_socket
+    else:
+        socket_path = _raw_control_socket(config_path)
+    return socket_path if socket_path is not None else default_socket_path(config_path)
+
+
+def _raw_control_socket(config_path: Path) -> Path | None:
+    """``server.control_socket`` resolved as `load_config` would, or None if unusable."""
+    import tomllib
+
+    from bext.config.values import resolve_path
+
+    try:
+        raw = tomllib.loads(config_path.read_text())["server"]["control_socket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(raw, str):
+        return None
+    return resolve_path(config_path.expanduser().absolute().parent, raw)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -295,22 +318,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-def _raw_control_path(path: Path) -> Path:
-    """``server.control_socket`` read without validating the rest of the file."""
-    import tomllib
-
-    from bext.master.control import default_socket_path
-
-    try:
-        raw = tomllib.loads(path.read_text())["server"]["control_socket"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return default_socket_path(path)
-    if not isinstance(raw, str):
-        return default_socket_path(path)
-    socket_path = Path(raw).expanduser()
-    return socket_path if socket_path.is_absolute() else path.absolute().parent / socket_path
-
-
 def cmd_control(args: argparse.Namespace) -> int:
     """reload / status / stop: talk to the running master over its control socket."""
     import json
@@ -318,11 +325,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     from bext.master.control import send_command
 
     path: Path = args.config
-    try:
-        socket_path = control_path(path, load_config(path))
-    except ConfigError:
-        # The master reports the problems on reload; only the socket's path is needed here.
-        socket_path = _raw_control_path(path)
+    socket_path = control_path(path)
     try:
         answer = send_command(socket_path, args.command)
     except OSError as exc:

@@ -9,6 +9,7 @@ makes those mistakes visible before the config goes live.
 from __future__ import annotations
 
 from bext.config.schema import Config, RouteRule
+from bext.master.listeners import HTTP, HTTPS, QUIC, Listener
 
 __all__ = ["config_notes", "describe_listeners", "describe_routes"]
 
@@ -59,20 +60,15 @@ def describe_routes(config: Config) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-
-
 def describe_listeners(config: Config) -> str:
     """Where bext listens, e.g. `http://0.0.0.0:3000, http://[::]:3000`."""
     server = config.server
-    urls = [_url("http", host, server.port) for host in server.host]
+    kinds = [(HTTP, server.port)]
     if server.tls is not None:
-        urls += [_url("https", host, server.tls.port) for host in server.host]
+        kinds.append((HTTPS, server.tls.port))
         if server.tls.http3:
-            urls += [_url("https", host, server.tls.port) + " (HTTP/3, udp)"
-                     for host in server.host]  # fmt: skip
-    return ", ".join(urls)
+            kinds.append((QUIC, server.tls.port))
+    return ", ".join(Listener(host, port, kind).url for kind, port in kinds for host in server.host)
 
 
 def config_notes(config: Config) -> list[str]:

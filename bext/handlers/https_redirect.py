@@ -16,13 +16,14 @@ from bext.routing.path import BadPath, absolute_form_host
 
 _PLAUSIBLE_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]+")
 _BODY = b"308 Permanent Redirect\n"
+_CONTENT_TYPE = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
 class HttpsRedirect:
     """A request handler (same shape as the pipeline) for the plain listener."""
 
     def __init__(self, tls_port: int) -> None:
-        self._port_suffix = "" if tls_port == 443 else f":{tls_port}"
+        self._port_suffix = b"" if tls_port == 443 else b":%d" % tls_port
 
     def handle(self, request: Request) -> Response:
         raw_host = request.host or ""
@@ -40,9 +41,5 @@ class HttpsRedirect:
             return error_response(400, request.header(b"accept"), "missing or invalid Host")
         if ":" in host:
             host = f"[{host}]"
-        location = f"https://{host}{self._port_suffix}".encode("ascii") + target
-        headers = [
-            (b"Location", location),
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-        ]
-        return Response(308, headers, _BODY)
+        location = b"https://" + host.encode("ascii") + self._port_suffix + target
+        return Response(308, [(b"Location", location), _CONTENT_TYPE], _BODY)

@@ -119,7 +119,6 @@ class Arbiter:
         shm_fd = os.environ.pop(SHM_FD_ENV, "")
         self.segment = Segment(int(shm_fd) if shm_fd.isdigit() else None)
         self.health = HealthChecker(config, self.segment)
-        self.exit_code = 0
         self._wake_r = -1
         self._wake_w = -1
 
@@ -176,7 +175,7 @@ class Arbiter:
             os.close(self._wake_r)
             os.close(self._wake_w)
         log.info("master %d exiting", os.getpid())
-        return self.exit_code
+        return 0
 
     def _stopped(self) -> bool:
         return self.stop_deadline is not None and not self.workers
@@ -184,8 +183,12 @@ class Arbiter:
     def _urls(self) -> str:
         return ", ".join(listener.url for listener in self.listeners)
 
+    def _current_workers(self) -> list[WorkerProcess]:
+        """The workers of the current generation (a reload's new one while it starts)."""
+        return [w for w in self.workers.values() if w.generation == self.generation]
+
     def _status_line(self) -> str:
-        current = [w for w in self.workers.values() if w.generation == self.generation]
+        current = self._current_workers()
         requests = self.segment.sum(Field.REQUESTS)
         return f"generation {self.generation}, {len(current)} workers, {requests} requests served"
 
@@ -210,13 +213,7 @@ class Arbiter:
         """Graceful stop: workers stop accepting and finish what is in flight."""
         if self.stop_deadline is None:
             log.info("SIGTERM: graceful stop (up to %.0fs)", self.config.server.graceful_timeout)
-            if self.upgrade_pid:
-                # Retired by the new master of a binary upgrade, which systemd now knows as
-                # MAINPID: STOPPING=1 (accepted from any process with NotifyAccess=all)
-                # would make systemd stop the whole service, new master included.
-                self.notifier.status(f"retiring: master {self.upgrade_pid} took over")
-            else:
-                self.notifier.stopping()
+            self._notify_stopping()
             self.stop_deadline = time.monotonic() + self.config.server.graceful_timeout + 2.0
             self._signal_workers(signal.SIGTERM)
 
@@ -228,11 +225,20 @@ class Arbiter:
 
     def _fast_stop(self, why: str) -> None:
         log.info("%s: fast stop", why)
-        self.notifier.stopping()
+        self._notify_stopping()
         deadline = time.monotonic() + FAST_STOP_GRACE
         if self.stop_deadline is None or self.stop_deadline > deadline:
             self.stop_deadline = deadline
         self._signal_workers(signal.SIGQUIT)
+
+    def _notify_stopping(self) -> None:
+        if self.upgrade_pid:
+            # Retired by the new master of a binary upgrade, which systemd now knows as
+            # MAINPID: STOPPING=1 (accepted from any process with NotifyAccess=all)
+            # would make systemd stop the whole service, new master included.
+            self.notifier.status(f"retiring: master {self.upgrade_pid} took over")
+        else:
+            self.notifier.stopping()
 
     def handle_sighup(self) -> None:
         error = self.reload()
@@ -290,7 +296,7 @@ class Arbiter:
         self._resize(self.worker_count - 1)
 
     def _signal_workers(self, signum: int, only: list[WorkerProcess] | None = None) -> None:
-        for worker in only if only is not None else list(self.workers.values()):
+        for worker in only if only is not None else self.workers.values():
             if signum in (signal.SIGTERM, signal.SIGQUIT):
                 worker.stopping = True
             with contextlib.suppress(ProcessLookupError):
@@ -379,7 +385,7 @@ class Arbiter:
             return
         _, waiters = self.pending_reload
         self.pending_reload = None
-        new = [w for w in self.workers.values() if w.generation == self.generation]
+        new = self._current_workers()
         log.error("reload: generation %d did not start in %.0fs; keeping the old workers",
                   self.generation, READY_TIMEOUT)  # fmt: skip
         self._signal_workers(signal.SIGKILL, new)
@@ -484,7 +490,7 @@ class Arbiter:
         if os.read(fd, 64):
             worker.ready = True
         worker.close_pipe()  # one message ("listening") or EOF (died first)
-        current = [w for w in self.workers.values() if w.generation == self.generation]
+        current = self._current_workers()
         if len(current) < self.worker_count or not all(w.ready for w in current):
             return
         if self.pending_reload is not None:
@@ -550,14 +556,13 @@ class Arbiter:
             if age > self.config.server.heartbeat_timeout:
                 log.error("worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it",
                           worker.slot, worker.pid, age)  # fmt: skip
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
+                self._signal_workers(signal.SIGKILL, [worker])
                 worker.ready = False
 
     def _respawn_due(self) -> None:
         if self.stop_deadline is not None:
             return
-        live = {w.slot for w in self.workers.values() if w.generation == self.generation}
+        live = {w.slot for w in self._current_workers()}
         now = time.monotonic()
         for slot in range(self.worker_count):
             if slot not in live and self.backoff[slot].not_before <= now:
@@ -570,9 +575,7 @@ class Arbiter:
             and time.monotonic() >= self.stop_deadline
         ):
             log.warning("stop deadline passed: killing %d worker(s)", len(self.workers))
-            for worker in self.workers.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
+            self._signal_workers(signal.SIGKILL)
             self.stop_deadline = time.monotonic() + 5.0
 
     # -- control socket --------------------------------------------------------------------

@@ -119,37 +119,38 @@ class ListenPlan:
 
 
 def bind_plan(plan: ListenPlan, slots: int) -> list[Listener]:
-    """Bind every listener of ``plan`` with ``slots`` sockets each.
-
-    The QUIC (UDP) sockets share the TLS port; with port 0 the TLS port is chosen first and
-    the UDP side follows it, trying again with a new port if that one is taken for UDP.
-    """
+    """Bind every listener of ``plan`` with ``slots`` sockets each."""
     listeners = bind_listeners(plan.hosts, plan.port, slots, plan.tolerate_missing_ipv6)
     if plan.tls_port is None:
         return listeners
     try:
-        for attempt in range(8):
-            tls = bind_listeners(
-                plan.hosts, plan.tls_port, slots, plan.tolerate_missing_ipv6, HTTPS
-            )
-            if not plan.http3:
-                return listeners + tls
-            try:
-                quic = bind_listeners(
-                    tuple(listener.host for listener in tls), tls[0].port, slots, False, QUIC
-                )
-            except BindError:
-                for listener in tls:
-                    listener.close()
-                if plan.tls_port != 0 or attempt == 7:
-                    raise
-                continue
-            return listeners + tls + quic
-        raise AssertionError("unreachable")
+        return listeners + _bind_tls(plan, plan.tls_port, slots)
     except BaseException:
         for listener in listeners:
             listener.close()
         raise
+
+
+def _bind_tls(plan: ListenPlan, port: int, slots: int) -> list[Listener]:
+    """The HTTPS listeners, and with HTTP/3 the QUIC (UDP) ones on the same port.
+
+    With port 0 the TLS port is chosen first and the UDP side follows it; when that port
+    is taken for UDP, a new one is tried (8 times in all).
+    """
+    tries = 8 if port == 0 else 1
+    while True:
+        tls = bind_listeners(plan.hosts, port, slots, plan.tolerate_missing_ipv6, HTTPS)
+        if not plan.http3:
+            return tls
+        hosts = tuple(listener.host for listener in tls)
+        try:
+            return tls + bind_listeners(hosts, tls[0].port, slots, False, QUIC)
+        except BindError:
+            for listener in tls:
+                listener.close()
+            tries -= 1
+            if not tries:
+                raise
 
 
 def bind_listeners(
@@ -162,7 +163,6 @@ def bind_listeners(
     """Bind ``slots`` sockets on every host. Port 0 picks one free port shared by all."""
     listeners: list[Listener] = []
     chosen = port
-    what = "udp " if kind == QUIC else ""
     try:
         for host in hosts:
             try:
@@ -172,17 +172,14 @@ def bind_listeners(
                 if tolerate_missing_ipv6 and ":" in host and missing_v6:
                     log.warning("skipping %s: no IPv6 on this host (%s)", host, exc.strerror)
                     continue
-                raise BindError(f"cannot listen on {what}{host}:{chosen}: {exc.strerror}") from exc
+                raise _bind_error(host, chosen, kind, exc) from exc
             chosen = first.getsockname()[1]
             listener = Listener(host, chosen, kind, [first])
             listeners.append(listener)
-            for _ in range(slots - 1):
-                try:
-                    listener.sockets.append(_bind_one(host, chosen, kind))
-                except OSError as exc:
-                    raise BindError(
-                        f"cannot listen on {what}{host}:{chosen}: {exc.strerror}"
-                    ) from exc
+            try:
+                listener.ensure_slots(slots)
+            except OSError as exc:
+                raise _bind_error(host, chosen, kind, exc) from exc
     except BaseException:
         for listener in listeners:
             listener.close()
@@ -190,6 +187,11 @@ def bind_listeners(
     if not listeners:
         raise BindError("no address could be bound")
     return listeners
+
+
+def _bind_error(host: str, port: int, kind: str, exc: OSError) -> BindError:
+    what = "udp " if kind == QUIC else ""
+    return BindError(f"cannot listen on {what}{host}:{port}: {exc.strerror}")
 
 
 INHERIT_ENV = "BEXT_LISTEN_FDS"

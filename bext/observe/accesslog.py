@@ -118,7 +118,5 @@ class AccessLog:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
-        except BlockingIOError:
-            pass  # a stuck log reader must never stall request handling
-        except OSError:
-            pass
+        except OSError:  # BlockingIOError included: a stuck log reader must never stall
+            pass  # request handling, nor a full disk crash the worker

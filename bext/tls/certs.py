@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from bext.routing.host import normalize_host
 from bext.tls import internal_ca
 
 if TYPE_CHECKING:
@@ -120,7 +121,8 @@ class ResolvedCertificates:
 class SNITable(Generic[T]):
     """Host name -> value, for SNI: exact names, then "*.example.com" patterns.
 
-    Matching is case-insensitive and ignores a trailing dot. A wildcard matches exactly one
+    Names are compared as `normalize_host` leaves them (case-insensitive, no trailing
+    dot, IPv6 unbracketed). A wildcard matches exactly one
     label ("a.example.com", not "example.com" nor "a.b.example.com"), as certificate
     wildcards do (RFC 6125), so the entry chosen is one whose certificate can be valid.
     When several entries list the same host, the first one wins (config order). A lookup
@@ -134,7 +136,7 @@ class SNITable(Generic[T]):
         self._wildcard: dict[str, T] = {}
         for hosts, value in items:
             for host in hosts:
-                name = _canonical(host)
+                name = normalize_host(host)
                 if name.startswith("*."):
                     self._wildcard.setdefault(name[2:], value)
                 else:
@@ -144,7 +146,7 @@ class SNITable(Generic[T]):
         """The value for `server_name`; None when nothing matches (serve the default)."""
         if not server_name:
             return None
-        name = _canonical(server_name)
+        name = normalize_host(server_name)
         found = self._exact.get(name)
         if found is not None:
             return found
@@ -184,7 +186,7 @@ def resolve_certificates(config: Config) -> ResolvedCertificates:
     checked: list[_Checked | None] = []
     for i, item in enumerate(tls.certificates):
         where = f"server.tls.certificates[{i}]"
-        hosts = tuple(_canonical(host) for host in item.hosts)
+        hosts = tuple(normalize_host(host) for host in item.hosts)
         entries.append(SNIEntry(hosts, item.cert, item.key, where))
         checked.append(report.check_pair(f"{where}.cert", f"{where}.key", item.cert, item.key))
     if report.problems:
@@ -237,7 +239,7 @@ class _Report:
         if chain is None or private is None:
             return None
         leaf = chain[0]
-        if _spki(private.public_key()) != _spki(leaf.public_key()):
+        if internal_ca.spki(private.public_key()) != internal_ca.spki(leaf.public_key()):
             self.problems.append(f"{key_key}: does not match the certificate in {cert}")
             return None
         self._check_dates(cert_key, cert, leaf)
@@ -406,32 +408,15 @@ def ssl_reason(exc: ssl.SSLError) -> str:
     return (exc.reason or str(exc)).lower().replace("_", " ")
 
 
-def _spki(public: PublicKeyTypes) -> bytes:
-    return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 # --- names ------------------------------------------------------------------------------
-
-
-def _canonical(host: str) -> str:
-    """Lowercase, without a trailing dot or IPv6 brackets: how names are compared here."""
-    name = host.strip().lower().removesuffix(".")
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    return name
 
 
 def _names(cert: x509.Certificate) -> tuple[frozenset[str], bool]:
     """The certificate's DNS and IP subjectAltNames (canonical), and whether it has SANs."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    names = internal_ca.san_names(cert)
+    if names is None:
         return frozenset(), False
-    names = {_canonical(name) for name in san.get_values_for_type(x509.DNSName)}
-    names.update(str(address) for address in san.get_values_for_type(x509.IPAddress))
-    return frozenset(names), True
+    return frozenset(normalize_host(name) for name in names), True
 
 
 def _covers(names: frozenset[str], host: str) -> bool:
@@ -513,7 +498,7 @@ def _check_route_hosts(
     for rule in config.route_rules:
         if rule.host is None:
             continue
-        host = _canonical(rule.host)
+        host = normalize_host(rule.host)
         if host in seen:
             continue
         seen.add(host)

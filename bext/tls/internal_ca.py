@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bext.routing.host import normalize_host
+
 if TYPE_CHECKING:
     from bext.config.schema import Config
 
@@ -179,9 +181,7 @@ def internal_hosts(config: Config) -> list[str]:
     result: list[str] = []
 
     def add(name: str) -> None:
-        name = name.lower().removesuffix(".")
-        if name.startswith("[") and name.endswith("]"):
-            name = name[1:-1]
+        name = normalize_host(name)
         if name not in result:
             result.append(name)
 
@@ -279,7 +279,7 @@ def _load_ca(paths: CAPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateK
         key = serialization.load_pem_private_key(key_data, password=None)
     except (ValueError, TypeError):
         raise InternalCAError(f"{paths.key} is not an unencrypted PEM key; {fix}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or _spki(key.public_key()) != _spki(
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or spki(key.public_key()) != spki(
         cert.public_key()
     ):
         raise InternalCAError(f"{paths.key} does not belong to {paths.cert}; {fix}")
@@ -305,22 +305,26 @@ def _build_root(key: ec.EllipticCurvePrivateKey, now: datetime) -> x509.Certific
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + ROOT_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
+    )
+
+
+def _key_usage(
+    *, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
+) -> x509.KeyUsage:
+    """A KeyUsage with only the given bits set (the others do not apply to EC keys here)."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -356,11 +360,12 @@ def _san(names: Sequence[str]) -> list[x509.GeneralName]:
     return result
 
 
-def _san_set(cert: x509.Certificate) -> set[str]:
+def san_names(cert: x509.Certificate) -> set[str] | None:
+    """The DNS (lowercased) and IP subjectAltNames; None when there is no such extension."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return set()
+        return None
     names = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
     names.update(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
     return names
@@ -389,20 +394,7 @@ def _build_leaf(
         .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -430,10 +422,10 @@ def _leaf_reusable(
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         return False
     return (
-        _spki(key.public_key()) == _spki(cert.public_key())
+        spki(key.public_key()) == spki(cert.public_key())
         and cert.not_valid_after_utc - now > LEAF_RENEW_BEFORE
         and cert.not_valid_before_utc <= now
-        and _san_set(cert) == set(names)
+        and san_names(cert) == set(names)
     )
 
 
@@ -515,7 +507,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _spki(public: PublicKeyTypes) -> bytes:
+def spki(public: PublicKeyTypes) -> bytes:
     """A public key as DER SubjectPublicKeyInfo, for equality checks."""
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

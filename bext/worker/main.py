@@ -126,7 +126,6 @@ class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.config = config = spec.config
-        self.ready_fd = spec.ready_fd
         counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
         self.ctx = build_context(config, spec.segment, counters)
         self.master_pid = os.getppid()
@@ -178,8 +177,8 @@ class Worker:
         housekeeping = loop.create_task(self._housekeeping())
         gc.collect()
         gc.freeze()
-        os.write(self.ready_fd, b"r")
-        os.close(self.ready_fd)
+        os.write(self.spec.ready_fd, b"r")
+        os.close(self.spec.ready_fd)
 
         await self.stop_requested.wait()
         setproctitle(f"bext: worker {self.spec.slot} (gen {self.spec.generation}, draining)")
