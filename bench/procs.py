@@ -7,8 +7,13 @@ its workers, and its CPU time is the sum over that group.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import re
+import resource
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,12 +21,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 STOP_TIMEOUT = 15.0
 START_TIMEOUT = 30.0
+GRACE = 30.0
+"""Seconds a load generator may run beyond its own duration before it is killed."""
 
 
 class BenchError(Exception):
@@ -200,3 +208,130 @@ def check_nginx_config(argv: Sequence[str], conf: Path) -> None:
     check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         raise BenchError(f"nginx rejects the generated {conf}:\n{check.stderr.strip()}")
+
+
+def wait_nginx(managed: Managed, port: int, workers: int) -> None:
+    """Wait until nginx accepts on ``port`` and has its ``workers`` worker processes."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if managed.proc.poll() is not None:
+            raise managed.failed(f"exited with status {managed.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                pass
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if len(children_of(managed.pid)) >= workers:
+            return
+        time.sleep(0.05)
+    raise managed.failed(f"did not start within {START_TIMEOUT:.0f}s")
+
+
+_READY = re.compile(r"ready: (\d+) workers serving (.*)")
+
+
+def wait_bext_ready(managed: Managed) -> str:
+    """What bext's ``ready: N workers serving URL[, URL...]`` line says it serves."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = _READY.search(managed.stderr_path.read_text(errors="replace"))
+        if match is not None:
+            return match.group(2)
+        if managed.proc.poll() is not None:
+            raise managed.failed(f"exited with status {managed.proc.returncode}")
+        time.sleep(0.05)
+    raise managed.failed(f"did not report ready within {START_TIMEOUT:.0f}s")
+
+
+# -- load generators and CPU ------------------------------------------------------------------
+
+
+def run_tool(argv: list[str], seconds: float) -> str:
+    """stdout of ``argv``; killed if it runs GRACE seconds past ``seconds``."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + GRACE, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{shlex.join(argv)} overran {seconds:.0f}s by {GRACE:.0f}s") from exc
+    if done.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def machine_cpu() -> tuple[int, int, int, int]:
+    """Jiffies over all CPUs since boot from /proc/stat: (total, idle incl. iowait, steal,
+    user+nice+system, the part that per-process accounting sees)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return sum(values[:8]), values[3] + values[4], values[7], sum(values[:3])
+
+
+def children_cpu() -> float:
+    """CPU seconds of the waited-for children (the load generators) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def find_tool(given: str | None, *candidates: str) -> str:
+    """``given`` (a path or a name on PATH), else the first executable of ``candidates``."""
+    for candidate in [given] if given else list(candidates):
+        found = shutil.which(candidate) if "/" not in candidate else candidate
+        if found and os.access(found, os.X_OK):
+            return found
+    raise BenchError(f"cannot find {given or candidates[-1]} (see bench/README.md)")
+
+
+def version_of(argv: list[str], pattern: str) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match.group(1) if match else "unknown"
+
+
+def command_line(argv: list[str]) -> str:
+    """``argv`` as the command to type again from the current folder."""
+
+    def rel(path: str) -> str:
+        with contextlib.suppress(ValueError):
+            return str(Path(path).resolve().relative_to(Path.cwd()))
+        return path
+
+    python = sys.executable
+    with contextlib.suppress(ValueError):
+        python = str(Path(python).relative_to(Path.cwd()))  # keep .venv/bin/python, no symlinks
+    return shlex.join([python, rel(argv[0]), *argv[1:]])
+
+
+def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def bench_main(
+    script: str,
+    argv: list[str] | None,
+    parse_args: Callable[[list[str]], argparse.Namespace],
+    run: Callable[[argparse.Namespace, list[str]], int],
+) -> int:
+    """Parse, run, and turn a `BenchError` or Ctrl-C into a message and an exit status.
+
+    SIGTERM and SIGHUP raise SystemExit, so try/finally and atexit stop every process.
+    """
+    full_argv = sys.argv if argv is None else [script, *argv]
+    args = parse_args(full_argv[1:])
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+    signal.signal(signal.SIGHUP, _raise_on_signal)
+    try:
+        return run(args, full_argv)
+    except BenchError as exc:
+        log(f"bench: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        return 130

@@ -24,17 +24,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import re
-import resource
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,37 +40,36 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 
 from backends import Endpoint, FixtureContext
 from procs import (
+    GRACE,
     OPENER,
-    START_TIMEOUT,
     BenchError,
     Managed,
     Processes,
+    bench_main,
     check_nginx_config,
+    children_cpu,
     children_of,
+    command_line,
     cpu_seconds_by_group,
+    find_tool,
     free_port,
     log,
+    machine_cpu,
     nginx_temp_paths,
+    run_tool,
+    version_of,
+    wait_bext_ready,
+    wait_nginx,
 )
 from pyspy_summary import summarise_file
 from scenarios import Scenario, iter_selected
 
 REPO = Path(__file__).resolve().parent.parent
-WRK_GRACE = 30.0
-"""Seconds a wrk run may take beyond its -d before it is killed."""
 SERVERS = ("nginx", "bext")
 """Always measured; a scenario's ``targets`` come after them in every round."""
-
-
-# -- processes --------------------------------------------------------------------------------
-
-
-def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -231,23 +225,8 @@ def start_nginx(
     argv = [nginx, "-p", str(workdir), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
     check_nginx_config(argv, conf)
     managed = procs.start("nginx", [*argv, "-g", "daemon off;"], workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if managed.proc.poll() is not None:
-            raise managed.failed(f"exited with status {managed.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                pass
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if len(children_of(managed.pid)) >= workers:
-            return Server("nginx", f"http://127.0.0.1:{port}", managed)
-        time.sleep(0.05)
-    raise managed.failed(f"did not start within {START_TIMEOUT:.0f}s")
-
-
-_READY = re.compile(r"ready: (\d+) workers serving (\S+)")
+    wait_nginx(managed, port, workers)
+    return Server("nginx", f"http://127.0.0.1:{port}", managed)
 
 
 def start_bext(
@@ -256,18 +235,10 @@ def start_bext(
     conf = workdir / "bext.toml"
     conf.write_text(bext_config(workers, scenarios))
     managed = procs.start("bext", [bext, "run", "-c", str(conf)], workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        match = _READY.search(managed.stderr_path.read_text(errors="replace"))
-        if match is not None:
-            url = match.group(2).rstrip("/")
-            if not url.startswith("http://127.0.0.1:"):
-                raise BenchError(f"bext serves {url}, expected http://127.0.0.1:PORT")
-            return Server("bext", url, managed)
-        if managed.proc.poll() is not None:
-            raise managed.failed(f"exited with status {managed.proc.returncode}")
-        time.sleep(0.05)
-    raise managed.failed(f"did not report ready within {START_TIMEOUT:.0f}s")
+    url = wait_bext_ready(managed).split()[0].rstrip("/")
+    if not url.startswith("http://127.0.0.1:"):
+        raise BenchError(f"bext serves {url}, expected http://127.0.0.1:PORT")
+    return Server("bext", url, managed)
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -421,32 +392,6 @@ class Load:
         return [*argv, url]
 
 
-def machine_cpu() -> tuple[int, int, int, int]:
-    """Jiffies over all CPUs since boot from /proc/stat: (total, idle incl. iowait, steal,
-    user+nice+system, the part that per-process accounting sees)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
-    return sum(values[:8]), values[3] + values[4], values[7], sum(values[:3])
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_wrk(argv: list[str], duration: int) -> str:
-    """wrk's output; wrk is killed if it overruns ``duration`` by WRK_GRACE seconds."""
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=duration + WRK_GRACE, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"wrk overran its {duration}s run by {WRK_GRACE:.0f}s: killed") from exc
-    if done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}):\n{done.stderr}")
-    return done.stdout
-
-
 def measure(
     server: Server,
     prepared: Prepared,
@@ -466,11 +411,11 @@ def measure(
         by_group = cpu_seconds_by_group(groups)
         return by_group[server.pgid], sum(by_group[g] for g in backend_pgids)
 
-    (cpu0, backend0), wrk0, t0 = cpu_split(), _children_cpu(), time.monotonic()
+    (cpu0, backend0), wrk0, t0 = cpu_split(), children_cpu(), time.monotonic()
     machine0 = machine_cpu()
-    output = run_wrk(argv, seconds)
+    output = run_tool(argv, seconds)
     wall = time.monotonic() - t0
-    (cpu1, backend1), wrk1, machine1 = cpu_split(), _children_cpu(), machine_cpu()
+    (cpu1, backend1), wrk1, machine1 = cpu_split(), children_cpu(), machine_cpu()
     total, idle, steal, tasks = (b - a for b, a in zip(machine1, machine0, strict=True))
     server_cpu, wrk_cpu = (cpu1 - cpu0) / wall, (wrk1 - wrk0) / wall
     backend_cpu = (backend1 - backend0) / wall
@@ -536,11 +481,11 @@ def profile_bext(
     try:
         time.sleep(1.0)
         spy = subprocess.run(
-            spy_argv, capture_output=True, text=True, timeout=seconds + WRK_GRACE, check=False
+            spy_argv, capture_output=True, text=True, timeout=seconds + GRACE, check=False
         )
     finally:
         try:
-            wrk.wait(wrk_seconds + WRK_GRACE)
+            wrk.wait(wrk_seconds + GRACE)
         except subprocess.TimeoutExpired:
             wrk.kill()
             wrk.wait()
@@ -677,15 +622,6 @@ def rounds_table(result: ScenarioResult) -> str:
     return "\n".join(lines)
 
 
-def version_of(argv: list[str], pattern: str) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    match = re.search(pattern, done.stdout + done.stderr)
-    return match.group(1) if match else "unknown"
-
-
 def environment(nginx: str, wrk: str, bext: str) -> dict[str, str]:
     python = Path(bext).with_name("python")
     libs = apps = "unknown"
@@ -724,18 +660,6 @@ def environment(nginx: str, wrk: str, bext: str) -> dict[str, str]:
         "bext_runtime": libs,
         "app_servers": apps,
     }
-
-
-def command_line(argv: list[str]) -> str:
-    def rel(path: str) -> str:
-        with contextlib.suppress(ValueError):
-            return str(Path(path).resolve().relative_to(Path.cwd()))
-        return path
-
-    python = sys.executable
-    with contextlib.suppress(ValueError):
-        python = str(Path(python).relative_to(Path.cwd()))  # keep .venv/bin/python, no symlinks
-    return shlex.join([python, rel(argv[0]), *argv[1:]])
 
 
 def markdown(
@@ -785,14 +709,6 @@ tenants of the machine): a round it hits is skewed.
 
 
 # -- main -------------------------------------------------------------------------------------
-
-
-def _tool(given: str | None, *candidates: str) -> str:
-    for candidate in [given] if given else list(candidates):
-        found = shutil.which(candidate) if "/" not in candidate else candidate
-        if found and os.access(found, os.X_OK):
-            return found
-    raise BenchError(f"cannot find {given or candidates[-1]} (see bench/README.md)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -924,12 +840,12 @@ def json_document(
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    nginx = _tool(args.nginx, "/usr/sbin/nginx", "nginx")
-    wrk = _tool(args.wrk, "wrk")
-    bext = _tool(args.bext, str(REPO / ".venv" / "bin" / "bext"), "bext")
+    nginx = find_tool(args.nginx, "/usr/sbin/nginx", "nginx")
+    wrk = find_tool(args.wrk, "wrk")
+    bext = find_tool(args.bext, str(REPO / ".venv" / "bin" / "bext"), "bext")
     py_spy = None
     if args.profile:
-        py_spy = _tool(None, str(Path(bext).with_name("py-spy")), "py-spy")
+        py_spy = find_tool(None, str(Path(bext).with_name("py-spy")), "py-spy")
     try:
         selected = list(iter_selected(args.scenario))
     except KeyError as exc:
@@ -996,18 +912,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    full_argv = sys.argv if argv is None else ["bench/run.py", *argv]
-    args = parse_args(full_argv[1:])
-    signal.signal(signal.SIGTERM, _raise_on_signal)
-    signal.signal(signal.SIGHUP, _raise_on_signal)
-    try:
-        return run(args, full_argv)
-    except BenchError as exc:
-        log(f"bench: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("bench: interrupted")
-        return 130
+    return bench_main("bench/run.py", argv, parse_args, run)
 
 
 if __name__ == "__main__":

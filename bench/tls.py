@@ -36,10 +36,8 @@ import json
 import os
 import random
 import re
-import resource
 import shlex
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -52,22 +50,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from procs import (
-    START_TIMEOUT,
+    GRACE,
     BenchError,
     Managed,
     Processes,
+    bench_main,
     check_nginx_config,
+    children_cpu,
     children_of,
+    command_line,
     cpu_seconds_by_group,
+    find_tool,
     free_port,
     log,
+    machine_cpu,
     nginx_temp_paths,
+    run_tool,
+    version_of,
+    wait_bext_ready,
+    wait_nginx,
 )
 from pyspy_summary import parse_frame, parse_raw, summarise_file
-from run import _raise_on_signal, _tool, command_line, machine_cpu, parse_wrk, version_of
+from run import parse_wrk
 
 REPO = Path(__file__).resolve().parent.parent
-GRACE = 30.0
 """Seconds a load generator may run beyond its planned time before it is killed."""
 PATH = "/static/1k.bin"
 BODY = random.Random(1024).randbytes(1024)
@@ -220,23 +226,8 @@ def start_nginx(procs: Processes, nginx: str, workdir: Path, workers: int, files
     argv = [nginx, "-p", str(workdir), "-e", str(workdir / "nginx-error.log"), "-c", str(conf)]
     check_nginx_config(argv, conf)
     managed = procs.start("nginx", [*argv, "-g", "daemon off;"], workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if managed.proc.poll() is not None:
-            raise managed.failed(f"exited with status {managed.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                pass
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if len(children_of(managed.pid)) >= workers:
-            return Server("nginx", port, managed)
-        time.sleep(0.05)
-    raise managed.failed(f"did not start within {START_TIMEOUT:.0f}s")
-
-
-_READY = re.compile(r"ready: (\d+) workers serving (.*)")
+    wait_nginx(managed, port, workers)
+    return Server("nginx", port, managed)
 
 
 def start_bext(procs: Processes, python: str, workdir: Path, workers: int, files: Files) -> Server:
@@ -244,18 +235,11 @@ def start_bext(procs: Processes, python: str, workdir: Path, workers: int, files
     conf = workdir / "bext.toml"
     conf.write_text(bext_config(port, workers, files))
     managed = procs.start("bext", [python, "-m", "bext", "run", "-c", str(conf)], workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        match = _READY.search(managed.stderr_path.read_text(errors="replace"))
-        if match is not None:
-            wanted = f"https://127.0.0.1:{port}"
-            if wanted not in match.group(2):
-                raise BenchError(f"bext serves {match.group(2)}, expected {wanted}")
-            return Server("bext", port, managed)
-        if managed.proc.poll() is not None:
-            raise managed.failed(f"exited with status {managed.proc.returncode}")
-        time.sleep(0.05)
-    raise managed.failed(f"did not report ready within {START_TIMEOUT:.0f}s")
+    served = wait_bext_ready(managed)
+    wanted = f"https://127.0.0.1:{port}"
+    if wanted not in served:
+        raise BenchError(f"bext serves {served}, expected {wanted}")
+    return Server("bext", port, managed)
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -357,11 +341,6 @@ class Sample:
         return 1e6 * self.server_cpu * self.wall / self.done if self.done else float("inf")
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 class CpuMeter:
     """CPU of the server, of the load generator (waited-for children), and of the rest."""
 
@@ -370,7 +349,7 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self.server0 = cpu_seconds_by_group([self.pgid])[self.pgid]
-        self.client0 = _children_cpu()
+        self.client0 = children_cpu()
         self.machine0 = machine_cpu()
         self.t0 = time.monotonic()
         return self
@@ -378,26 +357,13 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         self.wall = max(time.monotonic() - self.t0, 1e-9)
         self.server = (cpu_seconds_by_group([self.pgid])[self.pgid] - self.server0) / self.wall
-        self.client = (_children_cpu() - self.client0) / self.wall
+        self.client = (children_cpu() - self.client0) / self.wall
         total, idle, _steal, tasks = (
             b - a for b, a in zip(machine_cpu(), self.machine0, strict=True)
         )
         busy = tasks / os.sysconf("SC_CLK_TCK") / self.wall
         self.others = max(0.0, busy - self.server - self.client)
         self.idle = idle / total if total else 0.0
-
-
-def run_tool(argv: list[str], seconds: float) -> str:
-    """stdout of ``argv``; killed if it runs GRACE seconds past ``seconds``."""
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=seconds + GRACE, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{shlex.join(argv)} overran {seconds:.0f}s by {GRACE:.0f}s") from exc
-    if done.returncode != 0:
-        raise BenchError(f"{shlex.join(argv)} failed ({done.returncode}):\n{done.stderr}")
-    return done.stdout
 
 
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -1067,16 +1033,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     tools = {
-        "nginx": _tool(args.nginx, "/usr/sbin/nginx", "nginx"),
-        "h2load": _tool(args.h2load, "h2load"),
-        "wrk": _tool(args.wrk, "wrk"),
-        "openssl": _tool(args.openssl, "openssl"),
-        "curl": _tool(args.curl, "curl"),
+        "nginx": find_tool(args.nginx, "/usr/sbin/nginx", "nginx"),
+        "h2load": find_tool(args.h2load, "h2load"),
+        "wrk": find_tool(args.wrk, "wrk"),
+        "openssl": find_tool(args.openssl, "openssl"),
+        "curl": find_tool(args.curl, "curl"),
     }
-    python = _tool(args.python, str(REPO / ".venv" / "bin" / "python"), "python3")
+    python = find_tool(args.python, str(REPO / ".venv" / "bin" / "python"), "python3")
     py_spy = None
     if args.profile:
-        py_spy = _tool(None, str(Path(python).with_name("py-spy")), "py-spy")
+        py_spy = find_tool(None, str(Path(python).with_name("py-spy")), "py-spy")
     settings = Settings(
         h2load=tools["h2load"],
         openssl=tools["openssl"],
@@ -1187,18 +1153,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    full_argv = sys.argv if argv is None else ["bench/tls.py", *argv]
-    args = parse_args(full_argv[1:])
-    signal.signal(signal.SIGTERM, _raise_on_signal)
-    signal.signal(signal.SIGHUP, _raise_on_signal)
-    try:
-        return run(args, full_argv)
-    except BenchError as exc:
-        log(f"bench: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("bench: interrupted")
-        return 130
+    return bench_main("bench/tls.py", argv, parse_args, run)
 
 
 if __name__ == "__main__":

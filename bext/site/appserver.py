@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BIND = "127.0.0.1:8000"
+DEFAULT_URL = f"http://{DEFAULT_BIND}"
 SKIP_DIRS = frozenset({".git", ".venv", "venv", "env", "node_modules", "__pycache__",
                        "site-packages", "staticfiles", "media", ".tox", ".mypy_cache"})  # fmt: skip
 
@@ -149,28 +150,27 @@ def find_app_server(
             continue
         read.append(procfile)
         for line in procfile.read_text(errors="replace").splitlines():
-            if line.startswith("web:"):
-                server, url = parse_command(line[4:])
-                if server:
-                    why = f"Procfile web: runs {server}"
-                    if url is None:
-                        url = bind_to_url(DEFAULT_BIND) or ""
-                        why += f" (bind not fixed there, assuming {DEFAULT_BIND})"
-                    return AppServer(server, url, why, procfile), read
+            server, url = parse_command(line[4:]) if line.startswith("web:") else (None, None)
+            if server:
+                why = f"Procfile web: runs {server}"
+                return _named(server, url, why, "bind not fixed there", procfile), read
     for unit in unit_files(root):
         read.append(unit)
         command = _exec_start(unit.read_text(errors="replace"))
         server, url = parse_command(command) if command else (None, None)
         if server:
             why = f"ExecStart in {unit.name} runs {server}"
-            if url is None:
-                url = bind_to_url(DEFAULT_BIND) or ""
-                why += f" (no bind there, assuming {DEFAULT_BIND})"
-            return AppServer(server, url, why, unit), read
-    url = bind_to_url(DEFAULT_BIND) or ""
+            return _named(server, url, why, "no bind there", unit), read
     for name in ("gunicorn", "uvicorn"):
         if name in dependencies:
             why = f"{name} is a dependency; assuming it listens on {DEFAULT_BIND}"
-            return AppServer(name, url, why), read
+            return AppServer(name, DEFAULT_URL, why), read
     why = f"no app server named in the project; assuming {default} on {DEFAULT_BIND}"
-    return AppServer(None, url, why), read
+    return AppServer(None, DEFAULT_URL, why), read
+
+
+def _named(server: str, url: str | None, why: str, no_bind: str, source: Path) -> AppServer:
+    """The app server a file names; without a bind there, the default one is assumed."""
+    if url is None:
+        return AppServer(server, DEFAULT_URL, f"{why} ({no_bind}, assuming {DEFAULT_BIND})", source)
+    return AppServer(server, url, why, source)

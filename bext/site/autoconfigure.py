@@ -7,30 +7,23 @@ import tomllib
 from pathlib import Path
 from typing import TextIO
 
-from bext.config import ConfigError, parse_config
-from bext.site.detect import DetectError, Detection, detect
+from bext.config import DEFAULT_CONFIG_PATH, ConfigError, parse_config
+from bext.site.detect import DetectError, Detection, detect, rel
 from bext.site.render import render_toml, write_config
 
-CONFIG_NAME = "bext.config.toml"
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78
 
 
 def report(d: Detection, out: TextIO) -> None:
-    def rel(path: Path) -> str:
-        try:
-            return str(path.relative_to(d.root)) or "."
-        except ValueError:
-            return str(path)
-
     print(f"detected: {d.rule.name} ({d.rule.description})", file=out)
-    print(f"  app_dir: {rel(d.app_dir)}", file=out)
+    print(f"  app_dir: {rel(d.app_dir, d.root)}", file=out)
     for reason in d.reasons:
         print(f"  because {reason}", file=out)
     for mount in d.mounts:
-        print(f"  static {mount.pattern} -> {rel(mount.root)} ({mount.why})", file=out)
+        print(f"  static {mount.pattern} -> {rel(mount.root, d.root)} ({mount.why})", file=out)
     if d.app_server is not None:
         print(f"  proxy /** -> {d.app_server.url}", file=out)
-    print(f"  files read: {', '.join(rel(p) for p in d.files_read) or 'none'}", file=out)
+    print(f"  files read: {', '.join(rel(p, d.root) for p in d.files_read) or 'none'}", file=out)
     for note in d.notes:
         print(f"  note: {note}", file=out)
 
@@ -39,7 +32,7 @@ def autoconfigure(folder: Path, *, force: bool = False, dry_run: bool = False,
                   out: TextIO | None = None, err: TextIO | None = None) -> int:  # fmt: skip
     out = out or sys.stdout
     err = err or sys.stderr
-    target = folder / CONFIG_NAME
+    target = folder / DEFAULT_CONFIG_PATH.name
     if target.exists() and not force and not dry_run:
         print(f"bext: {target} exists; use --force to replace it or --dry-run to see the "
               "new one", file=err)  # fmt: skip

@@ -11,6 +11,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bext.config import DEFAULT_CONFIG_PATH
 from bext.site.appserver import SKIP_DIRS, AppServer, find_app_server
 from bext.site.catalog import FrameworkRule, load_catalog
 from bext.site.deps import normalize, read_dependencies
@@ -102,7 +103,8 @@ def _between(root: Path, folder: Path) -> list[Path]:
     return list(reversed(chain))
 
 
-def _rel(path: Path, root: Path) -> str:
+def rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` for messages (``.`` for root itself), else as is."""
     try:
         return str(path.relative_to(root)) or "."
     except ValueError:
@@ -127,16 +129,16 @@ def _try_rule(rule: FrameworkRule, root: Path, misses: list[str]) -> Detection |
 
     fired: list[tuple[int, Path, list[str], list[Path]]] = []
     for level, folder in files_where:
-        reasons = [f"{_rel(folder / f, root)} exists" for f in rule.files]
+        reasons = [f"{rel(folder / f, root)} exists" for f in rule.files]
         if site_index is not None:
-            reasons.append(f"{_rel(site_index, root)} exists")
+            reasons.append(f"{rel(site_index, root)} exists")
         read: list[Path] = []
         if rule.dependencies or rule.imports:
             names, dep_files = read_dependencies(_between(root, folder))
             read += dep_files
             wanted = [d for d in rule.dependencies if normalize(d) in names]
             if wanted:
-                where = ", ".join(_rel(p, root) for p in dep_files)
+                where = ", ".join(rel(p, root) for p in dep_files)
                 reasons.append(f"{wanted[0]} is listed in {where}")
             elif rule.imports:
                 modules = _imported_modules(_between(root, folder))
@@ -145,7 +147,7 @@ def _try_rule(rule: FrameworkRule, root: Path, misses: list[str]) -> Detection |
                     if rule.files:
                         misses.append(_miss(rule, folder, root, dep_files))
                     continue
-                reasons.append(f"{_rel(modules[hit], root)} imports {hit}")
+                reasons.append(f"{rel(modules[hit], root)} imports {hit}")
                 read.append(modules[hit])
             else:
                 misses.append(_miss(rule, folder, root, dep_files))
@@ -156,7 +158,7 @@ def _try_rule(rule: FrameworkRule, root: Path, misses: list[str]) -> Detection |
     best = min(level for level, *_ in fired)
     top = [f for f in fired if f[0] == best]
     if len(top) > 1:
-        places = ", ".join(_rel(folder, root) for _, folder, *_ in top)
+        places = ", ".join(rel(folder, root) for _, folder, *_ in top)
         raise DetectError(
             f"ambiguous: the {rule.name} rule matches {len(top)} projects ({places}); run "
             f"`bext site autoconfigure FOLDER` on the one bext should serve"
@@ -170,8 +172,8 @@ def _try_rule(rule: FrameworkRule, root: Path, misses: list[str]) -> Detection |
 
 
 def _miss(rule: FrameworkRule, folder: Path, root: Path, dep_files: list[Path]) -> str:
-    files = ", ".join(_rel(folder / f, root) for f in rule.files)
-    looked = ", ".join(_rel(p, root) for p in dep_files) or "no dependency files found"
+    files = ", ".join(rel(folder / f, root) for f in rule.files)
+    looked = ", ".join(rel(p, root) for p in dep_files) or "no dependency files found"
     deps = " or ".join(rule.dependencies) or "?"
     return f"{rule.name}: {files} exists but {deps} is not listed ({looked})"
 
@@ -181,10 +183,11 @@ def detect(root: Path, rules: list[FrameworkRule] | None = None) -> Detection:
     root = root.absolute()
     if not root.is_dir():
         raise DetectError(f"{root} is not a directory")
-    if not any(p.name != "bext.config.toml" for p in root.iterdir()):
+    if not any(p.name != DEFAULT_CONFIG_PATH.name for p in root.iterdir()):
         raise DetectError(f"{root} is empty: nothing to configure")
+    rules = load_catalog() if rules is None else rules
     misses: list[str] = []
-    for rule in load_catalog() if rules is None else rules:
+    for rule in rules:
         detection = _try_rule(rule, root, misses)
         if detection is None:
             continue
@@ -195,7 +198,7 @@ def detect(root: Path, rules: list[FrameworkRule] | None = None) -> Detection:
         else:
             _complete_static(detection)
         return detection
-    names = ", ".join(r.name for r in (load_catalog() if rules is None else rules))
+    names = ", ".join(r.name for r in rules)
     detail = "".join(f"\n  {m}" for m in misses)
     raise DetectError(f"no framework detected in {root} (rules tried: {names}){detail}")
 
@@ -224,7 +227,7 @@ def _complete_django(d: Detection) -> None:
         static_root = d.app_dir / "staticfiles"
         d.notes.append(
             "STATIC_ROOT not found in the settings (collectstatic needs it); assuming "
-            f'{_rel(static_root, d.root)}: set STATIC_ROOT = BASE_DIR / "staticfiles"'
+            f'{rel(static_root, d.root)}: set STATIC_ROOT = BASE_DIR / "staticfiles"'
         )
     _add_mount(d, "STATIC", static_url, Path(static_root))
     media_root = values.get("MEDIA_ROOT")
@@ -248,7 +251,7 @@ def _add_mount(d: Detection, kind: str, url: str, folder: Path) -> None:
     if prefix == "/":
         d.notes.append(f"{kind}_URL is /: no static rule (it would hide the app)")
         return
-    why = f"{kind}_URL {url!r}, {kind}_ROOT {_rel(folder, d.root)}"
+    why = f"{kind}_URL {url!r}, {kind}_ROOT {rel(folder, d.root)}"
     d.mounts.append(Mount(prefix + "/**", folder, why=why))
 
 
@@ -261,7 +264,7 @@ def _complete_app(d: Detection) -> None:
             d.app_dir / "static",
         )  # fmt: skip
     if static.is_dir():
-        d.mounts.append(Mount("/static/**", static, why=f"{_rel(static, d.root)}/ exists"))
+        d.mounts.append(Mount("/static/**", static, why=f"{rel(static, d.root)}/ exists"))
     else:
         d.notes.append("no static/ folder: everything goes to the app")
     _complete_app_server(d)
@@ -271,4 +274,4 @@ def _complete_static(d: Detection) -> None:
     index = next(p for p in d.files_read if p.name == STATIC_SITE_INDEX)
     d.app_dir = d.root
     d.mounts.append(Mount("/**", index.parent, index=STATIC_SITE_INDEX,
-                          why=f"{_rel(index, d.root)} exists"))  # fmt: skip
+                          why=f"{rel(index, d.root)} exists"))  # fmt: skip

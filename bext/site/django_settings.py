@@ -21,7 +21,6 @@ SETTING_NAMES = ("STATIC_URL", "STATIC_ROOT", "MEDIA_URL", "MEDIA_ROOT")
 @dataclass
 class DjangoSettings:
     module: str | None = None
-    path: Path | None = None
     values: dict[str, str | Path] = field(default_factory=dict)
     """The settings found: URLs as str, roots as absolute paths."""
     files_read: list[Path] = field(default_factory=list)
@@ -130,6 +129,20 @@ def _mentions_manifest(node: ast.AST) -> bool:
     )
 
 
+def _star_import(path: Path, stmt: ast.ImportFrom) -> Path | None:
+    """The file a relative ``from .base import *`` in ``path`` reads, if it exists."""
+    if not any(alias.name == "*" for alias in stmt.names):
+        return None
+    folder = path.parent
+    for _ in range(stmt.level - 1):
+        folder = folder.parent
+    base = folder.joinpath(*(stmt.module or "__init__").split("."))
+    found = base.with_suffix(".py")
+    if not found.is_file():
+        found = base / "__init__.py"
+    return found if found.is_file() else None
+
+
 def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int = 0) -> None:
     tree = _parse(path)
     if tree is None:
@@ -139,17 +152,10 @@ def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int 
     ev.path = path
     for stmt in tree.body:
         if isinstance(stmt, ast.ImportFrom) and stmt.level and depth < 3:
-            if any(alias.name == "*" for alias in stmt.names):
-                folder = path.parent
-                for _ in range(stmt.level - 1):
-                    folder = folder.parent
-                base = folder.joinpath(*(stmt.module or "__init__").split("."))
-                found = base.with_suffix(".py")
-                if not found.is_file():
-                    found = base / "__init__.py"
-                if found.is_file() and found not in result.files_read:
-                    _read_module(found, result, ev, depth + 1)
-                    ev.path = path
+            found = _star_import(path, stmt)
+            if found is not None and found not in result.files_read:
+                _read_module(found, result, ev, depth + 1)
+                ev.path = path
             continue
         targets: list[ast.expr] = []
         value: ast.expr | None = None
@@ -159,10 +165,9 @@ def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int 
             targets, value = [stmt.target], stmt.value
         if value is None:
             continue
-        for name_node in targets:
-            if not isinstance(name_node, ast.Name):
+        for target in targets:
+            if not isinstance(target, ast.Name):
                 continue
-            target = name_node
             if target.id in ("STORAGES", "STATICFILES_STORAGE") and _mentions_manifest(value):
                 result.manifest_storage = True
             evaluated = ev.eval(value)
@@ -198,7 +203,6 @@ def read_settings(app_dir: Path) -> DjangoSettings:
     if path is None:
         result.notes.append(f"settings module {module} not found under {app_dir}")
         return result
-    result.path = path
     _read_module(path, result, _Evaluator(path))
     for key in ("STATIC_URL", "MEDIA_URL"):
         value = result.values.get(key)

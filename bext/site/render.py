@@ -9,6 +9,7 @@ from typing import Any
 import tomli_w
 
 from bext import __version__
+from bext.config import DEFAULT_CONFIG_PATH
 from bext.site.detect import Detection
 
 DEFAULT_PORT = 3000
@@ -38,7 +39,7 @@ def render_config(d: Detection) -> dict[str, Any]:
         mount = d.mounts[0]
         if mount.root == d.root:
             # The site is the project folder itself: keep the config file private.
-            rules.append({"pattern": "/bext.config.toml", "respond": 404})
+            rules.append({"pattern": f"/{DEFAULT_CONFIG_PATH.name}", "respond": 404})
         rules.append({"pattern": mount.pattern, "render": "static",
                       "root": _relative(mount.root, d.app_dir), "index": mount.index})  # fmt: skip
         config["route_rules"] = rules

@@ -98,13 +98,12 @@ def _substitute(text: str, values: dict[str, str]) -> str:
 def _render_tree(source: Traversable, dest: Path, values: dict[str, str]) -> list[Path]:
     written: list[Path] = []
     for entry in sorted(source.iterdir(), key=lambda e: e.name):
-        name = _substitute(_RENAMES.get(entry.name.removesuffix(".tmpl"), entry.name), values)
+        stem = entry.name.removesuffix(".tmpl")
+        target = dest / _substitute(_RENAMES.get(stem, stem), values)
         if entry.is_dir():
-            sub = dest / name
-            sub.mkdir()
-            written += _render_tree(entry, sub, values)
+            target.mkdir()
+            written += _render_tree(entry, target, values)
         elif entry.name.endswith(".tmpl"):
-            target = dest / _substitute(_RENAMES.get(entry.name[:-5], entry.name[:-5]), values)
             target.write_text(_substitute(entry.read_text(encoding="utf-8"), values),
                               encoding="utf-8")  # fmt: skip
             if target.name == "manage.py":

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import trustme
 
-from bext.shm.counters import NullCounters
+from tests.support.inproc import RecordingCounters
+
+__all__ = ["PKI", "RecordingCounters"]
 
 
 @dataclass(frozen=True)
@@ -28,25 +30,3 @@ class PKI:
         self.ca.configure_trust(context)
         context.set_alpn_protocols(alpn or ["h2"])
         return context
-
-
-class RecordingCounters(NullCounters):
-    """Counts what a worker's shared-memory block would (the server thread writes)."""
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.closed = 0
-        self.bytes_in = 0
-        self.responses: list[tuple[int, int]] = []
-
-    def response(self, status: int, sent: int) -> None:
-        self.responses.append((status, sent))
-
-    def received(self, size: int) -> None:
-        self.bytes_in += size
-
-    def connection_opened(self) -> None:
-        self.opened += 1
-
-    def connection_closed(self) -> None:
-        self.closed += 1

@@ -35,6 +35,7 @@ from bext.worker.main import parser_factory
 
 HandlerFn = Callable[[Request], Response | Awaitable[Response]]
 T = TypeVar("T")
+S = TypeVar("S")
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -42,7 +43,9 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 }
 
 
-class _Handler:
+class FnHandler:
+    """A handler function as the handler object a WorkerContext expects."""
+
     def __init__(self, fn: HandlerFn) -> None:
         self.fn = fn
 
@@ -50,12 +53,31 @@ class _Handler:
         return self.fn(request)
 
 
-@dataclass
-class Harness:
-    """A running in-process server: its port, context and event loop."""
+class RecordingCounters(NullCounters):
+    """Counts what a worker's shared-memory block would (the server thread writes)."""
 
-    port: int
-    ctx: WorkerContext
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed = 0
+        self.bytes_in = 0
+        self.responses: list[tuple[int, int]] = []
+
+    def response(self, status: int, sent: int) -> None:
+        self.responses.append((status, sent))
+
+    def received(self, size: int) -> None:
+        self.bytes_in += size
+
+    def connection_opened(self) -> None:
+        self.opened += 1
+
+    def connection_closed(self) -> None:
+        self.closed += 1
+
+
+class LoopCalls:
+    """``call()`` for a harness whose server runs on ``self.loop`` in another thread."""
+
     loop: asyncio.AbstractEventLoop
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -70,6 +92,55 @@ class Harness:
 
         self.loop.call_soon_threadsafe(run)
         return done.result(5)
+
+
+@contextmanager
+def loop_thread(
+    loop: asyncio.AbstractEventLoop,
+    start: Callable[[], Awaitable[S]],
+    close: Callable[[S], None],
+) -> Iterator[S]:
+    """Run ``loop`` in a thread: ``start()`` on it, yield its result, then on exit stop the
+    loop, ``close(server)``, give connections a moment, cancel what is left and close."""
+    started: Future[S] = Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            server = loop.run_until_complete(start())
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
+        started.set_result(server)
+        loop.run_forever()
+
+        async def shut() -> None:
+            close(server)
+            await asyncio.sleep(0.05)
+
+        loop.run_until_complete(shut())
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    server = started.result(10)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+@dataclass
+class Harness(LoopCalls):
+    """A running in-process server: its port, context and event loop."""
+
+    port: int
+    ctx: WorkerContext
+    loop: asyncio.AbstractEventLoop
 
     def shutdown_connections(self) -> None:
         """What a draining worker does: ``shutdown()`` every connection."""
@@ -103,7 +174,7 @@ def serve_harness(
     sock.listen(128)
     port = sock.getsockname()[1]
     ctx = WorkerContext(
-        handler=_Handler(handler),
+        handler=FnHandler(handler),
         parser_factory=parser_factory(engine),
         limits=limits or ParserLimits(),
         timeouts=timeouts or Timeouts(),
@@ -115,51 +186,25 @@ def serve_harness(
     )
     if ssl_context is not None:
         ssl_context.set_alpn_protocols(ALPN_PROTOCOLS)
-    started = threading.Event()
 
-    def run() -> None:
-        asyncio.set_event_loop(event_loop)
+    def start() -> Awaitable[asyncio.Server]:
         if ssl_context is None:
             factory: Callable[[], asyncio.Protocol] = lambda: H1Connection(ctx)  # noqa: E731
         else:
             factory = alpn_protocol_factory(ctx)
-        server = event_loop.run_until_complete(
-            event_loop.create_server(factory, sock=sock, ssl=ssl_context)
-        )
-        started.set()
-        event_loop.run_forever()
+        return event_loop.create_server(factory, sock=sock, ssl=ssl_context)
+
+    def close(server: asyncio.Server) -> None:
         server.close()
         for conn in list(ctx.connections):
             conn.abort()
-        event_loop.run_until_complete(asyncio.sleep(0.05))
-        for task in asyncio.all_tasks(event_loop):
-            task.cancel()
-        event_loop.run_until_complete(asyncio.sleep(0.01))
-        event_loop.close()
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(5)
-    try:
+    with loop_thread(event_loop, start, close):
         yield Harness(port, ctx, event_loop)
-    finally:
-        event_loop.call_soon_threadsafe(event_loop.stop)
-        thread.join(5)
 
 
 @contextmanager
-def serve(
-    handler: HandlerFn,
-    engine: str = "httptools",
-    limits: ParserLimits | None = None,
-    timeouts: Timeouts | None = None,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    h2: H2Limits | None = None,
-    loop: str = "asyncio",
-) -> Iterator[int]:
-    """Run a worker-like server in a thread; yields its port."""
-    with serve_harness(
-        handler, engine, limits, timeouts, ssl_context=ssl_context, h2=h2, loop=loop
-    ) as harness:
+def serve(handler: HandlerFn, *args: Any, **kwargs: Any) -> Iterator[int]:
+    """:func:`serve_harness`, yielding just the port."""
+    with serve_harness(handler, *args, **kwargs) as harness:
         yield harness.port

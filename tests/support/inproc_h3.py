@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import trustme
 import uvloop
 
-from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
@@ -28,17 +24,9 @@ from bext.protocol.h3_limits import H3Limits
 from bext.shm.counters import NullCounters, SlotCounters
 from bext.worker.context import Timeouts, WorkerContext
 from bext.worker.h3_server import H3Certificates, H3Server, start_h3
+from tests.support.inproc import FnHandler, HandlerFn, LoopCalls, RecordingCounters, loop_thread
 
-HandlerFn = Callable[[Request], Response | Awaitable[Response]]
-T = TypeVar("T")
-
-
-class _Handler:
-    def __init__(self, fn: HandlerFn) -> None:
-        self.fn = fn
-
-    def handle(self, request: Request) -> Response | Awaitable[Response]:
-        return self.fn(request)
+__all__ = ["H3PKI", "H3Harness", "RecordingCounters", "make_pki", "serve_h3"]
 
 
 @dataclass(frozen=True)
@@ -75,47 +63,12 @@ def make_pki(directory: Path) -> H3PKI:
     return H3PKI(ca_path, certificates)
 
 
-class RecordingCounters(NullCounters):
-    """Counts what a worker's shared-memory block would (single-threaded use only)."""
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.closed = 0
-        self.bytes_in = 0
-        self.responses: list[tuple[int, int]] = []
-
-    def response(self, status: int, sent: int) -> None:
-        self.responses.append((status, sent))
-
-    def received(self, size: int) -> None:
-        self.bytes_in += size
-
-    def connection_opened(self) -> None:
-        self.opened += 1
-
-    def connection_closed(self) -> None:
-        self.closed += 1
-
-
 @dataclass
-class H3Harness:
+class H3Harness(LoopCalls):
     port: int
     server: H3Server
     ctx: WorkerContext
     loop: asyncio.AbstractEventLoop
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on the server's loop and return its result."""
-        done: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn(*args))
-            except BaseException as exc:
-                done.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return done.result(5)
 
     def shutdown(self) -> None:
         self.call(self.server.shutdown)
@@ -139,7 +92,7 @@ def serve_h3(
     sock.setblocking(False)
     port = sock.getsockname()[1]
     ctx = WorkerContext(
-        handler=_Handler(handler),
+        handler=FnHandler(handler),
         parser_factory=HttptoolsParser,  # unused by HTTP/3
         limits=parser_limits or ParserLimits(),
         timeouts=timeouts or Timeouts(),
@@ -147,35 +100,9 @@ def serve_h3(
         scheme="https",
         counters=counters or NullCounters(),
     )
-    started: Future[H3Server] = Future()
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            server = loop.run_until_complete(
-                start_h3(sock, ctx, certificates or pki.certificates, limits or H3Limits())
-            )
-        except BaseException as exc:
-            started.set_exception(exc)
-            return
-        started.set_result(server)
-        loop.run_forever()
+    def start() -> Awaitable[H3Server]:
+        return start_h3(sock, ctx, certificates or pki.certificates, limits or H3Limits())
 
-        async def close() -> None:
-            server.close()
-            await asyncio.sleep(0.05)
-
-        loop.run_until_complete(close())
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0.01))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    server = started.result(10)
-    try:
+    with loop_thread(loop, start, H3Server.close) as server:
         yield H3Harness(port, server, ctx, loop)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
