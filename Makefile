@@ -18,8 +18,8 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bext tests bench
-	$(VENV)/bin/ruff format --check bext tests bench
+	$(VENV)/bin/ruff check bext tests bench demo
+	$(VENV)/bin/ruff format --check bext tests bench demo
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy bext

@@ -38,7 +38,7 @@ from procs import (
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-DEMO = REPO / "demo"
+DEMO_BUILD = REPO / "demo" / "build.py"
 MANAGE_TIMEOUT = 180.0
 BACKEND_START_TIMEOUT = 60.0
 
@@ -122,13 +122,36 @@ http {{
     return fixture
 
 
-def _manage(ctx: FixtureContext, env: Mapping[str, str], *args: str) -> None:
+def _demo(ctx: FixtureContext) -> Path:
+    """The demo project (``bext new demosite`` + demo/app, built by demo/build.py as
+    ``make demo`` builds it) in the scenario directory; built once per scenario, so a
+    second fixture of the same scenario reuses the first one's (and its running server's)."""
+    site = ctx.root / "demosite"
+    if site.is_dir():
+        return site
+    argv = [str(ctx.bin_dir / "python"), str(DEMO_BUILD), "--dest", str(ctx.root)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=MANAGE_TIMEOUT,
+                              check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"demo/build.py failed: {exc}") from exc
+    if done.returncode != 0:
+        raise BenchError(f"demo/build.py failed ({done.returncode}): {done.stderr.strip()}")
+    return site
+
+
+def _django_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return {**env, **extra}
+
+
+def _manage(ctx: FixtureContext, site: Path, env: Mapping[str, str], *args: str) -> None:
     python = ctx.bin_dir / "python"
     argv = [str(python), "manage.py", *args]
     try:
         done = subprocess.run(
             argv,
-            cwd=DEMO,
+            cwd=site,
             env=dict(env),
             capture_output=True,
             text=True,
@@ -154,13 +177,14 @@ def _has_control_socket(gunicorn: Path) -> bool:
 
 def _start_gunicorn(
     ctx: FixtureContext,
+    site: Path,
     env: Mapping[str, str],
     name: str,
     workers: int,
     threads: int,
     *options: str,
 ) -> tuple[Managed, int]:
-    """Gunicorn (gthread) serving ``demosite.wsgi`` from demo/ on a free port; started
+    """Gunicorn (gthread) serving ``demosite.wsgi`` from the demo ``site`` on a free port; started
     through ``ctx.processes``, answering 200 on ``/health`` when this returns."""
     gunicorn = ctx.bin_dir / "gunicorn"
     if not os.access(gunicorn, os.X_OK):
@@ -181,7 +205,7 @@ def _start_gunicorn(
         "demosite.wsgi",
     ]
     # SIGQUIT is Gunicorn's quick shutdown; SIGTERM would wait for keep-alive clients.
-    managed = ctx.processes.start(name, argv, ctx.root, signal.SIGQUIT, cwd=DEMO, env=env)
+    managed = ctx.processes.start(name, argv, ctx.root, signal.SIGQUIT, cwd=site, env=env)
     try:
         wait_http(managed, f"http://127.0.0.1:{port}/health", BACKEND_START_TIMEOUT)
     except BaseException:
@@ -192,21 +216,21 @@ def _start_gunicorn(
 
 
 def gunicorn_django(collectstatic: bool = False) -> Fixture:
-    """Gunicorn serving the demo Django app (demo/), 2 workers x 2 threads, access log off.
+    """Gunicorn serving the demo Django app, 2 workers x 2 threads, access log off.
 
-    Runs ``manage.py migrate`` first, with ``DEMO_DB_PATH`` in the scenario directory (the
-    repository's demo database is never touched), and ``collectstatic`` when asked: pages
-    using ``{% static %}`` need the manifest in demo/staticfiles (gitignored).
+    Builds the demo into the scenario directory (its database too) and runs ``manage.py
+    migrate`` first, and ``collectstatic`` when asked: pages using ``{% static %}`` need
+    the manifest in staticfiles/.
     """
 
     @contextmanager
     def fixture(ctx: FixtureContext) -> Iterator[Mapping[str, str]]:
-        env = {**os.environ, "DEMO_DB_PATH": str(ctx.root / "db.sqlite3")}
-        env.pop("DJANGO_SETTINGS_MODULE", None)  # demo's manage.py/wsgi.py pick demosite
-        _manage(ctx, env, "migrate", "--noinput")
+        site = _demo(ctx)
+        env = _django_env()  # the demo's manage.py/wsgi.py pick demosite.settings
+        _manage(ctx, site, env, "migrate", "--noinput")
         if collectstatic:
-            _manage(ctx, env, "collectstatic", "--noinput")
-        managed, port = _start_gunicorn(ctx, env, "backend-gunicorn", 2, 2)
+            _manage(ctx, site, env, "collectstatic", "--noinput")
+        managed, port = _start_gunicorn(ctx, site, env, "backend-gunicorn", 2, 2)
         try:
             yield {"backend_port": str(port)}
         finally:
@@ -231,7 +255,7 @@ def gunicorn_whitenoise(docroot: str) -> TargetFixture:
     2 workers x 2 threads (gthread), the same process count as nginx and bext with
     ``--workers 2`` and the same app server as the proxy-django scenarios. No database
     access on this path (the WhiteNoise middleware answers before sessions and auth), so no
-    ``migrate``; ``DEMO_DB_PATH`` still points into the scenario directory.
+    ``migrate``.
     """
 
     @contextmanager
@@ -239,14 +263,12 @@ def gunicorn_whitenoise(docroot: str) -> TargetFixture:
         root = ctx.root / docroot
         if not root.is_dir():
             raise BenchError(f"WhiteNoise target: no document root {root}")
-        env = {
-            **os.environ,
-            "DEMO_DB_PATH": str(ctx.root / "db.sqlite3"),
-            "DJANGO_SETTINGS_MODULE": "whitenoise_settings",
-            "BENCH_WHITENOISE_ROOT": str(root),
-        }
+        env = _django_env(
+            DJANGO_SETTINGS_MODULE="whitenoise_settings", BENCH_WHITENOISE_ROOT=str(root)
+        )
         managed, port = _start_gunicorn(
             ctx,
+            _demo(ctx),
             env,
             "target-whitenoise",
             WHITENOISE_WORKERS,

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The Django demo behind bext (run by `make demo`; Ctrl-C stops everything).
 #
-#   1. makes sure .venv/ exists with bext (editable) and demo/requirements.txt installed;
-#   2. prepares demo/: migrate, collectstatic, superuser admin / admin;
+#   1. makes sure .venv/ exists with bext (editable);
+#   2. builds the demo into build/demosite with demo/build.py: `bext new demosite` (the
+#      starter template, exactly as users get it) plus the example app in demo/app; a
+#      previous build is replaced, database included; then installs the project's
+#      requirements.txt, runs migrate and collectstatic, and makes the superuser admin / admin;
 #   3. starts the app server on 127.0.0.1:$DEMO_APP_PORT (Gunicorn, or Uvicorn), then
-#      `bext run -c demo/bext.config.toml` on 127.0.0.1:$DEMO_PORT, both in the background;
+#      `bext run -c build/demosite/bext.config.toml`, both in the background;
 #   4. waits until both answer /health, prints the URLs, and stays in the foreground.
 # On Ctrl-C, SIGTERM, or when either server dies, both are stopped (SIGTERM, then SIGKILL
 # after 15 s) and waited for, so nothing is left running.
@@ -12,22 +15,23 @@
 # Environment:
 #   DEMO_SERVER    gunicorn (default: sync WSGI, 2 workers x 2 threads)
 #                  | uvicorn (ASGI, 2 workers; needed for the /ws/echo WebSocket)
-#   DEMO_PORT      bext's port (default 3000)
+#   DEMO_PORT      bext's HTTP port (default 3000)
+#   DEMO_TLS_PORT  bext's HTTPS port, TCP and UDP for HTTP/3 (default 3443)
 #   DEMO_APP_PORT  the app server's port (default 8000)
+#   DEMO_BUILD_DIR where the project is built, as DEMO_BUILD_DIR/demosite (default build/)
 #   PYTHON         interpreter used to create .venv (default python3)
-# demo/bext.config.toml is used as is with the default ports. With other ports the script
-# writes a temporary copy (ports and upstream URL rewritten, app_dir made absolute),
-# checks it with `bext check`, and deletes it on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEMO="$ROOT/demo"
+BUILD="$(realpath -m -- "${DEMO_BUILD_DIR:-$ROOT/build}")"
+SITE="$BUILD/demosite"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 SERVER="${DEMO_SERVER:-gunicorn}"
 PORT="${DEMO_PORT:-3000}"
+TLS_PORT="${DEMO_TLS_PORT:-3443}"
 APP_PORT="${DEMO_APP_PORT:-8000}"
-CONFIG="$DEMO/bext.config.toml"
+CONFIG="$SITE/bext.config.toml"
 
 say() { printf 'demo: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -36,14 +40,14 @@ case "$SERVER" in
     gunicorn | uvicorn) ;;
     *) die "DEMO_SERVER must be gunicorn or uvicorn, not '$SERVER'" ;;
 esac
-for value in "$PORT" "$APP_PORT"; do
+for value in "$PORT" "$TLS_PORT" "$APP_PORT"; do
     [[ "$value" =~ ^[0-9]+$ ]] && ((value > 0 && value < 65536)) || die "bad port: '$value'"
 done
-[[ "$PORT" != "$APP_PORT" ]] || die "DEMO_PORT and DEMO_APP_PORT must differ"
+[[ "$PORT" != "$APP_PORT" && "$PORT" != "$TLS_PORT" && "$TLS_PORT" != "$APP_PORT" ]] ||
+    die "DEMO_PORT, DEMO_TLS_PORT and DEMO_APP_PORT must differ"
 
 APP_PID=""
 BEXT_PID=""
-TMPDIR_DEMO=""
 
 stop() { # stop NAME PID: SIGTERM, up to 15 s for a graceful exit, then SIGKILL; reap it
     local name="$1" pid="$2" i
@@ -66,7 +70,6 @@ cleanup() {
     trap - EXIT INT TERM
     stop bext "$BEXT_PID"
     stop "$SERVER" "$APP_PID"
-    [[ -z "$TMPDIR_DEMO" ]] || rm -rf "$TMPDIR_DEMO"
     exit "$status"
 }
 trap cleanup EXIT
@@ -83,41 +86,37 @@ if ! "$PY" -c "import bext" 2>/dev/null; then
     say "installing bext into $VENV"
     "$PY" -m pip install -q -e "$ROOT"
 fi
-"$PY" -m pip install -q --disable-pip-version-check -r "$DEMO/requirements.txt"
 
 # -- 2. the Django project --------------------------------------------------------------
-cd "$DEMO"
-"$PY" manage.py migrate --noinput -v 0
-"$PY" manage.py collectstatic --noinput -v 0
-"$PY" manage.py ensure_demo_admin --username admin --password admin >/dev/null
-
-if [[ "$PORT" != 3000 || "$APP_PORT" != 8000 ]]; then
-    TMPDIR_DEMO="$(mktemp -d)"
-    sed -e "s|^port = 3000\b|port = $PORT|" \
-        -e "s|^url = \"http://127.0.0.1:8000\"|url = \"http://127.0.0.1:$APP_PORT\"|" \
-        -e "s|^app_dir = \"\.\"|app_dir = \"$DEMO\"|" \
-        "$DEMO/bext.config.toml" >"$TMPDIR_DEMO/bext.config.toml"
-    CONFIG="$TMPDIR_DEMO/bext.config.toml"
-fi
-"$VENV/bin/bext" check -c "$CONFIG" >/dev/null
-
-# -- 3. the servers ---------------------------------------------------------------------
 port_busy() { # port_busy PORT: true when something accepts connections on 127.0.0.1:PORT
     "$PY" -c 'import socket, sys
 s = socket.socket()
 s.settimeout(0.5)
 sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
 }
+# Checked before building: a demo already running on these ports keeps its files.
 port_busy "$APP_PORT" && die "127.0.0.1:$APP_PORT is already in use (set DEMO_APP_PORT)"
 port_busy "$PORT" && die "127.0.0.1:$PORT is already in use (set DEMO_PORT)"
+port_busy "$TLS_PORT" && die "127.0.0.1:$TLS_PORT is already in use (set DEMO_TLS_PORT)"
 
+say "building $SITE (bext new demosite + demo/app)"
+"$PY" "$ROOT/demo/build.py" --dest "$BUILD" --port "$PORT" --tls-port "$TLS_PORT" \
+    --app-port "$APP_PORT" >/dev/null
+"$PY" -m pip install -q --disable-pip-version-check -r "$SITE/requirements.txt"
+cd "$SITE"
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py collectstatic --noinput -v 0
+"$PY" manage.py ensure_demo_admin --username admin --password admin >/dev/null
+"$VENV/bin/bext" check -c "$CONFIG" >/dev/null
+
+# -- 3. the servers ---------------------------------------------------------------------
 say "starting $SERVER on 127.0.0.1:$APP_PORT"
 if [[ "$SERVER" == gunicorn ]]; then
-    "$VENV/bin/gunicorn" --chdir "$DEMO" --bind "127.0.0.1:$APP_PORT" \
+    "$VENV/bin/gunicorn" --chdir "$SITE" --bind "127.0.0.1:$APP_PORT" \
         --workers 2 --threads 2 --timeout 30 demosite.wsgi &
 else
-    "$VENV/bin/uvicorn" --app-dir "$DEMO" --host 127.0.0.1 --port "$APP_PORT" \
-        --workers 2 demosite.asgi:application &
+    "$VENV/bin/uvicorn" --app-dir "$SITE" --host 127.0.0.1 --port "$APP_PORT" \
+        --workers 2 shop.asgi:application &
 fi
 APP_PID=$!
 
@@ -147,6 +146,7 @@ BASE="http://127.0.0.1:$PORT"
 cat >&2 <<EOF
 
   bext demo is up: bext on $BASE -> $SERVER on 127.0.0.1:$APP_PORT
+  project: $SITE (\`bext new demosite\` + demo/app; rebuilt by every \`make demo\`)
 
     page      $BASE/
     form      $BASE/form/
@@ -159,9 +159,9 @@ cat >&2 <<EOF
 EOF
 cat >&2 <<EOF
 
-  HTTPS (HTTP/1.1, HTTP/2, HTTP/3): https://localhost:3443/ with a certificate from bext's
+  HTTPS (HTTP/1.1, HTTP/2, HTTP/3): https://localhost:$TLS_PORT/ with a certificate from bext's
   local CA; \`bext cert\` shows where it is and how to trust it, for example:
-    curl --cacert "\$($VENV/bin/bext cert --path)" https://localhost:3443/whoami
+    curl --cacert "\$($VENV/bin/bext cert --path)" https://localhost:$TLS_PORT/whoami
 EOF
 if [[ "$SERVER" == uvicorn ]]; then
     printf '    websocket ws://127.0.0.1:%s/ws/echo\n' "$PORT" >&2

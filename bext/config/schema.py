@@ -75,7 +75,7 @@ class TLSCertificate:
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
-    """`[server.tls]`, or `tls = "internal"`. Validated for shape; TLS arrives later.
+    """`[server.tls]`, or `tls = "internal"`: the HTTPS (and HTTP/3) listener.
 
     `internal` means bext issues certificates from its own local CA (development and
     private networks). Otherwise `cert`/`key` are the default certificate, and

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.django_app import prepare
+from tests.support.django_app import DemoSite, prepare
 
 
 @pytest.fixture(scope="session")
-def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The demo project migrated (into a temp database) and collected, once per run."""
-    return prepare(tmp_path_factory.mktemp("db") / "db.sqlite3")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> DemoSite:
+    """The demo project built, migrated and collected in a temp folder, once per run."""
+    return prepare(tmp_path_factory.mktemp("demo"))

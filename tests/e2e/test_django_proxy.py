@@ -17,11 +17,12 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.django_app import DEMO, AppServer, start_gunicorn
+from demo.build import APP
+from tests.support.django_app import AppServer, DemoSite, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
-sys.path.insert(0, str(DEMO))
+sys.path.insert(0, str(APP))  # the example app's sources, for its pure helpers
 from shop.payload import payload_sha256
 
 MiB = 1024 * 1024
@@ -38,10 +39,6 @@ read_timeout_ms = 30000
 url = "{upstream_url}"
 
 [[route_rules]]
-pattern = "/ws/**"
-proxy = "django"
-
-[[route_rules]]
 pattern = "/**"
 proxy = "django"
 """,
@@ -52,12 +49,12 @@ proxy = "django"
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
 def site(
     request: pytest.FixtureRequest,
-    app_env: dict[str, str],
+    demo_site: DemoSite,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, BextProcess]]:
     kind: str = request.param
     port = free_port()
-    app = AppServer(kind, app_env, f"127.0.0.1:{port}")
+    app = AppServer(kind, demo_site, f"127.0.0.1:{port}")
     workdir = tmp_path_factory.mktemp(f"bext-{kind}")
     server = BextProcess(workdir, bext_config(f"http://127.0.0.1:{port}", max_body_size="200MB"))
     try:
@@ -224,10 +221,10 @@ def test_websocket_echo(site: tuple[str, BextProcess]) -> None:
 
 
 def test_slow_uploader_does_not_block_a_single_sync_worker(
-    app_env: dict[str, str], start_bext: object, tmp_path: Path
+    demo_site: DemoSite, start_bext: object, tmp_path: Path
 ) -> None:
     port = free_port()
-    app = start_gunicorn(app_env, port)
+    app = start_gunicorn(demo_site, port)
     try:
         server = start_bext(bext_config(f"http://127.0.0.1:{port}"))  # type: ignore[operator]
         slow = socket.create_connection(("127.0.0.1", server.port))
@@ -246,9 +243,9 @@ def test_slow_uploader_does_not_block_a_single_sync_worker(
         app.stop()
 
 
-def test_unix_socket_upstream(app_env: dict[str, str], start_bext: object, tmp_path: Path) -> None:
+def test_unix_socket_upstream(demo_site: DemoSite, start_bext: object, tmp_path: Path) -> None:
     sock_path = tmp_path / "gunicorn.sock"
-    app = AppServer("gunicorn", app_env, f"unix:{sock_path}", workers=1)
+    app = AppServer("gunicorn", demo_site, f"unix:{sock_path}", workers=1)
     try:
         deadline = time.monotonic() + 30
         while not sock_path.exists() and time.monotonic() < deadline:
@@ -262,11 +259,11 @@ def test_unix_socket_upstream(app_env: dict[str, str], start_bext: object, tmp_p
 
 
 def test_slow_downloader_does_not_hold_the_single_sync_worker(
-    app_env: dict[str, str], start_bext: object
+    demo_site: DemoSite, start_bext: object
 ) -> None:
     """bext reads the response at full speed (spooling it) and frees Gunicorn at once."""
     port = free_port()
-    app = start_gunicorn(app_env, port)
+    app = start_gunicorn(demo_site, port)
     try:
         server = start_bext(bext_config(f"http://127.0.0.1:{port}"))  # type: ignore[operator]
         slow = socket.create_connection(("127.0.0.1", server.port))

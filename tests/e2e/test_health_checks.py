@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.django_app import AppServer, start_gunicorn
+from tests.support.django_app import AppServer, DemoSite, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
@@ -59,12 +59,12 @@ def wait_state(server: BextProcess, url: str, state: str, timeout: float = 15) -
 
 
 def test_failover_and_recovery_with_two_gunicorns(
-    start_bext: Start, app_env: dict[str, str], tmp_path: Path
+    start_bext: Start, demo_site: DemoSite, tmp_path: Path
 ) -> None:
     ports = [free_port(), free_port()]
     apps: list[AppServer] = []
     try:
-        apps.extend(start_gunicorn(app_env, port) for port in ports)
+        apps.extend(start_gunicorn(demo_site, port) for port in ports)
         server = start_bext(health_config(ports))
         second = f"http://127.0.0.1:{ports[1]}"
         wait_state(server, second, "up")
@@ -92,7 +92,7 @@ def test_failover_and_recovery_with_two_gunicorns(
             time.sleep(1.0)
             # All workers agree it is down: none of them tries to connect to it any more.
             assert f"connect to {second} failed" not in server.stderr()[marker:]
-            apps[1] = start_gunicorn(app_env, ports[1])
+            apps[1] = start_gunicorn(demo_site, ports[1])
             wait_state(server, second, "up")  # traffic comes back as soon as a probe passes
             time.sleep(0.5)
         finally:
@@ -106,10 +106,10 @@ def test_failover_and_recovery_with_two_gunicorns(
 
 
 def test_all_servers_down_gives_a_fast_502_then_recovers(
-    start_bext: Start, app_env: dict[str, str]
+    start_bext: Start, demo_site: DemoSite
 ) -> None:
     port = free_port()
-    app = start_gunicorn(app_env, port)
+    app = start_gunicorn(demo_site, port)
     try:
         server = start_bext(health_config([port]))
         url = f"http://127.0.0.1:{port}"
@@ -121,7 +121,7 @@ def test_all_servers_down_gives_a_fast_502_then_recovers(
         assert r.status_code == 502 and "upstream server is unavailable" in r.text
         assert time.monotonic() - started < 0.5
         server.wait_for_log("no healthy server")
-        app = start_gunicorn(app_env, port)
+        app = start_gunicorn(demo_site, port)
         wait_state(server, url, "up")
         assert httpx.get(server.base_url + "/health").status_code == 200
     finally:

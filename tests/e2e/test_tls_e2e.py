@@ -21,7 +21,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.support.django_app import start_gunicorn
+from tests.support.django_app import DemoSite, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.h3client import h3_connect, run
 from tests.support.server import BextProcess, config
@@ -310,9 +310,9 @@ def test_internal_ca(
 
 
 @pytest.fixture(scope="module")
-def gunicorn_port(app_env: dict[str, str]) -> Iterator[int]:
+def gunicorn_port(demo_site: DemoSite) -> Iterator[int]:
     port = free_port()
-    app = start_gunicorn(app_env, port, workers=2)
+    app = start_gunicorn(demo_site, port, workers=2)
     try:
         yield port
     finally:

@@ -17,8 +17,7 @@ from bext.config import Config, parse_config
 from bext.http.body import EMPTY_BODY
 from bext.http.message import Request, Response
 from bext.worker.pipeline import Pipeline
-
-DEMO = Path(__file__).resolve().parents[2] / "demo"
+from demo.build import build_demo
 
 
 def static_config(app_dir: Path, routes: str, extra: str = "", compression: bool = False) -> Config:
@@ -101,22 +100,14 @@ def close(response: Response) -> None:
 
 @functools.cache
 def collected_static() -> Path:
-    """A real ``manage.py collectstatic`` of the demo project (ManifestStaticFilesStorage),
-    into a private folder so concurrent test runs and ``make demo`` do not interfere."""
+    """A real ``manage.py collectstatic`` (ManifestStaticFilesStorage) of the demo project,
+    built into a private folder so concurrent test runs and ``make demo`` do not interfere."""
     work = Path(tempfile.mkdtemp(prefix="bext-static-"))
     atexit.register(shutil.rmtree, work, True)
-    (work / "bext_static_test_settings.py").write_text(
-        "from demosite.settings import *  # noqa: F403\n"
-        f"STATIC_ROOT = {str(work / 'staticfiles')!r}\n"
-    )
-    env = {
-        **os.environ,
-        "DEMO_DB_PATH": str(work / "db.sqlite3"),
-        "PYTHONPATH": str(work),
-    }
+    root = build_demo(work)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput",
-         "--settings=bext_static_test_settings"],
-        cwd=DEMO, env=env, check=True, capture_output=True, timeout=120,
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=root, env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    return work / "staticfiles"
+    return root / "staticfiles"

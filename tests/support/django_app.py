@@ -1,4 +1,8 @@
-"""The demo Django project (demo/) under a real Gunicorn or Uvicorn, for end-to-end tests."""
+"""The demo Django project under a real Gunicorn or Uvicorn, for end-to-end tests.
+
+The demo is built by demo/build.py, as ``make demo`` builds it: the starter template's
+output (``bext new demosite``) plus the example app in demo/app.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,29 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-DEMO = Path(__file__).resolve().parents[2] / "demo"
+from demo.build import build_demo
+
 BIN = Path(sys.executable).parent
 
 
-def prepare(db_path: Path) -> dict[str, str]:
-    """migrate + collectstatic + admin user; returns the environment to run the app with."""
-    env = {**os.environ, "DEMO_DB_PATH": str(db_path), "DJANGO_ALLOWED_HOSTS": "*"}
+@dataclass(frozen=True)
+class DemoSite:
+    root: Path
+    """The built project: manage.py, demosite/, shop/, staticfiles/, db.sqlite3."""
+    env: dict[str, str]
+    """The environment to run its app servers and manage.py with."""
+
+
+def prepare(parent: Path) -> DemoSite:
+    """Build the demo into ``parent``, then migrate + collectstatic + admin user."""
+    root = build_demo(parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env["DJANGO_ALLOWED_HOSTS"] = "*"
     for command in (
         ["migrate", "--noinput"],
         ["collectstatic", "--noinput"],
@@ -25,17 +41,17 @@ def prepare(db_path: Path) -> dict[str, str]:
     ):
         subprocess.run(
             [sys.executable, "manage.py", *command],
-            cwd=DEMO,
+            cwd=root,
             env=env,
             check=True,
             capture_output=True,
             timeout=120,
         )
-    return env
+    return DemoSite(root, env)
 
 
 class AppServer:
-    def __init__(self, kind: str, env: dict[str, str], bind: str, workers: int = 2) -> None:
+    def __init__(self, kind: str, site: DemoSite, bind: str, workers: int = 2) -> None:
         self.kind = kind
         self.bind = bind
         if kind == "gunicorn":
@@ -43,18 +59,21 @@ class AppServer:
                     "--timeout", "60", "demosite.wsgi"]  # fmt: skip
         else:
             host, port = bind.rsplit(":", 1)
-            argv = [str(BIN / "uvicorn"), "demosite.asgi:application", "--host", host,
+            argv = [str(BIN / "uvicorn"), "shop.asgi:application", "--host", host,
                     "--port", port, "--workers", str(workers)]  # fmt: skip
         if bind.startswith("unix:"):
             argv = [str(BIN / "gunicorn"), "--bind", bind, "--workers", str(workers),
                     "demosite.wsgi"]  # fmt: skip
-        log_dir = DEMO.parent / ".pytest_cache"
-        log_dir.mkdir(exist_ok=True)
-        self.log_path = log_dir / f"{kind}-{os.getpid()}-{time.time_ns()}.log"
+        self.log_path = site.root / f"{kind}-{os.getpid()}-{time.time_ns()}.log"
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             self.proc = subprocess.Popen(
-                argv, cwd=DEMO, env=env, stdout=log_fd, stderr=log_fd, start_new_session=True
+                argv,
+                cwd=site.root,
+                env=site.env,
+                stdout=log_fd,
+                stderr=log_fd,
+                start_new_session=True,
             )
         finally:
             os.close(log_fd)
@@ -83,9 +102,9 @@ class AppServer:
                 self.proc.wait(5)
 
 
-def start_gunicorn(env: dict[str, str], port: int, workers: int = 1) -> AppServer:
+def start_gunicorn(site: DemoSite, port: int, workers: int = 1) -> AppServer:
     """A Gunicorn serving the demo on 127.0.0.1:``port``, answering ``/health``."""
-    app = AppServer("gunicorn", env, f"127.0.0.1:{port}", workers=workers)
+    app = AppServer("gunicorn", site, f"127.0.0.1:{port}", workers=workers)
     try:
         app.wait_ready(f"http://127.0.0.1:{port}/health")
     except BaseException:

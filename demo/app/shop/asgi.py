@@ -1,6 +1,7 @@
-"""ASGI entry point: ``uvicorn demosite.asgi:application`` (run from the demo/ folder).
+"""The demo's ASGI entry point: ``uvicorn shop.asgi:application`` in the demo project.
 
-Django answers HTTP only, so a small pure-ASGI router sits in front of it:
+The starter's ``demosite.asgi`` answers HTTP only (Django does not speak WebSocket), so a
+small pure-ASGI router sits in front of it:
 
 * ``websocket`` scopes for ``/ws/echo`` go to an echo app (text frames come back as text,
   binary as binary); other websocket paths are refused (Uvicorn answers 403);
@@ -12,20 +13,15 @@ No Channels: the echo is a dozen lines of raw ASGI.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from django.core.asgi import get_asgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demosite.settings")
+from demosite.asgi import application as django_application
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-django_application = get_asgi_application()
 
 ECHO_PATHS = frozenset({"/ws/echo", "/ws/echo/"})
 

@@ -28,7 +28,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from shop.forms import MessageForm
-from shop.middleware import health_response
 from shop.models import Message
 from shop.payload import apayload_chunks, payload_chunks, payload_sha256
 from shop.uploads import HashingUploadHandler
@@ -78,11 +77,6 @@ def message_form(request: HttpRequest) -> HttpResponse:
         "recent": Message.objects.all()[:5],
     }
     return render(request, "shop/form.html", context, status=status)
-
-
-def health(request: HttpRequest) -> JsonResponse:
-    """``{"status": "ok"}``; normally answered by HealthCheckMiddleware already."""
-    return health_response()
 
 
 def whoami(request: HttpRequest) -> JsonResponse:
