@@ -47,6 +47,7 @@ from bext.config.schema import (
     WafConfig,
 )
 from bext.config.units import format_duration, format_size, parse_duration
+from bext.shm.health import MAX_UPSTREAM_SERVERS
 
 __all__ = [
     "read_cache",
@@ -266,6 +267,13 @@ def read_upstreams(ctx: Context, t: Table) -> tuple[UpstreamConfig, ...]:
             )
             continue
         result.append(_read_upstream(ctx, Table(ctx, path, raw), name))
+    total = sum(len(u.servers) for u in result)
+    if total > MAX_UPSTREAM_SERVERS:
+        ctx.error(
+            t.path,
+            f"{total} servers in all; at most {MAX_UPSTREAM_SERVERS} (the shared health "
+            "table holds the old and the new configuration's servers during a reload)",
+        )
     return tuple(result)
 
 

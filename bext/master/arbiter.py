@@ -31,7 +31,7 @@ from pathlib import Path
 from bext import __version__
 from bext.config import Config, ConfigError
 from bext.master.control import ControlServer, reply
-from bext.master.health import HealthChecker
+from bext.master.health import HealthChecker, release_entries
 from bext.master.listeners import (
     HTTPS,
     INHERIT_ENV,
@@ -341,6 +341,7 @@ class Arbiter:
             if error:
                 self.notifier.ready(self._status_line())
                 return error
+        release_entries(self.segment, self.config, config)
         self.config = config
         self.tls = tls
         self.health.close()

@@ -6,12 +6,18 @@ never the name itself), ``state``, ``streak`` and ``until_ms``. The master's pro
 cool-down (``until_ms``) so every worker stops trying that server at once. Each field is
 written whole (one aligned 8-byte store), so readers never see a torn value; a
 last-writer-wins race between the prober and a worker only delays a transition by a probe.
+
+The table lives as long as the master lineage (reloads and binary upgrades keep it), so on
+every reload the master calls `retain` with the servers of the old and the new
+configuration: other entries become tombstones that later claims reuse. The config allows
+at most `MAX_UPSTREAM_SERVERS` servers, half the table, so old plus new always fit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Collection
 
 from bext.shm.layout import HEALTH_ENTRIES, HEALTH_FIELDS, HEALTH_OFFSET, Segment
 
@@ -20,6 +26,9 @@ UP = 1
 DOWN = 2
 
 KEY, STATE, STREAK, UNTIL_MS = range(HEALTH_FIELDS)
+EMPTY = 0
+TOMBSTONE = -1  # a released entry: lookups go on past it, claims may reuse it
+MAX_UPSTREAM_SERVERS = HEALTH_ENTRIES // 2
 
 
 def server_key(upstream: str, url: str) -> int:
@@ -68,14 +77,47 @@ class HealthEntry:
 
 
 def _find_or_claim(segment: Segment, key: int) -> int:
-    """Open addressing over the table; a full table degrades to "always healthy"."""
+    """Linear probing: the entry holding ``key``, else the first reusable one on its path."""
     words = segment.words
-    start = key % HEALTH_ENTRIES
+    reusable = -1
+    home = key % HEALTH_ENTRIES
     for probe in range(HEALTH_ENTRIES):
-        index = HEALTH_OFFSET + ((start + probe) % HEALTH_ENTRIES) * HEALTH_FIELDS
-        if words[index + KEY] == key:
+        index = HEALTH_OFFSET + ((home + probe) % HEALTH_ENTRIES) * HEALTH_FIELDS
+        held = words[index + KEY]
+        if held == key:
             return index
-        if words[index + KEY] == 0:
-            words[index + KEY] = key
-            return index
-    raise RuntimeError("the upstream health table is full")
+        if held == TOMBSTONE and reusable < 0:
+            reusable = index
+        elif held == EMPTY:
+            break  # entries are tombstoned, never emptied: key cannot lie past an empty one
+    else:
+        if reusable < 0:
+            raise RuntimeError(
+                f"the upstream health table is full ({HEALTH_ENTRIES} entries); "
+                f"the configuration allows at most {MAX_UPSTREAM_SERVERS} servers"
+            )
+    if reusable < 0:
+        reusable = index
+    for field in (STATE, STREAK, UNTIL_MS):
+        words[reusable + field] = 0
+    words[reusable + KEY] = key
+    return reusable
+
+
+def retain(segment: Segment, keys: Collection[int]) -> int:
+    """Release every entry whose key is not in ``keys``; returns how many were released.
+
+    The master calls this before it claims a new configuration's entries, keeping the old
+    configuration's too: workers of the old generation still hold and write theirs until
+    they have drained.
+    """
+    words = segment.words
+    wanted = set(keys)
+    released = 0
+    for index in range(HEALTH_OFFSET, HEALTH_OFFSET + HEALTH_ENTRIES * HEALTH_FIELDS,
+                       HEALTH_FIELDS):  # fmt: skip
+        held = words[index + KEY]
+        if held not in (EMPTY, TOMBSTONE) and held not in wanted:
+            words[index + KEY] = TOMBSTONE
+            released += 1
+    return released
