@@ -52,6 +52,7 @@ from bext.protocol.h2_headers import (
     check_trailers,
 )
 from bext.protocol.h2_limits import H2Limits
+from bext.protocol.hpack_encoder import StaticEncoder
 from bext.worker.context import WorkerContext
 from bext.worker.deadlines import LazyTimer
 
@@ -88,7 +89,8 @@ def new_h2_state(limits: H2Limits, header_list_size: int) -> h2.connection.H2Con
     streams already get the large windows. Afterwards h2's copy of MAX_CONCURRENT_STREAMS is
     doubled: h2 treats a stream over its limit as a connection error, RFC 9113 §5.1.2 wants a
     stream error, so the connection refuses streams over the advertised value itself and h2
-    only catches a client that blows far past it.
+    only catches a client that blows far past it. Responses are encoded by
+    :class:`~bext.protocol.hpack_encoder.StaticEncoder` (no dynamic table, cached fields).
     """
     config = h2.config.H2Configuration(
         client_side=False,
@@ -99,6 +101,7 @@ def new_h2_state(limits: H2Limits, header_list_size: int) -> h2.connection.H2Con
         normalize_outbound_headers=False,
     )
     state = h2.connection.H2Connection(config)
+    state.encoder = StaticEncoder()
     advertised: dict[SettingCodes, int] = {
         SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
         SettingCodes.ENABLE_PUSH: 0,
