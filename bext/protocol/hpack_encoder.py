@@ -30,6 +30,9 @@ from hpack.table import HeaderTable
 MAX_CACHED = 4096
 """Distinct fields kept encoded; the cache is emptied when it is full (dates, lengths and
 ETags vary, so it would otherwise grow without bound)."""
+MAX_CACHED_FIELD = 256
+"""Longer fields (a big Content-Security-Policy, say) are encoded each time, so the cache
+stays within about MAX_CACHED x (MAX_CACHED_FIELD + overhead) bytes, a few MiB at most."""
 
 NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
 
@@ -107,8 +110,11 @@ class StaticEncoder(Encoder):
             name, value = field[0], field[1]
             encoded = cache.get((name, value))
             if encoded is None:
-                if len(cache) >= MAX_CACHED:
-                    cache.clear()
-                encoded = cache[(name, value)] = encode_field(name, value)
+                encoded = encode_field(name, value)
+                # Credentials are one-off values and stay out of a long-lived cache.
+                if len(name) + len(value) <= MAX_CACHED_FIELD and name not in NEVER_INDEXED:
+                    if len(cache) >= MAX_CACHED:
+                        cache.clear()
+                    cache[(name, value)] = encoded
             parts.append(encoded)
         return b"".join(parts)

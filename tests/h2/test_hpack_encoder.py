@@ -72,3 +72,10 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         fields = [(b"etag", f'"{n}"'.encode())]
         assert decoder.decode(encoder.encode(fields), raw=True) == fields
         assert len(hpack_encoder._CACHE) <= 8
+
+
+def test_long_fields_and_credentials_are_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hpack_encoder, "_CACHE", {})
+    fields = [(b"x-big", b"b" * 300), (b"set-cookie", b"sid=secret"), (b"vary", b"accept")]
+    assert Decoder().decode(StaticEncoder().encode(fields), raw=True) == fields
+    assert list(hpack_encoder._CACHE) == [(b"vary", b"accept")]
