@@ -17,6 +17,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bext.protocol.h2_limits import H2Limits
+from bext.protocol.h3_limits import H3Limits
+
 __all__ = [
     "DJANGO_STATIC_DIRS",
     "CacheConfig",
@@ -128,6 +131,10 @@ class ServerConfig:
     pidfile: Path | None = None
     control_socket: Path | None = None
     tls: TLSConfig | None = None
+    http2: H2Limits = field(default_factory=H2Limits)
+    """`[server.http2]`: per-connection HTTP/2 limits (TLS by ALPN, and h2c)."""
+    http3: H3Limits = field(default_factory=H3Limits)
+    """`[server.http3]`: per-connection and per-worker HTTP/3 limits (with `tls.http3`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from typing import Any
 
 from bext.config import values
@@ -47,6 +48,8 @@ from bext.config.schema import (
     WafConfig,
 )
 from bext.config.units import format_duration, format_size, parse_duration
+from bext.protocol.h2_limits import H2Limits
+from bext.protocol.h3_limits import H3Limits
 from bext.shm.health import MAX_UPSTREAM_SERVERS
 
 __all__ = [
@@ -115,6 +118,8 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
         tls = _read_tls(ctx, t.sub("tls"), raw_tls)
         if tls is not None and tls.port == port and port != 0:
             ctx.error(t.sub("tls") + ".port", f"must differ from server.port ({port})")
+    http2 = _read_http2(ctx, t.get_table("http2"))
+    http3 = _read_http3(ctx, t.get_table("http3"))
     t.finish()
 
     return ServerConfig(
@@ -141,7 +146,55 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
         pidfile=pidfile,
         control_socket=control_socket,
         tls=tls,
+        http2=http2,
+        http3=http3,
     )
+
+
+_MAX_WINDOW = 1024 * MiB  # RFC 9113 allows up to 2**31 - 1; more than this is never useful
+
+
+def _read_windows(ctx: Context, t: Table, stream_key: str, stream: int,
+                  connection: int) -> tuple[int, int]:  # fmt: skip
+    """A per-stream receive window and the connection's, which must hold at least one."""
+    stream = t.get_size(stream_key, stream, lo=16 * KiB, hi=_MAX_WINDOW)
+    connection = t.get_size("connection_window", connection, lo=16 * KiB, hi=_MAX_WINDOW)
+    if connection < stream:
+        ctx.error(
+            t.sub("connection_window"),
+            f"must be at least {stream_key} ({format_size(stream)}), got {format_size(connection)}",
+        )
+    return stream, connection
+
+
+def _read_http2(ctx: Context, t: Table) -> H2Limits:
+    """`[server.http2]`: the limits a client may use on one HTTP/2 connection."""
+    d = H2Limits()
+    h2c = t.get_bool("h2c", d.h2c)
+    streams = t.get_int("max_concurrent_streams", d.max_concurrent_streams, lo=1, hi=10000)
+    window, connection = _read_windows(
+        ctx, t, "initial_window_size", d.initial_window_size, d.connection_window
+    )
+    resets = t.get_int("max_resets", d.max_resets, lo=1, hi=1_000_000)
+    t.finish()
+    return replace(d, h2c=h2c, max_concurrent_streams=streams, initial_window_size=window,
+                   connection_window=connection, max_resets=resets)  # fmt: skip
+
+
+def _read_http3(ctx: Context, t: Table) -> H3Limits:
+    """`[server.http3]`: HTTP/3 limits per connection and per worker."""
+    d = H3Limits()
+    streams = t.get_int("max_streams", d.max_streams, lo=1, hi=10000)
+    connections = t.get_int("max_connections", d.max_connections, lo=1, hi=1_000_000)
+    handshakes = t.get_int("max_handshakes", d.max_handshakes, lo=1, hi=1_000_000)
+    retry = t.get_bool("retry", d.retry)
+    window, connection = _read_windows(
+        ctx, t, "stream_window", d.stream_window, d.connection_window
+    )
+    t.finish()
+    return replace(d, max_streams=streams, max_connections=connections,
+                   max_handshakes=handshakes, retry=retry, stream_window=window,
+                   connection_window=connection)  # fmt: skip
 
 
 def _read_workers(ctx: Context, t: Table) -> int:

@@ -24,7 +24,6 @@ from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
-from bext.protocol.h3_limits import H3Limits
 from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.layout import Segment
 from bext.worker.alpn import alpn_protocol_factory
@@ -84,6 +83,7 @@ def build_context(
         server_tokens=server.server_tokens,
         max_keepalive_requests=server.max_keepalive_requests,
         max_connections=server.max_connections,
+        h2=server.http2,
     )
 
 
@@ -161,7 +161,9 @@ class Worker:
                 )
             elif kind == QUIC:
                 self.h3_servers.append(
-                    await start_h3(sock, secure, h3_certificates(spec.tls), H3Limits())
+                    await start_h3(
+                        sock, secure, h3_certificates(spec.tls), self.config.server.http3
+                    )
                 )
         return servers
 

@@ -414,6 +414,37 @@ BAD_CONFIGS = [
     ("log-level", '[log]\nlevel = "verbose"', "log.level", 'expected one of "debug", "info"'),
     ("log-error-stdout", '[log]\nerror = "stdout"', "log.error", 'use "stderr" or a file path'),
     ("log-format", '[log]\naccess_format = "jsn"', "log.access_format", '(did you mean "json"?)'),
+    (
+        "h2-streams-zero",
+        "[server.http2]\nmax_concurrent_streams = 0",
+        "server.http2.max_concurrent_streams",
+        "must be between 1 and 10000, got 0",
+    ),
+    (
+        "h2-window-above-rfc",
+        '[server.http2]\ninitial_window_size = "4GB"',
+        "server.http2.initial_window_size",
+        "must be between 16KiB and 1GiB, got 4GiB",
+    ),
+    (
+        "h2-connection-below-stream",
+        '[server.http2]\ninitial_window_size = "1MB"\nconnection_window = "512KB"',
+        "server.http2.connection_window",
+        "must be at least initial_window_size (1MiB), got 512KiB",
+    ),
+    ("h2-typo", "[server.http2]\nmax_streams = 10", "server.http2.max_streams", "unknown key"),
+    (
+        "h3-retry-type",
+        '[server.http3]\nretry = "no"',
+        "server.http3.retry",
+        "expected true or false",
+    ),
+    (
+        "h3-stream-window",
+        '[server.http3]\nstream_window = "1KB"',
+        "server.http3.stream_window",
+        "must be between 16KiB and 1GiB, got 1KiB",
+    ),
 ]
 
 

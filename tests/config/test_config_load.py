@@ -21,6 +21,8 @@ from bext.config.schema import (
     WafConfig,
     default_static_root,
 )
+from bext.protocol.h2_limits import H2Limits
+from bext.protocol.h3_limits import H3Limits
 
 Load = Callable[[str], Config]
 
@@ -391,3 +393,23 @@ def test_config_is_frozen(load: Load) -> None:
     config = load("")
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
+
+
+def test_http2_and_http3_limits(load: Callable[[str], Config]) -> None:
+    default = load("")
+    assert default.server.http2 == H2Limits() and default.server.http3 == H3Limits()
+    config = load(
+        '[server.http2]\nmax_concurrent_streams = 32\ninitial_window_size = "64KB"\n'
+        'connection_window = "4MB"\nh2c = false\nmax_resets = 50\n'
+        "[server.http3]\nmax_streams = 16\nmax_connections = 100\nmax_handshakes = 10\n"
+        'retry = false\nstream_window = "128KB"\nconnection_window = "2MB"\n'
+    )
+    h2, h3 = config.server.http2, config.server.http3
+    assert (h2.max_concurrent_streams, h2.initial_window_size, h2.connection_window) == (
+        32,
+        64 * 1024,
+        4 * 1024 * 1024,
+    )
+    assert h2.h2c is False and h2.max_resets == 50
+    assert (h3.max_streams, h3.max_connections, h3.max_handshakes, h3.retry) == (16, 100, 10, False)
+    assert (h3.stream_window, h3.connection_window) == (128 * 1024, 2 * 1024 * 1024)
