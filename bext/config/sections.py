@@ -154,11 +154,11 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
 _MAX_WINDOW = 1024 * MiB  # RFC 9113 allows up to 2**31 - 1; more than this is never useful
 
 
-def _read_windows(ctx: Context, t: Table, stream_key: str, stream: int,
-                  connection: int) -> tuple[int, int]:  # fmt: skip
+def _read_windows(ctx: Context, t: Table, stream_key: str, defaults: tuple[int, int],
+                  lo: int) -> tuple[int, int]:  # fmt: skip
     """A per-stream receive window and the connection's, which must hold at least one."""
-    stream = t.get_size(stream_key, stream, lo=16 * KiB, hi=_MAX_WINDOW)
-    connection = t.get_size("connection_window", connection, lo=16 * KiB, hi=_MAX_WINDOW)
+    stream = t.get_size(stream_key, defaults[0], lo=lo, hi=_MAX_WINDOW)
+    connection = t.get_size("connection_window", defaults[1], lo=lo, hi=_MAX_WINDOW)
     if connection < stream:
         ctx.error(
             t.sub("connection_window"),
@@ -167,13 +167,18 @@ def _read_windows(ctx: Context, t: Table, stream_key: str, stream: int,
     return stream, connection
 
 
+# HTTP/2 windows start at 65,535 bytes: a client may send that much before it has seen
+# bext's SETTINGS, and the connection window can only grow, so smaller values cannot hold.
+_MIN_H2_WINDOW = 64 * KiB
+
+
 def _read_http2(ctx: Context, t: Table) -> H2Limits:
     """`[server.http2]`: the limits a client may use on one HTTP/2 connection."""
     d = H2Limits()
     h2c = t.get_bool("h2c", d.h2c)
     streams = t.get_int("max_concurrent_streams", d.max_concurrent_streams, lo=1, hi=10000)
     window, connection = _read_windows(
-        ctx, t, "initial_window_size", d.initial_window_size, d.connection_window
+        ctx, t, "initial_window_size", (d.initial_window_size, d.connection_window), _MIN_H2_WINDOW
     )
     resets = t.get_int("max_resets", d.max_resets, lo=1, hi=1_000_000)
     t.finish()
@@ -189,7 +194,7 @@ def _read_http3(ctx: Context, t: Table) -> H3Limits:
     handshakes = t.get_int("max_handshakes", d.max_handshakes, lo=1, hi=1_000_000)
     retry = t.get_bool("retry", d.retry)
     window, connection = _read_windows(
-        ctx, t, "stream_window", d.stream_window, d.connection_window
+        ctx, t, "stream_window", (d.stream_window, d.connection_window), 16 * KiB
     )
     t.finish()
     return replace(d, max_streams=streams, max_connections=connections,

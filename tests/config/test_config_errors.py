@@ -424,7 +424,13 @@ BAD_CONFIGS = [
         "h2-window-above-rfc",
         '[server.http2]\ninitial_window_size = "4GB"',
         "server.http2.initial_window_size",
-        "must be between 16KiB and 1GiB, got 4GiB",
+        "must be between 64KiB and 1GiB, got 4GiB",
+    ),
+    (
+        "h2-window-below-default",
+        '[server.http2]\ninitial_window_size = "16KB"',
+        "server.http2.initial_window_size",
+        "must be between 64KiB and 1GiB, got 16KiB",
     ),
     (
         "h2-connection-below-stream",

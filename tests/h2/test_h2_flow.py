@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from bext.http.message import Request, Response
 from bext.protocol.h2_limits import H2Limits
 from bext.worker.context import Timeouts
 from tests.h2.h2client import CANCEL, RawH2
+from tests.h2.test_h2_clients import curl, needs_curl
 from tests.support.inproc import serve, serve_harness
 
 INITIAL_WINDOW = 0x4  # SETTINGS_INITIAL_WINDOW_SIZE
@@ -43,6 +45,28 @@ def test_upload_buffering_is_bounded_by_the_stream_window(loop: str) -> None:
         r = client.post(f"http://127.0.0.1:{port}/", content=data)
         assert r.text == hashlib.sha256(data).hexdigest()
     assert seen[0] <= H2Limits().initial_window_size
+
+
+@needs_curl
+@pytest.mark.parametrize("window", [64 * 1024, 65535])
+def test_smallest_configurable_windows_carry_an_upload(window: int, tmp_path: Path) -> None:
+    """At the config minimum (64 KiB, stream and connection) a client that sends its body
+    before it has seen bext's SETTINGS (curl does) stays within the windows: no error."""
+
+    async def hashing(request: Request) -> Response:
+        sha = hashlib.sha256()
+        async for chunk in request.body:
+            sha.update(chunk)
+        return Response(200, [], sha.hexdigest().encode())
+
+    data = os.urandom(3 * 1024 * 1024)
+    upload = tmp_path / "up.bin"
+    upload.write_bytes(data)
+    limits = H2Limits(initial_window_size=window, connection_window=window)
+    with serve(hashing, h2=limits) as port:
+        out = curl("--http2-prior-knowledge", "--data-binary", f"@{upload}",
+                   f"http://127.0.0.1:{port}/")  # fmt: skip
+    assert out.stdout == hashlib.sha256(data).hexdigest(), out.stderr
 
 
 def test_connection_window_bounds_all_streams_together() -> None:
