@@ -74,7 +74,6 @@ from pyspy_summary import parse_frame, parse_raw, summarise_file
 from run import parse_wrk
 
 REPO = Path(__file__).resolve().parent.parent
-"""Seconds a load generator may run beyond its planned time before it is killed."""
 PATH = "/static/1k.bin"
 BODY = random.Random(1024).randbytes(1024)
 """The file both servers serve: pseudo-random bytes (fixed seed), so nothing compresses."""

@@ -24,6 +24,7 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.django_app import django_env
 from tests.support.fake_upstream import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def _session_processes(sid: int) -> list[psutil.Process]:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     port, tls_port, app_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DEMO_"))}
+    env = django_env("DEMO_")
     env.update(
         DEMO_PORT=str(port),
         DEMO_TLS_PORT=str(tls_port),

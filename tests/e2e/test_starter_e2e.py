@@ -23,6 +23,7 @@ import httpx
 import tomli_w
 import trustme
 
+from tests.support.django_app import django_env
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess
 
@@ -73,7 +74,7 @@ def test_starter_behind_bext(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "bext", "new", "e2e-site"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=30)  # fmt: skip
     project = tmp_path / "e2e-site"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env = django_env()
     env["DJANGO_SUPERUSER_PASSWORD"] = PASSWORD
     _manage(project, env, "migrate", "--noinput")
     _manage(project, env, "collectstatic", "--noinput")

@@ -18,6 +18,7 @@ from bext.http.body import EMPTY_BODY
 from bext.http.message import Request, Response
 from bext.worker.pipeline import Pipeline
 from demo.build import build_demo
+from tests.support.django_app import django_env
 
 
 def static_config(app_dir: Path, routes: str, extra: str = "", compression: bool = False) -> Config:
@@ -105,7 +106,7 @@ def collected_static() -> Path:
     work = Path(tempfile.mkdtemp(prefix="bext-static-"))
     atexit.register(shutil.rmtree, work, True)
     root = build_demo(work)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env = django_env()
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput"],
         cwd=root, env=env, check=True, capture_output=True, timeout=120,

@@ -29,10 +29,17 @@ class DemoSite:
     """The environment to run its app servers and manage.py with."""
 
 
+def django_env(*also_drop: str) -> dict[str, str]:
+    """This process's environment without ``DJANGO_*`` (and ``also_drop`` prefixes), so a
+    developer's DJANGO_SETTINGS_MODULE never leaks into the project under test."""
+    drop = ("DJANGO_", *also_drop)
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
 def prepare(parent: Path) -> DemoSite:
     """Build the demo into ``parent``, then migrate + collectstatic + admin user."""
     root = build_demo(parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env = django_env()
     env["DJANGO_ALLOWED_HOSTS"] = "*"
     for command in (
         ["migrate", "--noinput"],
