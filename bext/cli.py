@@ -236,6 +236,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     tls_notes = _check_tls(config)
     if tls_notes is None:
         return EXIT_CONFIG
+    problem = _check_build(config) or _check_access_log(config.log.access)
+    if problem:
+        print(f"bext: invalid configuration\n{problem}", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"configuration {path}: ok")
     print(f"listeners: {describe_listeners(config)}")
     print(f"workers: {config.server.workers}")
@@ -268,6 +272,47 @@ def _check_tls(config: Config) -> list[str] | None:
     return list(resolved.warnings)
 
 
+def _check_build(config: Config) -> str:
+    """Compile the request pipeline as the master would; the problem ("" if none).
+
+    Without the shared-memory segment: nothing is claimed, nothing is written.
+    """
+    from bext.worker.pipeline import BuildError, Pipeline
+
+    try:
+        Pipeline(config, None)
+    except BuildError as exc:
+        return str(exc)  # "key: reason"
+    except Exception as exc:  # a check must report, never crash
+        return f"route_rules: cannot be built: {type(exc).__name__}: {exc}"
+    return ""
+
+
+def _check_access_log(target: str) -> str:
+    """Could ``run`` open the access log? Checked without creating it (check never
+    writes): the file, if it exists, must be writable, else its folder must be."""
+    if target in ("stdout", "stderr", "off"):
+        return ""
+    if "\0" in target:
+        return f"log.access: unusable path {target!r}: it contains a NUL byte"
+    try:
+        path = Path(target)
+        folder = path.parent
+        if path.exists():
+            if path.is_dir():
+                return f"log.access: {target} is a directory"
+            if not os.access(path, os.W_OK):
+                return f"log.access: {target} is not writable"
+            return ""
+        if not folder.is_dir():
+            return f"log.access: cannot create {target}: the directory {folder} does not exist"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"log.access: cannot create {target}: the directory {folder} is not writable"
+    except (OSError, ValueError) as exc:  # a NUL byte in the path, a name too long, ...
+        return f"log.access: unusable path {target!r}: {exc}"
+    return ""
+
+
 def cmd_cert(args: argparse.Namespace) -> int:
     """Create bext's local CA if needed and say where it is and how to trust it."""
     from bext.tls.internal_ca import describe_ca, ensure_ca
@@ -286,6 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     from bext.master.arbiter import Arbiter
+    from bext.master.generations import GenerationError
     from bext.master.listeners import BindError
     from bext.observe.errorlog import configure_error_log, log
     from bext.tls import TLSSetupError
@@ -307,6 +353,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         arbiter = Arbiter(config, worker_main, lambda: load_config(path),
                           control_path(path, config))  # fmt: skip
         return arbiter.run()
+    except GenerationError as exc:  # the first generation could not be built
+        log.error("cannot start: %s", exc)
+        return EXIT_CONFIG if exc.config_fault else EXIT_FAILURE
     except TLSSetupError as exc:
         log.error("invalid TLS setup\n%s", exc)
         return EXIT_CONFIG
@@ -358,6 +407,8 @@ def _format_status(status: dict[str, Any]) -> str:
         f"up {status['uptime_seconds']}s, RSS {mib(master.get('rss'))}",
         f"listening on {', '.join(status['listeners'])}",
     ]
+    if status.get("starting_generation") is not None:
+        lines.append(f"reloading: generation {status['starting_generation']} starting")
     for worker in status["workers"]:
         lines.append(
             f"  worker {worker['slot']} pid {worker['pid']} gen {worker['generation']} "

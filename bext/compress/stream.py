@@ -10,19 +10,13 @@ the wrapped stream and the ``on_close`` hook, started or not.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from bext.compress.codecs import Encoder
+from bext.http.streams import aclose_stream
 
 YIELD_EVERY = 256 * 1024
 """Input bytes compressed between two turns given to the event loop (a few ms of CPU)."""
-
-
-async def aclose_stream(stream: AsyncIterator[bytes]) -> None:
-    """Close an async iterator that may or may not have ``aclose`` (as the connection does)."""
-    close: Callable[[], Awaitable[object]] | None = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
 
 
 class CompressedStream:

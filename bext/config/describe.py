@@ -9,7 +9,8 @@ makes those mistakes visible before the config goes live.
 from __future__ import annotations
 
 from bext.config.schema import Config, RouteRule
-from bext.master.listeners import HTTP, HTTPS, QUIC, Listener
+from bext.master.listeners import Listener
+from bext.runtime.spec import HTTP, HTTPS, QUIC
 
 __all__ = ["config_notes", "describe_listeners", "describe_routes"]
 

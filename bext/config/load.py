@@ -34,6 +34,7 @@ from bext.config.reader import Context, Table
 from bext.config.rules import read_rules
 from bext.config.schema import Config
 from bext.config.sections import (
+    read_admin,
     read_cache,
     read_compression,
     read_framework,
@@ -71,6 +72,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     compression = read_compression(ctx, root.get_table("compression"))
     waf = read_waf(root.get_table("waf"))
     log = read_log(ctx, root.get_table("log"))
+    admin = read_admin(ctx, root.get_table("admin"))
     root.finish("section")
 
     if ctx.problems:
@@ -93,6 +95,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
         compression=compression,
         waf=waf,
         log=log,
+        admin=admin,
         warnings=tuple(ctx.warnings),
     )
 

@@ -327,6 +327,20 @@ class WafConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """`[admin]`: who may use the endpoints under `/__bext/` besides loopback peers.
+
+    `token` is a bearer token (`Authorization: Bearer <token>`); without one, only
+    clients connecting from 127.0.0.0/8 or ::1 reach the admin endpoints.
+    """
+
+    token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AdminConfig(token={'<set>' if self.token else None})"
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """`[log]`. `access` is "stdout", "stderr", "off" or an absolute file path; `error` is
     "stderr" or an absolute file path."""
@@ -357,6 +371,7 @@ class Config:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     waf: WafConfig = field(default_factory=WafConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     warnings: tuple[str, ...] = ()
 
     def upstream(self, name: str) -> UpstreamConfig | None:

@@ -32,6 +32,7 @@ from bext.config.schema import (
     HTTP1_ENGINES,
     LOG_LEVELS,
     WAF_MODES,
+    AdminConfig,
     CacheConfig,
     CompressionConfig,
     FrameworkConfig,
@@ -530,6 +531,25 @@ def read_waf(t: Table) -> WafConfig:
     paranoia = t.get_int("paranoia", 1, lo=1, hi=4)
     t.finish()
     return WafConfig(enabled=enabled, mode=mode, paranoia=paranoia)
+
+
+ADMIN_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""RFC 6750 §2.1's b64token: what may follow ``Bearer`` in an Authorization field."""
+ADMIN_TOKEN_MIN = 16
+
+
+def read_admin(ctx: Context, t: Table) -> AdminConfig:
+    """`[admin]`: the bearer token for non-loopback clients of `/__bext/`."""
+    token = t.get_opt_str("token")
+    if token is not None:
+        if ADMIN_TOKEN.fullmatch(token) is None:
+            ctx.error(t.sub("token"), "must be letters, digits and - . _ ~ + / (a bearer token)")
+            token = None
+        elif len(token) < ADMIN_TOKEN_MIN:
+            ctx.error(t.sub("token"), f"must be at least {ADMIN_TOKEN_MIN} characters long")
+            token = None
+    t.finish()
+    return AdminConfig(token=token)
 
 
 def read_log(ctx: Context, t: Table) -> LogConfig:

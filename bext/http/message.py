@@ -7,10 +7,33 @@ from typing import TYPE_CHECKING
 
 from bext.http.body import RequestBody
 from bext.http.filebody import FileBody
-from bext.protocol.events import Headers
+from bext.protocol.events import Headers, RequestHead
 
 if TYPE_CHECKING:
     from bext.proxy.tunnel import Tunnel
+
+
+class RequestNotes:
+    """What request phases learn about a request for later phases and the log to read.
+
+    One per request that needs it (``Request.notes``, made on first use), so requests
+    that no phase takes notes on cost nothing. Each field has one writer: the phase named.
+    """
+
+    __slots__ = ("cache", "client_ip", "request_id", "server", "upstream", "waf")
+
+    def __init__(self) -> None:
+        self.client_ip: str | None = None
+        """The client as the proxy phase worked it out (``trusted_proxies`` applied)."""
+        self.upstream: str | None = None
+        """The upstream group a proxy route chose."""
+        self.server: str | None = None
+        """The server of that group that answered."""
+        self.request_id: str | None = None
+        self.cache: str | None = None
+        """The cache phases' outcome (hit, miss, ...), for Cache-Status and the log."""
+        self.waf: str | None = None
+        """The WAF phase's verdict."""
 
 
 class Request:
@@ -21,6 +44,7 @@ class Request:
     """
 
     __slots__ = (
+        "_notes",
         "body",
         "client_addr",
         "client_port",
@@ -30,6 +54,7 @@ class Request:
         "method",
         "path",
         "query",
+        "route",
         "scheme",
         "server_port",
         "start_time",
@@ -64,6 +89,43 @@ class Request:
         # Set by the pipeline once the target is split and normalised.
         self.path = ""
         self.query = b""
+        self.route: object | None = None
+        """The route that matched (a :class:`~bext.worker.pipeline.Route`), once routed."""
+        self._notes: RequestNotes | None = None
+
+    @classmethod
+    def from_head(
+        cls,
+        head: RequestHead,
+        scheme: str,
+        client: tuple[str, int],
+        server_port: int,
+        body: RequestBody,
+        now: float,
+        http_version: str | None = None,
+    ) -> Request:
+        """The Request for a parsed head, as every connection module builds it."""
+        return cls(
+            head.method,
+            head.target,
+            head.headers,
+            http_version or head.http_version,
+            scheme,
+            client[0],
+            client[1],
+            server_port,
+            body,
+            now,
+            head.host,
+        )
+
+    @property
+    def notes(self) -> RequestNotes:
+        """What phases learnt about this request (see :class:`RequestNotes`)."""
+        notes = self._notes
+        if notes is None:
+            notes = self._notes = RequestNotes()
+        return notes
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or None."""

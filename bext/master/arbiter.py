@@ -7,12 +7,17 @@ back-off), kills stuck ones, and watches deadlines. No threads and no event loop
 the master, so nothing is inherited half-done across ``fork()`` (gunicorn's arbiter;
 ARCHITECTURE.md, decision 2).
 
-Reload (SIGHUP, ``bext reload``) follows "spawn new, then retire old": the new
-configuration is loaded and validated first (a bad one leaves the old one serving and the
-reason goes back to ``bext reload``), a new generation of workers starts on the same
-listening sockets, and only once all of them listen does the old generation get SIGTERM
-and drain. Listening sockets belong to the master and survive reloads, so no connection
-waiting in an accept queue is ever dropped (decision 1).
+What the master serves is a :class:`~bext.master.generations.Generation`: a configuration
+with its TLS contexts, listeners, compiled pipeline, access log and health checks, built
+whole before any worker forks. Reload (SIGHUP, ``bext reload``) follows "spawn new, then
+retire old": a new generation is built first (a bad configuration, or one that cannot be
+built, leaves the running one serving and the reason goes back to ``bext reload`` at
+once), its workers start on the same listening sockets, and only once all of them listen
+does it become current and the old generation get SIGTERM and drain. If they do not
+listen in time the new generation is dropped whole: the running one is exactly what it
+was, and a worker of it that dies later respawns with its own configuration. Listening
+sockets belong to the master and survive reloads, so no connection waiting in an accept
+queue is ever dropped (decision 1).
 """
 
 from __future__ import annotations
@@ -25,32 +30,24 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bext import __version__
 from bext.config import Config, ConfigError
 from bext.master.control import ControlServer, reply
-from bext.master.health import HealthChecker, release_entries
-from bext.master.listeners import (
-    HTTPS,
-    INHERIT_ENV,
-    BindError,
-    Listener,
-    ListenPlan,
-    bind_plan,
-    export_listeners,
-    inherit_listeners,
+from bext.master.generations import (
+    INVALID,
+    Generation,
+    GenerationError,
+    build_generation,
+    release,
 )
+from bext.master.listeners import INHERIT_ENV, Listener, export_listeners, inherit_listeners
 from bext.master.notify import Notifier
-from bext.master.tls_setup import TLSMaterial, TLSSetupError, prepare_tls
-from bext.master.workers import (
-    SlotBackoff,
-    WorkerProcess,
-    WorkerSpec,
-    describe_exit,
-)
+from bext.master.workers import SlotBackoff, WorkerProcess, describe_exit
 from bext.observe.errorlog import log
+from bext.runtime.spec import WorkerSpec
 from bext.shm.counters import heartbeat_age
 from bext.shm.layout import MAX_SLOTS, Field, Segment
 
@@ -78,11 +75,27 @@ with the old master's workers while both run."""
 READY_TIMEOUT = 30.0
 """A new generation that is not listening after this long is abandoned (reload fails)."""
 
+READY_TIMEOUT_ENV = "BEXT_READY_TIMEOUT"
+"""Seconds, overriding :data:`READY_TIMEOUT`. Meant for tests, which cannot wait 30 s for
+a reload to time out; there is no config key for it on purpose."""
+
 WorkerMain = Callable[[WorkerSpec], int]
 ConfigLoader = Callable[[], Config]
 
 
+def ready_timeout() -> float:
+    """:data:`READY_TIMEOUT`, or the positive number of seconds in ``BEXT_READY_TIMEOUT``."""
+    try:
+        value = float(os.environ.get(READY_TIMEOUT_ENV, ""))
+    except ValueError:
+        return READY_TIMEOUT
+    return value if 0 < value < 86400 else READY_TIMEOUT
+
+
 class Arbiter:
+    current: Generation
+    """The generation serving; set by :meth:`run`."""
+
     def __init__(
         self,
         config: Config,
@@ -90,25 +103,24 @@ class Arbiter:
         load_config: ConfigLoader,
         control_path: Path | None,
     ) -> None:
-        self.config = config
+        self.initial_config = config
         self.worker_main = worker_main
         self.load_config = load_config
         self.control_path = control_path
         self.control: ControlServer | None = None
-        self.listeners: list[Listener] = []
-        self.tls: TLSMaterial | None = None
-        """The TLS context and certificates, built here before forking so that every
-        worker shares one set of session-ticket keys (resumption across workers)."""
-        self.retired_listeners: list[Listener] = []
+        self.pending: Generation | None = None
+        """The generation a reload is starting, until its workers all listen."""
+        self.draining: list[Generation] = []
+        """Former generations whose workers have not all exited yet."""
         self.workers: dict[int, WorkerProcess] = {}
-        self.worker_count = config.server.workers
         self.backoff = [SlotBackoff() for _ in range(MAX_SLOTS)]
         generation = os.environ.pop(GENERATION_ENV, "")
-        self.generation = int(generation) if generation.isdigit() else 1
+        self.first_generation = int(generation) if generation.isdigit() else 1
+        self.ready_timeout = ready_timeout()
+        self.resize_after_reload = 0
+        """TTIN/TTOU received while a reload was starting: applied once it is settled."""
         self.signals: list[int] = []
         self.stop_deadline: float | None = None
-        self.pending_reload: tuple[float, list[socket.socket]] | None = None
-        """(deadline, clients waiting for the reply) while a new generation starts."""
         self.announced_ready = False
         self.started_at = time.time()
         self.notifier = Notifier()
@@ -118,42 +130,56 @@ class Arbiter:
         """The new master's pid while this one runs a binary upgrade."""
         shm_fd = os.environ.pop(SHM_FD_ENV, "")
         self.segment = Segment(int(shm_fd) if shm_fd.isdigit() else None)
-        self.health = HealthChecker(config, self.segment)
         self._wake_r = -1
         self._wake_w = -1
+
+    @property
+    def config(self) -> Config:
+        """The configuration being served (the current generation's)."""
+        return self.current.config
+
+    @property
+    def generation(self) -> int:
+        return self.current.number
+
+    @property
+    def worker_count(self) -> int:
+        return self.current.worker_count
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until stopped; raises TLSSetupError or BindError if it cannot start."""
-        self.tls = prepare_tls(self.config)
+        """Serve until stopped; raises GenerationError if the first generation cannot be
+        built (invalid TLS setup, an address that cannot be bound, a pipeline or access
+        log that cannot be built)."""
         inherited = os.environ.pop(INHERIT_ENV, "")
+        adopt: list[Listener] | None = None
         if inherited:
             # A binary upgrade: the sockets (and their accept queues) carry over.
-            self.listeners = inherit_listeners(inherited)
-            for listener in self.listeners:
-                listener.ensure_slots(self.worker_count)
-                listener.trim_slots(self.worker_count)
-        else:
-            self.listeners = bind_plan(
-                ListenPlan.from_config(self.config.server), self.worker_count
-            )
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, self._enqueue_signal)
-        if self.control_path is not None:
-            self.control = ControlServer(self.control_path, take_over=bool(self.upgrade_from))
-        self._write_pidfile()
-        log.info(
-            "master %d (bext %s) starting %d workers on %s",
-            os.getpid(),
-            __version__,
-            self.worker_count,
-            self._urls(),
+            try:
+                adopt = inherit_listeners(inherited)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                raise GenerationError(f"cannot adopt the old master's sockets: {exc}",
+                                      config_fault=False) from exc  # fmt: skip
+        self.current = build_generation(
+            self.first_generation, self.initial_config, self.segment, adopt=adopt
         )
         try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            for sig in HANDLED_SIGNALS:
+                signal.signal(sig, self._enqueue_signal)
+            if self.control_path is not None:
+                self.control = ControlServer(self.control_path, take_over=bool(self.upgrade_from))
+            self._write_pidfile()
+            log.info(
+                "master %d (bext %s) starting %d workers on %s",
+                os.getpid(),
+                __version__,
+                self.worker_count,
+                self.current.urls(),
+            )
             for slot in range(self.worker_count):
-                self.spawn(slot)
+                self.spawn(self.current, slot)
             while not self._stopped():
                 self._wait()
                 self._handle_signals()
@@ -164,31 +190,45 @@ class Arbiter:
                 self._enforce_stop_deadline()
                 self.notifier.watchdog()
         finally:
-            for listener in self.listeners + self.retired_listeners:
-                listener.close()
+            for generation in self._generations():
+                generation.close()
+                for listener in generation.listeners:
+                    listener.close()  # closing twice (shared listeners) is harmless
             for worker in self.workers.values():
                 worker.close_pipe()
-            self.health.close()
             if self.control is not None:
                 self.control.close()
             self._remove_pidfile()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
         log.info("master %d exiting", os.getpid())
         return 0
 
     def _stopped(self) -> bool:
         return self.stop_deadline is not None and not self.workers
 
-    def _urls(self) -> str:
-        return ", ".join(listener.url for listener in self.listeners)
+    def _generations(self) -> Iterator[Generation]:
+        """Every generation the master holds: current, starting, draining."""
+        yield self.current
+        if self.pending is not None:
+            yield self.pending
+        yield from self.draining
 
-    def _current_workers(self) -> list[WorkerProcess]:
-        """The workers of the current generation (a reload's new one while it starts)."""
-        return [w for w in self.workers.values() if w.generation == self.generation]
+    def _generation(self, number: int) -> Generation | None:
+        return next((g for g in self._generations() if g.number == number), None)
+
+    def _workers_of(self, generation: Generation) -> list[WorkerProcess]:
+        """The live workers of ``generation`` (not those told to stop or killed)."""
+        return [w for w in self.workers.values()
+                if w.generation == generation.number and not w.stopping]  # fmt: skip
+
+    def _all_ready(self, generation: Generation) -> bool:
+        ready = {w.slot for w in self._workers_of(generation) if w.ready}
+        return all(slot in ready for slot in range(generation.worker_count))
 
     def _status_line(self) -> str:
-        current = self._current_workers()
+        current = self._workers_of(self.current)
         requests = self.segment.sum(Field.REQUESTS)
         return f"generation {self.generation}, {len(current)} workers, {requests} requests served"
 
@@ -212,9 +252,11 @@ class Arbiter:
     def handle_sigterm(self) -> None:
         """Graceful stop: workers stop accepting and finish what is in flight."""
         if self.stop_deadline is None:
-            log.info("SIGTERM: graceful stop (up to %.0fs)", self.config.server.graceful_timeout)
+            grace = max(g.config.server.graceful_timeout for g in self._generations())
+            log.info("SIGTERM: graceful stop (up to %.0fs)", grace)
             self._notify_stopping()
-            self.stop_deadline = time.monotonic() + self.config.server.graceful_timeout + 2.0
+            self.stop_deadline = time.monotonic() + grace + 2.0
+            self._abandon_reload("bext is stopping")
             self._signal_workers(signal.SIGTERM)
 
     def handle_sigint(self) -> None:
@@ -229,6 +271,7 @@ class Arbiter:
         deadline = time.monotonic() + FAST_STOP_GRACE
         if self.stop_deadline is None or self.stop_deadline > deadline:
             self.stop_deadline = deadline
+        self._abandon_reload("bext is stopping")
         self._signal_workers(signal.SIGQUIT)
 
     def _notify_stopping(self) -> None:
@@ -247,6 +290,15 @@ class Arbiter:
 
     def handle_sigusr1(self) -> None:
         log.info("SIGUSR1: workers reopen their log files")
+        # The master's copies too: a worker forked later must inherit the new file.
+        for generation in (self.current, self.pending):
+            if generation is None:
+                continue
+            try:
+                generation.access_log.reopen()
+            except (OSError, ValueError) as exc:
+                log.error("cannot reopen the access log %s: %s",
+                          generation.config.log.access, exc)  # fmt: skip
         self._signal_workers(signal.SIGUSR1)
 
     def handle_sigusr2(self) -> None:
@@ -267,10 +319,10 @@ class Arbiter:
             return "bext is stopping"
         if self.upgrade_pid:
             return f"an upgrade is already under way (new master {self.upgrade_pid})"
-        if self.pending_reload is not None:
+        if self.pending is not None:
             return "a reload is under way"
         env = dict(os.environ)
-        env[INHERIT_ENV] = export_listeners(self.listeners)
+        env[INHERIT_ENV] = export_listeners(self.current.listeners)
         env[UPGRADE_FROM_ENV] = str(os.getpid())
         os.set_inheritable(self.segment.fd, True)
         env[SHM_FD_ENV] = str(self.segment.fd)
@@ -282,7 +334,7 @@ class Arbiter:
                 os.execve(sys.executable, argv, env)
             finally:
                 os._exit(127)
-        for listener in self.listeners:
+        for listener in self.current.listeners:
             for sock in listener.sockets:
                 os.set_inheritable(sock.fileno(), False)
         self.upgrade_pid = pid
@@ -290,10 +342,10 @@ class Arbiter:
         return ""
 
     def handle_sigttin(self) -> None:
-        self._resize(self.worker_count + 1)
+        self._request_resize(+1)
 
     def handle_sigttou(self) -> None:
-        self._resize(self.worker_count - 1)
+        self._request_resize(-1)
 
     def _signal_workers(self, signum: int, only: list[WorkerProcess] | None = None) -> None:
         for worker in only if only is not None else self.workers.values():
@@ -305,95 +357,144 @@ class Arbiter:
     # -- reload ------------------------------------------------------------------------------
 
     def reload(self, waiting: socket.socket | None = None) -> str:
-        """Start a reload; return the reason it was refused ("" when it goes ahead)."""
+        """Start a reload; return the reason it was refused ("" when it goes ahead).
+
+        The new generation is built whole first; if anything in that fails (the reason
+        names the config key), nothing of the running generation has changed.
+        """
         if self.stop_deadline is not None:
             return "bext is stopping"
-        if self.pending_reload is not None:
+        if self.pending is not None:
             if waiting is not None:
-                self.pending_reload[1].append(waiting)
+                self.pending.waiters.append(waiting)
             return ""  # already under way: the waiter gets that reload's outcome
         self.notifier.reloading()
         try:
+            generation = self._build_next()
+        except GenerationError as exc:
+            self.notifier.ready(self._status_line())
+            return str(exc)
+        generation.deadline = time.monotonic() + self.ready_timeout
+        if waiting is not None:
+            generation.waiters.append(waiting)
+        self.pending = generation
+        log.info("reload: starting generation %d (%d workers)", generation.number,
+                 generation.worker_count)  # fmt: skip
+        for slot in range(generation.worker_count):
+            self.spawn(generation, slot)
+        return ""
+
+    def _build_next(self) -> Generation:
+        """Load the configuration and build the next generation; raises GenerationError."""
+        try:
             config = self.load_config()
         except ConfigError as exc:
-            self.notifier.ready(self._status_line())
-            return f"invalid configuration\n{exc}"
+            raise GenerationError(f"{INVALID}\n{exc}") from exc
         except OSError as exc:
-            self.notifier.ready(self._status_line())
-            return f"cannot read the configuration: {exc}"
+            raise GenerationError(f"cannot read the configuration: {exc}") from exc
+        except Exception as exc:  # the master must never die on a file it is given
+            raise GenerationError(f"cannot load the configuration: "
+                                  f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        keep: set[int] = set()
+        for generation in self._generations():
+            keep |= generation.health_keys()  # draining workers still use theirs
         try:
-            tls = prepare_tls(config)  # certificates are re-read on every reload
-        except TLSSetupError as exc:
-            self.notifier.ready(self._status_line())
-            return f"invalid TLS setup\n{exc}"
-        new_server = config.server
-        plan = ListenPlan.from_config(new_server)
-        if plan != ListenPlan.from_config(self.config.server):
-            try:
-                listeners = bind_plan(plan, new_server.workers)
-            except BindError as exc:
-                self.notifier.ready(self._status_line())
-                return str(exc)
-            self.retired_listeners.extend(self.listeners)
-            self.listeners = listeners
-        else:
-            error = self._fit_sockets(new_server.workers)
-            if error:
-                self.notifier.ready(self._status_line())
-                return error
-        release_entries(self.segment, self.config, config)
-        self.config = config
-        self.tls = tls
-        self.health.close()
-        self.health = HealthChecker(config, self.segment)  # claims entries before the fork
-        self.worker_count = new_server.workers
-        self.generation += 1
-        log.info("reload: starting generation %d (%d workers)", self.generation,
-                 self.worker_count)  # fmt: skip
-        self.pending_reload = (time.monotonic() + READY_TIMEOUT, [])
-        if waiting is not None:
-            self.pending_reload[1].append(waiting)
-        for slot in range(self.worker_count):
-            self.spawn(slot)
-        return ""
+            # The number after the current one, even after an abandoned reload: its
+            # counter block (by parity) must differ from the running workers'.
+            return build_generation(self.generation + 1, config, self.segment,
+                                    base=self.current, keep_health=keep)  # fmt: skip
+        except GenerationError:
+            raise
+        except Exception as exc:  # build_generation converts everything; belt and braces
+            raise GenerationError(f"cannot build the configuration: "
+                                  f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+
+    def _promote(self) -> None:
+        """Every worker of the starting generation listens: it becomes current, and the
+        workers of every other generation drain."""
+        new = self.pending
+        assert new is not None
+        self.pending = None
+        old = self.current
+        self.current = new
+        old.health.close()  # the new generation's checker probes from now on
+        retiring = [w for w in self.workers.values() if w.generation != new.number]
+        self._signal_workers(signal.SIGTERM, retiring)
+        for listener in new.listeners:
+            listener.trim_slots(new.worker_count)  # fewer workers: close the spare sockets
+        self.draining.append(old)
+        self._drop_drained()
+        log.info("reload: generation %d serving; %d old workers draining", new.number,
+                 len(retiring))  # fmt: skip
+        self.notifier.ready(self._status_line())
+        for conn in new.waiters:
+            reply(conn, f"ok: generation {new.number} serving")
+        new.waiters.clear()
+        self._apply_deferred_resize()
+
+    def _check_reload_deadline(self) -> None:
+        pending = self.pending
+        if pending is None or time.monotonic() < pending.deadline:
+            return
+        log.error("reload: generation %d did not start in %gs; keeping generation %d",
+                  pending.number, self.ready_timeout, self.generation)  # fmt: skip
+        self._abandon_reload("the new workers did not start; the old ones keep serving")
+        self.notifier.ready(self._status_line())
+
+    def _abandon_reload(self, why: str) -> None:
+        """Drop the starting generation whole; the current one stays exactly as it was.
+
+        Its workers that already listen may have taken connections: they drain
+        (SIGTERM); the others are killed. What only it held (listeners it bound, extra
+        sockets on shared ones, its access log, health entries) is released.
+        """
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        doomed = [w for w in self.workers.values() if w.generation == pending.number]
+        self._signal_workers(signal.SIGTERM, [w for w in doomed if w.ready])
+        unready = [w for w in doomed if not w.ready]
+        for worker in unready:
+            worker.stopping = True  # not replaced, not counted as live
+        self._signal_workers(signal.SIGKILL, unready)
+        release(pending, self._generations(), self.segment)
+        for listener in self.current.listeners:
+            listener.trim_slots(self.current.worker_count)
+        for conn in pending.waiters:
+            reply(conn, f"error: {why}")
+        pending.waiters.clear()
+        self._apply_deferred_resize()
+
+    def _drop_drained(self) -> None:
+        """Release the former generations whose last worker has exited."""
+        for generation in list(self.draining):
+            if not any(w.generation == generation.number for w in self.workers.values()):
+                self.draining.remove(generation)
+                release(generation, self._generations(), self.segment)
+
+    # -- worker count ----------------------------------------------------------------------
+
+    def _request_resize(self, delta: int) -> None:
+        if self.pending is not None:
+            self.resize_after_reload += delta
+            log.info("worker count change waits for the reload under way")
+            return
+        self._resize(self.worker_count + delta)
+
+    def _apply_deferred_resize(self) -> None:
+        delta, self.resize_after_reload = self.resize_after_reload, 0
+        if delta:
+            self._resize(self.worker_count + delta)
 
     def _fit_sockets(self, workers: int) -> str:
         """Give every listener one socket per worker slot (more workers: bind more)."""
         try:
-            for listener in self.listeners:
+            for listener in self.current.listeners:
                 listener.ensure_slots(workers)
         except OSError as exc:
             return f"cannot add listening sockets: {exc}"
         return ""
-
-    def _reload_ready(self) -> None:
-        """Every worker of the new generation listens: retire the old ones."""
-        assert self.pending_reload is not None
-        _, waiters = self.pending_reload
-        self.pending_reload = None
-        old = [w for w in self.workers.values() if w.generation != self.generation]
-        self._signal_workers(signal.SIGTERM, old)
-        for listener in self.listeners:
-            listener.trim_slots(self.worker_count)  # fewer workers: close the spare sockets
-        log.info("reload: generation %d serving; %d old workers draining", self.generation,
-                 len(old))  # fmt: skip
-        self.notifier.ready(self._status_line())
-        for conn in waiters:
-            reply(conn, f"ok: generation {self.generation} serving")
-
-    def _check_reload_deadline(self) -> None:
-        if self.pending_reload is None or time.monotonic() < self.pending_reload[0]:
-            return
-        _, waiters = self.pending_reload
-        self.pending_reload = None
-        new = self._current_workers()
-        log.error("reload: generation %d did not start in %.0fs; keeping the old workers",
-                  self.generation, READY_TIMEOUT)  # fmt: skip
-        self._signal_workers(signal.SIGKILL, new)
-        self.generation -= 1  # the old generation stays current
-        self.notifier.ready(self._status_line())
-        for conn in waiters:
-            reply(conn, "error: the new workers did not start; the old ones keep serving")
 
     def _resize(self, count: int) -> None:
         count = max(1, min(count, MAX_SLOTS))
@@ -405,17 +506,17 @@ class Arbiter:
             return
         log.info("worker count %d -> %d", self.worker_count, count)
         if count < self.worker_count:
-            extra = [w for w in self.workers.values() if w.slot >= count]
+            extra = [w for w in self._workers_of(self.current) if w.slot >= count]
             self._signal_workers(signal.SIGTERM, extra)
-        self.worker_count = count
-        for listener in self.listeners:
+        self.current.worker_count = count
+        for listener in self.current.listeners:
             listener.trim_slots(count)
 
     # -- workers ---------------------------------------------------------------------------
 
-    def spawn(self, slot: int) -> None:
+    def spawn(self, generation: Generation, slot: int) -> None:
+        """Fork worker ``slot`` of ``generation``, with that generation's configuration."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        generation = self.generation
         pid = os.fork()
         if pid == 0:  # worker
             code = 1
@@ -430,46 +531,53 @@ class Arbiter:
                     other.close_pipe()
                 if self.control is not None:
                     self.control.close_inherited()
-                if self.pending_reload is not None:
-                    for waiting in self.pending_reload[1]:
+                mine = generation.slot_sockets(slot)
+                kept = {id(sock) for _, sock in mine}
+                for held in list(self._generations()):
+                    for waiting in held.waiters:
                         waiting.close()  # the master answers them; this copy must not linger
-                mine = [(listener.kind, listener.sockets[slot]) for listener in self.listeners]
-                kept = [sock for _, sock in mine]
-                for listener in self.listeners + self.retired_listeners:
-                    for sock in listener.sockets:
-                        if sock not in kept:
-                            sock.close()  # only this process's copy
-                tls_port = next((x.port for x in self.listeners if x.kind == HTTPS), 0)
-                spec = WorkerSpec(slot, generation, self.config, mine, ready_w, self.segment,
-                                  self.tls, tls_port)  # fmt: skip
+                    held.health.close()  # this process's copies of the probe sockets
+                    if held is not generation:
+                        held.access_log.close()  # never stdout/stderr
+                    for listener in held.listeners:
+                        for sock in listener.sockets:
+                            if id(sock) not in kept:
+                                sock.close()  # only this process's copy
+                spec = WorkerSpec(slot, generation.number, generation.config, mine, ready_w,
+                                  self.segment, generation.pipeline, generation.access_log,
+                                  generation.tls, generation.tls_port)  # fmt: skip
                 code = self.worker_main(spec)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
                 os._exit(code)
         os.close(ready_w)
-        self.workers[pid] = WorkerProcess(slot, generation, pid, time.monotonic(), ready_r)
-        log.info("worker %d started (pid %d, generation %d)", slot, pid, generation)
+        self.workers[pid] = WorkerProcess(slot, generation.number, pid, time.monotonic(),
+                                          ready_r)  # fmt: skip
+        log.info("worker %d started (pid %d, generation %d)", slot, pid, generation.number)
 
     def _wait(self) -> None:
         fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         if self.control is not None:
             fds.append(self.control.fileno())
+        health = self.current.health
         if self.stop_deadline is not None:
-            self.health.close()
+            health.close()
         now = time.monotonic()
-        timeout = self.health.next_timeout(now)
-        for slot_backoff in self.backoff[: self.worker_count]:
+        timeout = health.next_timeout(now)
+        for slot_backoff in self.backoff[: self._slots_in_use()]:
             if slot_backoff.not_before > now:
                 timeout = min(timeout, slot_backoff.not_before - now)
-        probe_readers, probe_writers = self.health.select_sets()
+        if self.pending is not None:
+            timeout = min(timeout, self.pending.deadline - now)
+        probe_readers, probe_writers = health.select_sets()
         try:
             readable, writable, _ = select.select(
                 [*fds, *probe_readers], probe_writers, [], max(timeout, 0.0)
             )
         except InterruptedError:
             return
-        self.health.run(readable, writable)
+        health.run(readable, writable)
         probes = set(probe_readers)
         for fd in readable:
             if fd in probes:
@@ -486,19 +594,24 @@ class Arbiter:
             else:
                 self._on_ready_pipe(fd)
 
+    def _slots_in_use(self) -> int:
+        pending = self.pending.worker_count if self.pending is not None else 0
+        return max(self.worker_count, pending)
+
     def _on_ready_pipe(self, fd: int) -> None:
         worker = next(w for w in self.workers.values() if w.ready_fd == fd)
         if os.read(fd, 64):
             worker.ready = True
         worker.close_pipe()  # one message ("listening") or EOF (died first)
-        current = self._current_workers()
-        if len(current) < self.worker_count or not all(w.ready for w in current):
-            return
-        if self.pending_reload is not None:
-            self._reload_ready()
-        elif not self.announced_ready:
+        if self.pending is not None:
+            if self._all_ready(self.pending):
+                self._promote()
+            else:
+                return
+        if not self.announced_ready and self._all_ready(self.current):
             self.announced_ready = True
-            log.info("ready: %d workers serving %s", len(current), self._urls())
+            log.info("ready: %d workers serving %s", len(self._workers_of(self.current)),
+                     self.current.urls())  # fmt: skip
             if self.upgrade_from:
                 log.info("binary upgrade: retiring the old master %d", self.upgrade_from)
                 with contextlib.suppress(ProcessLookupError):
@@ -527,9 +640,11 @@ class Arbiter:
             if worker.stopping or self.stop_deadline is not None:
                 log.info("worker %d (pid %d, generation %d) stopped", worker.slot, pid,
                          worker.generation)  # fmt: skip
-                self._close_retired_listeners()
+                self._drop_drained()
                 continue
-            if worker.generation != self.generation or worker.slot >= self.worker_count:
+            generation = self._serving(worker.generation)
+            if generation is None or worker.slot >= generation.worker_count:
+                self._drop_drained()
                 continue  # an old generation's worker: it is not replaced
             now = time.monotonic()
             delay = self.backoff[worker.slot].record_exit(now - worker.started_at, now)
@@ -541,33 +656,38 @@ class Arbiter:
                 f" in {delay:.2f}s" if delay else "",
             )
 
-    def _close_retired_listeners(self) -> None:
-        if self.retired_listeners and all(
-            w.generation == self.generation for w in self.workers.values()
-        ):
-            for listener in self.retired_listeners:
-                listener.close()
-            self.retired_listeners.clear()
+    def _serving(self, number: int) -> Generation | None:
+        """The current or the starting generation with that number: slots that respawn."""
+        for generation in (self.current, self.pending):
+            if generation is not None and generation.number == number:
+                return generation
+        return None
 
     def _check_heartbeats(self) -> None:
         for worker in list(self.workers.values()):
             if not worker.ready or worker.stopping:
                 continue
+            generation = self._generation(worker.generation) or self.current
             age = heartbeat_age(self.segment, worker.slot, worker.generation)
-            if age > self.config.server.heartbeat_timeout:
+            if age > generation.config.server.heartbeat_timeout:
                 log.error("worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it",
                           worker.slot, worker.pid, age)  # fmt: skip
                 self._signal_workers(signal.SIGKILL, [worker])
                 worker.ready = False
 
     def _respawn_due(self) -> None:
+        """Replace the missing workers of the current and the starting generation, each
+        with its own generation's configuration."""
         if self.stop_deadline is not None:
             return
-        live = {w.slot for w in self._current_workers()}
         now = time.monotonic()
-        for slot in range(self.worker_count):
-            if slot not in live and self.backoff[slot].not_before <= now:
-                self.spawn(slot)
+        for generation in (self.current, self.pending):
+            if generation is None:
+                continue
+            live = {w.slot for w in self._workers_of(generation)}
+            for slot in range(generation.worker_count):
+                if slot not in live and self.backoff[slot].not_before <= now:
+                    self.spawn(generation, slot)
 
     def _enforce_stop_deadline(self) -> None:
         if (
@@ -622,8 +742,9 @@ class Arbiter:
             "version": __version__,
             "master": process(os.getpid()),
             "generation": self.generation,
+            "starting_generation": self.pending.number if self.pending is not None else None,
             "uptime_seconds": round(time.time() - self.started_at, 1),
-            "listeners": [listener.url for listener in self.listeners],
+            "listeners": [listener.url for listener in self.current.listeners],
             "workers": [
                 {
                     **process(w.pid),
@@ -634,7 +755,7 @@ class Arbiter:
                 for w in sorted(self.workers.values(), key=lambda w: (w.generation, w.slot))
             ],
             "counters": counters,
-            "upstreams": self.health.report(),
+            "upstreams": self.current.health.report(),
         }
 
     # -- pidfile ---------------------------------------------------------------------------

@@ -18,15 +18,11 @@ import socket
 from dataclasses import dataclass, field
 
 from bext.config.schema import ServerConfig
+from bext.runtime.spec import HTTP, HTTPS, QUIC
 
 log = logging.getLogger("bext")
 
 BACKLOG = 2048
-
-HTTP = "http"
-HTTPS = "https"
-QUIC = "quic"
-"""Listener kinds: plain TCP, TLS over TCP, and UDP for QUIC (HTTP/3) on the TLS port."""
 
 _UDP_BUFFER = 4 * 1024 * 1024
 """Receive/send buffer asked for on QUIC sockets; bursts of datagrams must not be dropped."""

@@ -9,13 +9,10 @@ are picked up by the new generation while the old one finishes its connections.
 
 from __future__ import annotations
 
-import ssl
-from dataclasses import dataclass
-
 from bext.config import Config
 from bext.observe.errorlog import log
+from bext.runtime.spec import TLSMaterial
 from bext.tls import (
-    ResolvedCertificates,
     TLSSetupError,
     build_server_context,
     resolve_certificates,
@@ -24,14 +21,6 @@ from bext.tls import (
 ALPN = ["h2", "http/1.1"]
 
 __all__ = ["TLSMaterial", "TLSSetupError", "prepare_tls"]
-
-
-@dataclass(frozen=True)
-class TLSMaterial:
-    context: ssl.SSLContext
-    """For the TCP listener (HTTP/1.1 and HTTP/2, chosen by ALPN)."""
-    certificates: ResolvedCertificates
-    """The same PEM files, for the HTTP/3 engine (aioquic has its own TLS stack)."""
 
 
 def prepare_tls(config: Config) -> TLSMaterial | None:

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
-
-from bext.config import Config
-from bext.master.tls_setup import TLSMaterial
-from bext.shm.layout import Segment
 
 QUICK_DEATH = 5.0
 """A worker that dies sooner than this after its start counts towards the back-off."""
 
 MAX_BACKOFF = 30.0
-
-
-@dataclass
-class WorkerSpec:
-    """Everything a forked worker starts from."""
-
-    slot: int
-    generation: int
-    config: Config
-    sockets: list[tuple[str, socket.socket]]
-    """This slot's listening sockets with their kind (http, https, quic), one per listener;
-    the master keeps its copies."""
-    ready_fd: int
-    segment: Segment
-    tls: TLSMaterial | None = None
-    tls_port: int = 0
-    """The TLS port actually bound (it differs from the config's when that says 0)."""
 
 
 @dataclass

@@ -52,6 +52,18 @@ class AccessLog:
             self._fd = new_fd
             self._own_fd = True
 
+    def close(self) -> None:
+        """Flush, then close the file this object opened; stdout and stderr stay open.
+
+        The master closes its copy when it drops a generation (its workers have their
+        own). Lines logged afterwards are discarded quietly, until :meth:`reopen`.
+        """
+        self.flush()
+        if self._own_fd:
+            self._own_fd = False
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
     def _timestamp(self) -> str:
         now = int(time.time())
         if now != self._stamp_second:

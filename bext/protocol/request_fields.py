@@ -224,3 +224,14 @@ def check_trailers(fields: Sequence[tuple[bytes, bytes]]) -> Headers:
             raise MalformedRequest("invalid field value")
         trailers.append(field)
     return trailers
+
+
+def parse_request_head(fields: Headers, limits: ParserLimits) -> RequestHead:
+    """HTTP/3's request head check (:func:`check_request_fields`); raise ProtocolError.
+
+    aioquic already checked the field names and values and that ``:method`` and
+    ``:authority`` are there; checking again costs little and keeps one set of rules.
+    The section size is counted as HTTP/1.1 counts it (no per-field overhead) against
+    ``limits.max_header_size``, and only ``https`` is served over QUIC.
+    """
+    return check_request_fields(fields, limits, "3", limits.max_header_size, scheme=b"https")

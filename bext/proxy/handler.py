@@ -75,6 +75,7 @@ class ProxyHandler:
         return self.proxy(request)
 
     async def proxy(self, request: Request) -> Response:
+        request.notes.upstream = self.group.name
         target = request.target
         if target[:1] != b"/":
             target = request.path.encode("utf-8") + (b"?" + request.query if request.query else b"")
@@ -156,6 +157,7 @@ class ProxyHandler:
                     continue
                 break
             self.group.mark_ok(pool)
+            request.notes.server = pool.label
             headers, no_buffering = client_response_headers(response_head.headers)
             if no_buffering and self.response_buffering:
                 buffer.set_limits(STREAMING_MEMORY, 0)

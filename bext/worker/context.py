@@ -52,8 +52,33 @@ class Timeouts:
     send: float = 60.0
 
 
+class WorkerState:
+    """What every listener of one worker shares, by reference: one object per worker.
+
+    Listener contexts (plain HTTP, TLS) each point at the same state, so a graceful stop
+    that sets :attr:`stopping` is seen by every connection of every listener at once. It
+    was once a field copied into each listener's context, and TLS connections never
+    learned that their worker was draining.
+    """
+
+    __slots__ = ("access_log", "connections", "counters", "stopping")
+
+    def __init__(self, access_log: AccessLog, counters: SlotCounters | None = None) -> None:
+        self.stopping = False
+        self.connections: set[ConnectionLike] = set()
+        self.counters: SlotCounters = counters if counters is not None else NullCounters()
+        self.access_log = access_log
+
+
 @dataclass(eq=False)
 class WorkerContext:
+    """One listener's view of its worker: the pipeline and settings it serves with.
+
+    ``state`` (stopping, the connection set, counters, the access log) is shared with the
+    worker's other listener contexts; ``connections``, ``counters`` and ``access_log`` are
+    the state's own objects, reachable directly because connections use them per read.
+    """
+
     handler: RequestHandler
     parser_factory: Callable[[ParserLimits], RequestParser]
     limits: ParserLimits
@@ -63,22 +88,39 @@ class WorkerContext:
     server_tokens: bool = True
     max_keepalive_requests: int = 1000
     max_connections: int = 10000
-    stopping: bool = False
     counters: SlotCounters = field(default_factory=NullCounters)
-    connections: set[ConnectionLike] = field(default_factory=set)
     extra_headers: Headers = field(default_factory=list)
     """Fields added to every response on this context's listener (HSTS, Alt-Svc on TLS)."""
     h2: H2Limits = field(default_factory=H2Limits)
+    state: WorkerState | None = None
+    """Given by :meth:`for_listener`; a context built directly makes its own."""
+    connections: set[ConnectionLike] = field(init=False)
     _date: bytes = b""
     _preamble: bytes = b""
     _fields: Headers = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = WorkerState(self.access_log, self.counters)
+        self.access_log = self.state.access_log
+        self.counters = self.state.counters
+        self.connections = self.state.connections
         self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
         self._server_line = b"Server: " + self._server_value + b"\r\n"
         self._extra_lines = b"".join(
             name + b": " + value + b"\r\n" for name, value in self.extra_headers
         )
+
+    @property
+    def stopping(self) -> bool:
+        """The worker drains: finish what is in flight, keep no connection alive."""
+        assert self.state is not None
+        return self.state.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        assert self.state is not None
+        self.state.stopping = value
 
     def preamble(self) -> bytes:
         """HTTP/1.1: ``Date``, ``Server`` and the extra fields, serialised once per second."""
@@ -138,11 +180,12 @@ class WorkerContext:
     ) -> WorkerContext:
         """A context for another listener of the same worker (TLS beside plain HTTP).
 
-        Everything stateful (connections, counters, logs) is shared, so a graceful stop
-        drains all listeners' connections together.
+        The :class:`WorkerState` is shared, not copied, so a graceful stop drains all
+        listeners' connections together and every one of them sees ``stopping``.
         """
         return replace(
             self,
+            state=self.state,
             scheme=scheme,
             handler=handler or self.handler,
             extra_headers=list(extra_headers) if extra_headers is not None else [],

@@ -23,12 +23,11 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable
 from typing import cast
 
-from bext.compress.stream import aclose_stream
-from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
+from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
 from bext.protocol.events import BodyChunk, ProtocolError, RequestHead
 from bext.protocol.h1_writer import (
@@ -43,6 +42,8 @@ from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
 from bext.worker.context import WorkerContext
 from bext.worker.deadlines import LazyTimer
+from bext.worker.exchange import NO_BODY_STATUS, Exchange
+from bext.worker.exchange import start as start_exchange
 from bext.worker.h2_connection import H2Connection
 
 log = logging.getLogger("bext")
@@ -54,8 +55,6 @@ _PAUSED_BY_BODY = 1
 _PAUSED_BY_QUEUE = 2
 _PAUSED_BY_ERROR = 4
 _PAUSED_BY_UPGRADE = 8
-
-_NO_BODY_STATUS = frozenset({204, 304})
 
 DRAIN_IDLE_GRACE = 1.0
 """While draining, how long an idle connection may still send a request before closing."""
@@ -75,7 +74,8 @@ class H1Connection(asyncio.Protocol):
         self._current: Request | None = None
         self._keep_alive = True
         self._response_started = False
-        self._task: asyncio.Task[None] | None = None
+        self._exchange: Exchange | None = None
+        self._chunked = False  # the response being streamed uses chunked framing
         self._served = 0
         self._driving = False
         self._read_pauses = 0
@@ -193,8 +193,8 @@ class H1Connection(asyncio.Protocol):
         if self._receiving is not None:
             self._receiving.body.fail("client closed the connection")
             self._receiving = None
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if self._exchange is not None:
+            self._exchange.cancel()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
@@ -282,18 +282,8 @@ class H1Connection(asyncio.Protocol):
     def _on_head(self, head: RequestHead, now: float) -> None:
         has_body = head.has_body
         body = RequestBody(self, head.expect_continue) if has_body else EMPTY_BODY
-        request = Request(
-            head.method,
-            head.target,
-            head.headers,
-            head.http_version,
-            self._ctx.scheme,
-            self._client[0],
-            self._client[1],
-            self._server_port,
-            body,
-            now,
-            head.host,
+        request = Request.from_head(
+            head, self._ctx.scheme, self._client, self._server_port, body, now
         )
         if has_body:
             self._receiving = request
@@ -339,51 +329,25 @@ class H1Connection(asyncio.Protocol):
         self._keep_alive = (
             keep_alive and not ctx.stopping and self._served < ctx.max_keepalive_requests
         )
-        try:
-            result = ctx.handler.handle(request)
-        except Exception:
-            log.exception("request handler failed for %s %r", request.method, request.target)
-            result = error_response(500, request.header(b"accept"))
-        if type(result) is Response:
-            if result.tunnel is not None:
-                self._switch_protocols(request, result)
-            elif result.file is not None:
-                self._task = self._loop.create_task(self._send_file(request, result))
-            elif result.stream is None:
-                self._send_simple(request, result)
-            else:
-                self._task = self._loop.create_task(self._send_streamed(request, result))
-        else:
-            self._task = self._loop.create_task(self._await_response(request, result))  # type: ignore[arg-type]
+        self._exchange = start_exchange(ctx, request, self)
 
-    async def _await_response(self, request: Request, pending: Awaitable[Response]) -> None:
-        try:
-            response = await pending
-        except asyncio.CancelledError:
-            raise
-        except BodyError as exc:
-            if self._closed:
-                return
-            response = error_response(400, request.header(b"accept"), str(exc))
-            self._keep_alive = False
-        except Exception:
-            log.exception("request handler failed for %s %r", request.method, request.target)
-            response = error_response(500, request.header(b"accept"))
-        if self._closed:
-            if response.tunnel is not None:
-                response.tunnel.close()
-            return
-        if response.tunnel is not None:
-            self._switch_protocols(request, response)
-        elif response.file is not None:
-            await self._send_file(request, response)
-        elif response.stream is None:
-            self._send_simple(request, response)
-        else:
-            await self._send_streamed(request, response)
+    # -- Sender (bext.worker.exchange) ---------------------------------------------------------
 
-    def _framing(self, request: Request, response: Response) -> tuple[bool, bool]:
-        """(send a body at all, keep the connection alive afterwards)."""
+    whole_limit = 1 << 62  # any body in memory goes out in one write (or two)
+
+    @property
+    def sends_files(self) -> bool:
+        return self._plain  # TLS must encrypt the bytes: the exchange reads chunks
+
+    @property
+    def gone(self) -> bool:
+        return self._closed or self._transport is None
+
+    def refuse_reuse(self) -> None:
+        self._keep_alive = False
+
+    def _framing(self, request: Request) -> bool:
+        """Settle the request body before answering; True to keep the connection."""
         body = request.body
         if not body.complete:
             if body.continue_pending:
@@ -391,18 +355,17 @@ class H1Connection(asyncio.Protocol):
                 # the connection cannot be reused reliably.
                 self._keep_alive = False
             body.discard()
-        with_body = request.method != "HEAD" and response.status not in _NO_BODY_STATUS
-        return with_body, self._keep_alive
+        return self._keep_alive
 
-    def _send_simple(self, request: Request, response: Response) -> None:
+    def send_whole(self, request: Request, response: Response, with_body: bool) -> None:
         transport = self._transport
         if transport is None or self._closed:
             return
-        with_body, keep_alive = self._framing(request, response)
+        keep_alive = self._framing(request)
         self._response_started = True
         status = response.status
         http10 = request.http_version == "1.0"
-        length = None if status in _NO_BODY_STATUS else len(response.body)
+        length = None if status in NO_BODY_STATUS else len(response.body)
         if response.shared:
             # The same Response goes out again and again: serialise its fields once.
             cache = response.wire_cache
@@ -427,87 +390,62 @@ class H1Connection(asyncio.Protocol):
             transport.write(body)
         self._finish(request, status, len(body), keep_alive)
 
-    async def _send_streamed(self, request: Request, response: Response) -> None:
+    def send_head(
+        self, request: Request, response: Response, length: int | None, with_body: bool
+    ) -> None:
         transport = self._transport
-        stream = response.stream
-        assert stream is not None
-        if transport is None or self._closed:
-            await aclose_stream(stream)
-            return
-        with_body, keep_alive = self._framing(request, response)
-        length = response.content_length
+        assert transport is not None
+        keep_alive = self._framing(request)
         http10 = request.http_version == "1.0"
-        if length is None and http10:
+        if with_body and length is None and http10:
             keep_alive = False  # the end of the body is the end of the connection
-        chunked = with_body and length is None and not http10
+        self._chunked = with_body and length is None and not http10
+        self._keep_alive = keep_alive
         self._response_started = True
         transport.write(
             response_head(
                 response.status, response.headers, self._ctx.preamble(), length, keep_alive, http10
             )
         )
-        sent = 0
-        if with_body:
-            try:
-                async for data in stream:
-                    if not data:
-                        continue
-                    sent += len(data)
-                    transport.write(chunk(data) if chunked else data)
-                    if self._write_paused:
-                        await self._drain()
-            except (ConnectionError, asyncio.CancelledError):
-                raise
-            except Exception:
-                # The body broke off half way: the client must see a truncated response,
-                # never a complete-looking one, so no last chunk and no keep-alive.
-                log.exception("response stream failed for %s %r", request.method, request.target)
-                self.abort()
-                return
-            if length is not None and sent != length:
-                log.error(
-                    "response stream for %r sent %d of %d bytes", request.target, sent, length
-                )
-                self.abort()
-                return
-            if chunked:
-                transport.write(LAST_CHUNK)
-        else:
-            await aclose_stream(stream)
-        self._finish(request, response.status, sent, keep_alive)
+        if not with_body:
+            self._finish(request, response.status, 0, keep_alive)
 
-    async def _send_file(self, request: Request, response: Response) -> None:
+    async def ready(self) -> None:
+        if self._write_paused:
+            await self._drain()
+        elif self._closed:
+            raise ConnectionResetError("client closed the connection")
+
+    def send_data(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            raise ConnectionResetError("client closed the connection")
+        transport.write(chunk(data) if self._chunked else data)
+
+    def send_end(self, request: Request, response: Response, sent: int) -> None:
+        if self._chunked and self._transport is not None:
+            self._transport.write(LAST_CHUNK)
+        self._finish(request, response.status, sent, self._keep_alive)
+
+    def break_off(self) -> None:
+        # No last chunk and no keep-alive: the client sees a truncated response.
+        self.abort()
+
+    async def send_file(self, request: Request, response: Response, file: FileBody) -> None:
         """Send a file range with ``os.sendfile``: the bytes never enter Python.
 
         uvloop has no ``loop.sendfile``, and refuses ``add_writer`` on a transport's own
         descriptor, so: let the transport flush the head, then call ``sendfile`` on the
         socket, and when the socket is full wait for writability on a ``dup`` of it.
         """
-        file = response.file
         transport = self._transport
-        assert file is not None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        assert transport is not None and sock is not None
         try:
-            if transport is None or self._closed:
-                return
-            with_body, keep_alive = self._framing(request, response)
-            self._response_started = True
-            transport.write(
-                response_head(response.status, response.headers, self._ctx.preamble(),
-                              file.count, keep_alive, request.http_version == "1.0")
-            )  # fmt: skip
-            sent = 0
-            if with_body and file.count:
-                sock = transport.get_extra_info("socket") if self._plain else None
-                if sock is None:  # TLS must encrypt the bytes: read and write chunks
-                    async for data in file.chunks():
-                        transport.write(data)
-                        sent += len(data)
-                        if self._write_paused:
-                            await self._drain()
-                else:
-                    sent = await self._sendfile(transport, sock.fileno(), file.fd, file.offset,
-                                                file.count)  # fmt: skip
-            self._finish(request, response.status, sent, keep_alive)
+            self.send_head(request, response, file.count, True)
+            sent = await self._sendfile(transport, sock.fileno(), file.fd, file.offset,
+                                        file.count)  # fmt: skip
+            self.send_end(request, response, sent)
         except (ConnectionError, OSError) as exc:
             if not self._closed:
                 log.info("client %s: file transfer aborted: %s", self._client[0], exc)
@@ -561,15 +499,13 @@ class H1Connection(asyncio.Protocol):
             self._drain_waiter = None
             self._write_paused = False
 
-    def _switch_protocols(self, request: Request, response: Response) -> None:
+    def switch_protocols(self, request: Request, response: Response) -> bool:
         """Send the 101 and become a byte pipe (WebSocket); the request stays current."""
         transport = self._transport
         tunnel = response.tunnel
         assert transport is not None and tunnel is not None
         if not self._parser.upgrade_pending:
-            tunnel.close()  # the client did not ask to switch: never hand it a tunnel
-            self._send_simple(request, error_response(502, request.header(b"accept")))
-            return
+            return False  # the client did not ask to switch: never hand it a tunnel
         self._response_started = True
         transport.write(
             response_head(101, response.headers, self._ctx.preamble(), None, True, False)
@@ -581,6 +517,7 @@ class H1Connection(asyncio.Protocol):
         self._read_pauses = 0
         transport.resume_reading()
         self._ctx.record(request, 101, 0, self._loop.time())
+        return True
 
     async def _drain(self) -> None:
         if self._closed:
@@ -595,7 +532,7 @@ class H1Connection(asyncio.Protocol):
     def _finish(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
         self._ctx.record(request, status, sent, self._loop.time())
         self._current = None
-        self._task = None
+        self._exchange = None
         if not keep_alive or self._parser.upgrade_pending:
             # After an Upgrade request answered without switching, the bytes that follow
             # belong to a protocol nobody speaks here.
@@ -616,9 +553,9 @@ class H1Connection(asyncio.Protocol):
             receiving.body.fail(exc.reason)
             if receiving is self._current:
                 if not self._response_started:
-                    if self._task is not None:
-                        self._task.cancel()
-                        self._task = None
+                    if self._exchange is not None:
+                        self._exchange.cancel()
+                        self._exchange = None
                     self._current = None
                     self._send_error(exc)
                 else:

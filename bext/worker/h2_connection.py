@@ -28,19 +28,14 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
-from h2.settings import SettingCodes
 
-from bext.compress.stream import aclose_stream
-from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.protocol.events import Headers, ProtocolError
@@ -51,10 +46,11 @@ from bext.protocol.h2_headers import (
     check_request,
     check_trailers,
 )
-from bext.protocol.h2_limits import H2Limits
-from bext.protocol.hpack_encoder import StaticEncoder
+from bext.protocol.h2_state import new_h2_state
 from bext.worker.context import WorkerContext
 from bext.worker.deadlines import LazyTimer
+from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
+from bext.worker.exchange import start as start_exchange
 
 log = logging.getLogger("bext")
 
@@ -65,7 +61,6 @@ Closing a socket with unread input makes the kernel send a RST, which can destro
 GOAWAY before the client reads it; so the connection waits for the client to close first.
 """
 
-_NO_BODY_STATUS = frozenset({204, 304})
 _DROP_FROM_RESPONSE = CONNECTION_SPECIFIC | {b"content-length"}
 """Connection-specific fields are illegal in HTTP/2; the length is bext's to state."""
 
@@ -80,53 +75,9 @@ _REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
 _CANCEL = ErrorCodes.CANCEL
 
 
-def new_h2_state(limits: H2Limits, header_list_size: int) -> h2.connection.H2Connection:
-    """An h2 server state machine with bext's settings, its SETTINGS frame already queued.
-
-    h2's own header validation is off (:mod:`bext.protocol.h2_headers` does it, with stream
-    errors instead of connection errors). The advertised settings are installed as h2's
-    *current* values before ``initiate_connection`` (the hypercorn way), so the first
-    streams already get the large windows. Afterwards h2's copy of MAX_CONCURRENT_STREAMS is
-    doubled: h2 treats a stream over its limit as a connection error, RFC 9113 §5.1.2 wants a
-    stream error, so the connection refuses streams over the advertised value itself and h2
-    only catches a client that blows far past it. Responses are encoded by
-    :class:`~bext.protocol.hpack_encoder.StaticEncoder` (no dynamic table, cached fields).
-    """
-    config = h2.config.H2Configuration(
-        client_side=False,
-        header_encoding=None,
-        validate_inbound_headers=False,
-        normalize_inbound_headers=False,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-    )
-    state = h2.connection.H2Connection(config)
-    state.encoder = StaticEncoder()
-    advertised: dict[SettingCodes, int] = {
-        SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
-        SettingCodes.ENABLE_PUSH: 0,
-        SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-        SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-        SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-        SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
-        SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
-    }
-    state.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
-    state.initiate_connection()
-    advertised[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * limits.max_concurrent_streams
-    state.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
-    # The hard HPACK limit: a list past it cannot be answered per stream (decoding stops
-    # half way, so the compression state is lost) and the connection goes (HPACK bomb).
-    # Between the advertised size and this one a request gets a 431 instead.
-    state.decoder.max_header_list_size = 2 * header_list_size
-    state.decoder.max_allowed_table_size = limits.header_table_size
-    if limits.connection_window > 65535:
-        state.increment_flow_control_window(limits.connection_window - 65535)
-    return state
-
-
-class _Stream:
-    """One request/response exchange; also the :class:`BodyFlow` of its request body."""
+class _Stream(StreamSender):
+    """One request stream: the :class:`~bext.worker.exchange.Sender` of its exchange and
+    the :class:`~bext.http.body.BodyFlow` of its request body."""
 
     __slots__ = (
         "activity",
@@ -135,6 +86,7 @@ class _Stream:
         "client_done",
         "conn",
         "error",
+        "exchange",
         "id",
         "out",
         "out_end",
@@ -145,7 +97,6 @@ class _Stream:
         "response",
         "sent",
         "status",
-        "task",
         "unacked",
         "waiter",
     )
@@ -161,7 +112,7 @@ class _Stream:
         self.paused = False  # the body holds unread data: acknowledge nothing more
         self.unacked = 0  # body bytes received but not yet acknowledged
         self.activity = now  # last body bytes (for the body timeout)
-        self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None  # while the answer needs waiting
         self.response: Response | None = None
         self.status = 0  # of the response HEADERS once sent (0: not started)
         self.sent = 0
@@ -183,6 +134,45 @@ class _Stream:
     def send_continue(self) -> None:
         self.conn._send_continue(self)
 
+    # -- Sender ------------------------------------------------------------------------------
+
+    whole_limit = 1 << 62  # a body in memory is framed as the windows open, never copied
+
+    @property
+    def gone(self) -> bool:
+        return self.error is not None or self.conn._streams.get(self.id) is not self
+
+    def send_whole(self, request: Request, response: Response, with_body: bool) -> None:
+        conn = self.conn
+        try:
+            conn._send_whole(self, response, with_body)
+        except h2.exceptions.H2Error as exc:  # cannot happen while streams are in sync
+            log.error("client %s: stream %d: %r", conn._client[0], self.id, exc)
+            conn._abandon(self, "stream failed")
+            conn._after_stream()
+        if not conn._starting:
+            conn._pump()
+
+    def send_head(
+        self, request: Request, response: Response, length: int | None, with_body: bool
+    ) -> None:
+        self.conn._send_stream_head(self, response, length, with_body)
+
+    async def ready(self) -> None:
+        await self.conn._room(self)
+
+    def send_data(self, data: bytes) -> None:
+        self.conn._send_data(self, data)
+
+    def send_end(self, request: Request, response: Response, sent: int) -> None:
+        self.conn._send_end(self)
+
+    def break_off(self) -> None:
+        conn = self.conn
+        if conn._live(self):
+            conn._reset(self, _INTERNAL_ERROR)
+            conn._pump()
+
 
 class H2Connection(asyncio.Protocol):
     """The server side of one HTTP/2 connection (TLS with ALPN "h2", or h2c)."""
@@ -201,6 +191,7 @@ class H2Connection(asyncio.Protocol):
         self._server_port = 0
         self._streams: dict[int, _Stream] = {}
         self._new: list[_Stream] = []  # requests of this read, started once it is parsed
+        self._starting = False  # in _start_new: the caller pumps once for all streams
         self._sending: dict[int, _Stream] = {}  # output waiting for window (FIFO)
         self._served = 0
         self._now = 0.0
@@ -347,18 +338,8 @@ class H2Connection(asyncio.Protocol):
             # high_water 0: the body pauses whenever it holds unread data and resumes once
             # the handler has read it all, which is when its bytes are acknowledged.
             stream.body = body
-            stream.request = Request(
-                head.method,
-                head.target,
-                head.headers,
-                "2.0",
-                ctx.scheme,
-                self._client[0],
-                self._client[1],
-                self._server_port,
-                body,
-                now,
-                head.host,
+            stream.request = Request.from_head(
+                head, ctx.scheme, self._client, self._server_port, body, now, "2.0"
             )
             if not ended:
                 self._timer.arm(now + ctx.timeouts.body)
@@ -432,78 +413,29 @@ class H2Connection(asyncio.Protocol):
     # -- requests ---------------------------------------------------------------------------
 
     def _start_new(self) -> None:
-        """Run the handlers of the streams this read opened, unless they were reset already.
+        """Run the exchanges of the streams this read opened, unless they were reset already.
 
         Starting them only after the whole read is parsed means a burst of HEADERS + RST_STREAM
         pairs (rapid reset) never reaches the pipeline at all.
         """
         new = self._new
         self._new = []
-        for stream in new:
-            if self._streams.get(stream.id) is not stream:
-                continue
-            if stream.error is not None:
-                self._send_error(stream, stream.error)
-                continue
-            request = stream.request
-            assert request is not None
-            try:
-                result = self._ctx.handler.handle(request)
-            except Exception:
-                log.exception("request handler failed for %s %r", request.method, request.target)
-                result = error_response(500, request.header(b"accept"))
-            if (
-                type(result) is Response
-                and result.stream is None
-                and result.file is None
-                and result.tunnel is None
-            ):
-                self._send_body(stream, result)
-            else:
-                stream.task = self._loop.create_task(self._serve(stream, result))
+        self._starting = True
+        try:
+            for stream in new:
+                if self._streams.get(stream.id) is not stream:
+                    continue
+                if stream.error is not None:
+                    self._send_error(stream, stream.error)
+                    continue
+                request = stream.request
+                assert request is not None
+                stream.exchange = start_exchange(self._ctx, request, stream)
+        finally:
+            self._starting = False
 
-    async def _serve(self, stream: _Stream, result: Response | Awaitable[Response]) -> None:
-        request = stream.request
-        assert request is not None
-        if isinstance(result, Response):
-            response = result
-        else:
-            try:
-                response = await result
-            except asyncio.CancelledError:
-                raise
-            except BodyError as exc:
-                response = error_response(400, request.header(b"accept"), str(exc))
-            except Exception:
-                log.exception("request handler failed for %s %r", request.method, request.target)
-                response = error_response(500, request.header(b"accept"))
-        if not self._live(stream) or stream.task is not asyncio.current_task():
-            await _release(response)  # the stream was reset, or answered with an error
-            return
-        if response.tunnel is not None:
-            # A 101 switch does not exist in HTTP/2 (RFC 9113 §8.6): the upstream accepted
-            # an upgrade nobody here can carry.
-            response.tunnel.close()
-            response = error_response(502, request.header(b"accept"))
-        if response.file is not None:
-            await self._send_stream(stream, response, response.file.chunks())
-        elif response.stream is not None:
-            await self._send_stream(stream, response, response.stream)
-        else:
-            try:
-                self._send_body(stream, response)
-            except h2.exceptions.H2Error as exc:  # cannot happen while streams are in sync
-                log.error("client %s: stream %d: %r", self._client[0], stream.id, exc)
-                self._abandon(stream, "stream failed")
-                self._after_stream()
-            self._pump()
-
-    def _send_body(self, stream: _Stream, response: Response) -> None:
-        request = stream.request
+    def _send_whole(self, stream: _Stream, response: Response, with_body: bool) -> None:
         status = response.status
-        with_body = status not in _NO_BODY_STATUS
-        if request is not None and request.method == "HEAD":
-            with_body = False
         body = response.body if with_body else b""
         trailers = response.trailers if with_body else None
         length = len(response.body)
@@ -520,62 +452,30 @@ class H2Connection(asyncio.Protocol):
         else:
             self._sending[stream.id] = stream
 
-    async def _send_stream(
-        self, stream: _Stream, response: Response, source: AsyncIterator[bytes]
+    def _send_stream_head(
+        self, stream: _Stream, response: Response, length: int | None, with_body: bool
     ) -> None:
-        """Send a streamed or file body, one chunk per open window."""
-        request = stream.request
-        assert request is not None
-        try:
-            with_body = request.method != "HEAD" and response.status not in _NO_BODY_STATUS
-            self._send_head(
-                stream, response.status, response.headers, response.content_length, not with_body
-            )
-            if not with_body:
-                self._finish(stream)
-                self._pump()
-                return
+        self._send_head(stream, response.status, response.headers, length, not with_body)
+        if with_body:
             stream.response = response
-            while True:
-                await self._room(stream)
-                try:
-                    data = await source.__anext__()
-                except StopAsyncIteration:
-                    break
-                if data:
-                    stream.sent += len(data)
-                    stream.out = memoryview(data)
-                    self._sending[stream.id] = stream
-                    self._pump()
-            length = response.content_length
-            if length is not None and stream.sent != length:
-                log.error(
-                    "response stream for %r sent %d of %d bytes",
-                    request.target,
-                    stream.sent,
-                    length,
-                )
-                self._reset(stream, _INTERNAL_ERROR)
-                return
-            stream.out_end = True
-            if stream.out is None:
-                self._end_stream(stream)
-            self._pump()
-        except asyncio.CancelledError:
-            raise
-        except ConnectionError:
-            pass  # the stream or the connection went away meanwhile
-        except Exception:
-            # The body broke off half way: the client must see a reset stream, never a
-            # complete-looking response.
-            log.exception("response stream failed for %s %r", request.method, request.target)
-            if self._live(stream):
-                self._reset(stream, _INTERNAL_ERROR)
-                self._pump()
-        finally:
-            await aclose_stream(source)
-            if response.file is not None:
-                response.file.close()
+        else:
+            self._finish(stream)
+        self._pump()  # the head goes out now, however long the first chunk takes
+
+    def _send_data(self, stream: _Stream, data: bytes) -> None:
+        """Queue one chunk; :meth:`_room` said there is a window for it."""
+        if not self._live(stream):
+            raise ConnectionResetError("stream closed")
+        stream.sent += len(data)
+        stream.out = memoryview(data)
+        self._sending[stream.id] = stream
+        self._pump()
+
+    def _send_end(self, stream: _Stream) -> None:
+        stream.out_end = True
+        if stream.out is None:
+            self._end_stream(stream)
+        self._pump()
 
     async def _room(self, stream: _Stream) -> None:
         """Wait until the last chunk is framed, the stream's window is open and the transport
@@ -616,7 +516,7 @@ class H2Connection(asyncio.Protocol):
             name = name.lower()
             if name not in _DROP_FROM_RESPONSE:
                 fields.append((name, value))
-        if length is not None and status not in _NO_BODY_STATUS:
+        if length is not None and status not in NO_BODY_STATUS:
             fields.append((b"content-length", b"%d" % length))
         self._h2.send_headers(stream.id, fields, end_stream=end_stream)
         stream.status = status
@@ -628,7 +528,9 @@ class H2Connection(asyncio.Protocol):
 
     def _send_error(self, stream: _Stream, exc: ProtocolError) -> None:
         log.info("client %s: stream %d: %d %s", self._client[0], stream.id, exc.status, exc.reason)
-        self._send_body(stream, error_response(exc.status, None, exc.reason))
+        request = stream.request
+        body = request is None or with_body(request, exc.status)
+        self._send_whole(stream, error_response(exc.status, None, exc.reason), body)
 
     def _end_stream(self, stream: _Stream) -> None:
         """All body bytes are framed: send the trailers or an empty END_STREAM DATA frame."""
@@ -767,9 +669,10 @@ class H2Connection(asyncio.Protocol):
         self._sending.pop(stream.id, None)
         stream.out = None
         stream.body.fail(reason)
-        task = stream.task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
+        exchange = stream.exchange
+        if exchange is not None:
+            stream.exchange = None
+            exchange.cancel()
         if stream.unacked and not self._failed:
             self._h2.acknowledge_received_data(stream.unacked, stream.id)
             stream.unacked = 0
@@ -796,10 +699,10 @@ class H2Connection(asyncio.Protocol):
         if stream.status or self._failed:
             self._reset(stream, _PROTOCOL_ERROR if malformed else _CANCEL)
             return
-        task = stream.task
-        stream.task = None  # whatever the handler does next, this stream is answered here
-        if task is not None and not task.done():
-            task.cancel()
+        exchange = stream.exchange
+        stream.exchange = None  # whatever the handler does next, this stream is answered here
+        if exchange is not None:
+            exchange.cancel()
         if malformed:
             stream.reset_code = _PROTOCOL_ERROR
         stream.error = exc
@@ -945,13 +848,3 @@ after every read anyway."""
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
-
-
-async def _release(response: Response) -> None:
-    """Free what an abandoned response holds: a tunnel, a stream, an open file."""
-    if response.tunnel is not None:
-        response.tunnel.close()
-    if response.stream is not None:
-        await aclose_stream(response.stream)
-    if response.file is not None:
-        response.file.close()

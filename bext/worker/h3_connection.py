@@ -19,7 +19,7 @@ Memory stays bounded in both directions, which aioquic does not do by itself:
   unsent or unacknowledged, and are woken when ACKs bring it under half of that.
 
 aioquic offers no public hook for some of what bext needs: the QUIC and HTTP/3 subclasses
-that reach into its internals are in :mod:`bext.worker.quic_session`; here, only
+that reach into its internals are in :mod:`bext.protocol.quic_session`; here, only
 :class:`H3Connection` uses the control stream id to send GOAWAY on, which aioquic's HTTP/3
 layer cannot send, and drops its record of a stream that bext reset.
 
@@ -32,9 +32,7 @@ STOP_SENDING cancels the task; many of them in a row close the connection
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
 from aioquic.buffer import encode_uint_var
@@ -55,40 +53,24 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from bext.compress.stream import aclose_stream
-from bext.http.body import EMPTY_BODY, BodyError, RequestBody
+from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
-from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
-from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHead
+from bext.protocol.events import Headers, ProtocolError
 from bext.protocol.h3_limits import H3Limits, ResetGuard
-from bext.protocol.request_fields import CONNECTION_SPECIFIC, check_request_fields
+from bext.protocol.quic_session import H3Session, QuicSession
+from bext.protocol.request_fields import CONNECTION_SPECIFIC, parse_request_head
 from bext.worker.context import WorkerContext
 from bext.worker.deadlines import LazyTimer
-from bext.worker.quic_session import H3Session, QuicSession
+from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
+from bext.worker.exchange import start as start_exchange
 
 log = logging.getLogger("bext")
-
-_NO_BODY_STATUS = frozenset({204, 304})
 
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 
 _RESPONSE_DROP = CONNECTION_SPECIFIC | {b"te", b"content-length"}
 """RFC 9114 §4.2: no connection-specific fields; the length is bext's to state."""
-
-_CHUNK = 64 * 1024
-"""Slices of a large in-memory body handed to QUIC at a time."""
-
-
-def parse_request_head(fields: Headers, limits: ParserLimits) -> RequestHead:
-    """HTTP/3's request head check (:func:`check_request_fields`); raise ProtocolError.
-
-    aioquic already checked the field names and values and that ``:method`` and
-    ``:authority`` are there; checking again costs little and keeps one set of rules.
-    The section size is counted as HTTP/1.1 counts it (no per-field overhead) against
-    ``limits.max_header_size``, and only ``https`` is served over QUIC.
-    """
-    return check_request_fields(fields, limits, "3", limits.max_header_size, scheme=b"https")
 
 
 # -- connection ------------------------------------------------------------------------------------
@@ -108,8 +90,9 @@ class QuicEndpoint(Protocol):
     def connection_gone(self, conn: H3Connection) -> None: ...
 
 
-class _Stream:
-    """One request stream; also the :class:`~bext.http.body.BodyFlow` of its body."""
+class _Stream(StreamSender):
+    """One request stream: the :class:`~bext.worker.exchange.Sender` of its exchange and
+    the :class:`~bext.http.body.BodyFlow` of its request body."""
 
     __slots__ = (
         "blocked_since",
@@ -117,17 +100,15 @@ class _Stream:
         "body_activity",
         "conn",
         "done",
+        "exchange",
         "opened",
         "paused",
-        "pending",
         "receive_done",
         "receiving",
         "request",
-        "response",
         "started",
         "stopped",
         "stream_id",
-        "task",
     )
 
     def __init__(self, conn: H3Connection, stream_id: int, now: float) -> None:
@@ -143,11 +124,7 @@ class _Stream:
         self.started = False  # response HEADERS sent
         self.stopped = False  # STOP_SENDING sent: the rest of the body is not wanted
         self.done = False  # response complete or abandoned: nothing more will be sent
-        self.task: asyncio.Task[None] | None = None
-        # What the handler returned, until the stream's task takes it over: if the task is
-        # cancelled before it starts, these are released by _cancel_task instead.
-        self.pending: Awaitable[Response] | None = None
-        self.response: Response | None = None
+        self.exchange: Exchange | None = None  # while the answer needs waiting
         self.blocked_since: float | None = None  # waiting for QUIC to drain since
 
     def pause_body(self) -> None:
@@ -159,6 +136,37 @@ class _Stream:
 
     def send_continue(self) -> None:
         self.conn._send_continue(self)
+
+    # -- Sender ------------------------------------------------------------------------------
+
+    @property
+    def whole_limit(self) -> int:
+        return self.conn._limits.send_buffer  # larger bodies go out as QUIC drains
+
+    @property
+    def gone(self) -> bool:
+        conn = self.conn
+        return self.done or conn._closing or conn._h3 is None
+
+    def send_whole(self, request: Request, response: Response, with_body: bool) -> None:
+        self.conn._send_simple(self, response, with_body)
+
+    def send_head(
+        self, request: Request, response: Response, length: int | None, with_body: bool
+    ) -> None:
+        self.conn._send_head(self, response, length, with_body)
+
+    async def ready(self) -> None:
+        await self.conn._ready(self)
+
+    def send_data(self, data: bytes) -> None:
+        self.conn._send_data(self, data)
+
+    def send_end(self, request: Request, response: Response, sent: int) -> None:
+        self.conn._send_end(self, response, sent)
+
+    def break_off(self) -> None:
+        self.conn._abort_stream(self, ErrorCode.H3_INTERNAL_ERROR)
 
 
 class H3Connection:
@@ -442,19 +450,7 @@ class H3Connection:
             return
         now = self._loop.time()
         body = EMPTY_BODY if ended else RequestBody(stream, head.expect_continue)
-        request = Request(
-            head.method,
-            head.target,
-            head.headers,
-            head.http_version,
-            "https",
-            self._client[0],
-            self._client[1],
-            self._server_port,
-            body,
-            now,
-            head.host,
-        )
+        request = Request.from_head(head, "https", self._client, self._server_port, body, now)
         stream.request = request
         if head.content_length is not None and head.content_length > ctx.limits.max_body_size:
             self._refuse(stream, request, 413, "request body larger than max_body_size")
@@ -465,103 +461,23 @@ class H3Connection:
             stream.body_activity = now
             self._quic.flowing.add(stream.stream_id)
             self._arm_watch(now + ctx.timeouts.body)
-        try:
-            result = ctx.handler.handle(request)
-        except Exception:
-            log.exception("request handler failed for %s %r", request.method, request.target)
-            result = error_response(500, request.header(b"accept"))
-        if isinstance(result, Response):
-            self._deliver(stream, result)
-        else:
-            stream.pending = result
-            stream.task = self._loop.create_task(self._await_response(stream))
+        stream.exchange = start_exchange(ctx, request, stream)
 
     def _refuse(self, stream: _Stream, request: Request | None, status: int, reason: str) -> None:
         """Answer a request bext will not pass to the pipeline, and stop its body."""
         log.info("client %s: %d %s", self._client[0], status, reason)
         accept = request.header(b"accept") if request is not None else None
-        self._send_simple(stream, error_response(status, accept, reason))
+        body = request is None or with_body(request, status)
+        self._send_simple(stream, error_response(status, accept, reason), body)
 
     # -- responses ---------------------------------------------------------------------------------
 
-    async def _await_response(self, stream: _Stream) -> None:
-        request = stream.request
-        pending = stream.pending
-        stream.pending = None
-        assert request is not None and pending is not None
-        try:
-            response = await pending
-        except asyncio.CancelledError:
-            raise
-        except BodyError as exc:
-            if stream.done:
-                return
-            response = error_response(400, request.header(b"accept"), str(exc))
-        except Exception:
-            log.exception("request handler failed for %s %r", request.method, request.target)
-            response = error_response(500, request.header(b"accept"))
-        if stream.done:
-            _release(response)
-            return
-        await self._send_response(stream, response)
-
-    def _deliver(self, stream: _Stream, response: Response) -> None:
-        """Send a response made without waiting: at once if small, else from a task."""
-        request = stream.request
-        assert request is not None
-        if (
-            response.file is None
-            and response.stream is None
-            and response.tunnel is None
-            and response.status >= 200
-            and (
-                len(response.body) <= self._limits.send_buffer or not _with_body(request, response)
-            )
-        ):
-            self._send_simple(stream, response)
-            return
-        stream.response = response
-        stream.task = self._loop.create_task(self._send_owned(stream))
-
-    async def _send_owned(self, stream: _Stream) -> None:
-        response = stream.response
-        stream.response = None  # this task owns it now and releases it
-        if response is not None:
-            await self._send_response(stream, response)
-
-    async def _send_response(self, stream: _Stream, response: Response) -> None:
-        request = stream.request
-        assert request is not None
-        if response.tunnel is not None or response.status < 200:
-            # HTTP/3 has no 101 (RFC 9114 §4.5): nothing can be switched to.
-            if response.tunnel is not None:
-                response.tunnel.close()
-            _release(response)
-            log.error("handler answered %r with status %d on HTTP/3", request.target,
-                      response.status)  # fmt: skip
-            response = error_response(502, request.header(b"accept"))
-        file = response.file
-        if file is not None:
-            await self._send_chunks(stream, response, file.chunks(), file.count, file)
-        elif response.stream is not None:
-            await self._send_chunks(
-                stream, response, response.stream, response.content_length, None
-            )
-        elif len(response.body) > self._limits.send_buffer and _with_body(request, response):
-            await self._send_chunks(
-                stream, response, _slices(response.body), len(response.body), None
-            )
-        else:
-            self._send_simple(stream, response)
-
-    def _send_simple(self, stream: _Stream, response: Response) -> None:
+    def _send_simple(self, stream: _Stream, response: Response, with_body: bool) -> None:
         h3 = self._h3
         if stream.done or self._closing or h3 is None:
             return
-        request = stream.request
         status = response.status
-        with_body = request is None or _with_body(request, response)
-        length = None if status in _NO_BODY_STATUS else len(response.body)
+        length = None if status in NO_BODY_STATUS else len(response.body)
         fields = self._head_fields(status, response.headers, length)
         body = response.body if with_body else b""
         trailers = _trailers(response) if with_body else None
@@ -582,71 +498,57 @@ class H3Connection:
         self._finish(stream, status, len(body))
         self._transmit_soon()
 
-    async def _send_chunks(
-        self,
-        stream: _Stream,
-        response: Response,
-        chunks: AsyncIterator[bytes],
-        length: int | None,
-        file: FileBody | None,
+    def _send_head(
+        self, stream: _Stream, response: Response, length: int | None, with_body: bool
     ) -> None:
-        """Send a response body produced piece by piece, never faster than QUIC drains."""
-        request = stream.request
         h3 = self._h3
-        assert request is not None
+        if stream.done or self._closing or h3 is None:
+            return  # the exchange finds out at its next chunk
         status = response.status
-        stream_id = stream.stream_id
-        sent = 0
+        fields = self._head_fields(
+            status, response.headers, None if status in NO_BODY_STATUS else length
+        )
+        stream.started = True
         try:
-            if stream.done or self._closing or h3 is None:
-                return
-            with_body = _with_body(request, response)
-            fields = self._head_fields(
-                status, response.headers, None if status in _NO_BODY_STATUS else length
-            )
-            stream.started = True
-            h3.send_headers(stream_id, fields, not with_body)
-            self._transmit_soon()
-            if with_body:
-                high = self._limits.send_buffer
-                backlog = self._quic.send_backlog
-                async for data in chunks:
-                    if not data:
-                        continue
-                    if stream.done:
-                        return
-                    h3.send_data(stream_id, data, False)
-                    sent += len(data)
-                    self._transmit_soon()
-                    if backlog(stream_id) > high:
-                        await self._drain(stream)
-                if length is not None and sent != length:
-                    log.error("response stream for %r sent %d of %d bytes", request.target,
-                              sent, length)  # fmt: skip
-                    self._abort_stream(stream, ErrorCode.H3_INTERNAL_ERROR)
-                    return
-                trailers = _trailers(response)
-                if trailers is None:
-                    h3.send_data(stream_id, b"", True)
-                else:
-                    h3.send_headers(stream_id, trailers, True)
-                self._transmit_soon()
-            self._finish(stream, status, sent)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if stream.done:
-                return  # the stream was reset (by the client) while the producer ran
-            # The body broke off half way: the client must see a reset, never a
-            # complete-looking response.
-            log.exception("response stream failed for %s %r", request.method, request.target)
-            self._abort_stream(stream, ErrorCode.H3_INTERNAL_ERROR)
-        finally:
-            if response.stream is not None:
-                await _close_stream(response.stream)
-            if file is not None:
-                await _close_stream(chunks)
-                file.close()
+            h3.send_headers(stream.stream_id, fields, not with_body)
+        except (RuntimeError, ValueError, H3ProtocolError) as exc:  # reset meanwhile
+            log.debug("HTTP/3 stream %d: %s", stream.stream_id, exc)
+            self._abandon(stream)
+            return
+        self._transmit_soon()
+        if not with_body:
+            self._finish(stream, status, 0)
+
+    async def _ready(self, stream: _Stream) -> None:
+        """Wait while the stream holds more than ``send_buffer`` bytes QUIC has not sent."""
+        if stream.done or self._closing or self._h3 is None:
+            raise ConnectionResetError("stream closed")
+        if self._quic.send_backlog(stream.stream_id) > self._limits.send_buffer:
+            await self._drain(stream)
+
+    def _send_data(self, stream: _Stream, data: bytes) -> None:
+        h3 = self._h3
+        if stream.done or self._closing or h3 is None:
+            raise ConnectionResetError("stream closed")
+        h3.send_data(stream.stream_id, data, False)
+        self._transmit_soon()
+
+    def _send_end(self, stream: _Stream, response: Response, sent: int) -> None:
+        h3 = self._h3
+        if stream.done or self._closing or h3 is None:
+            return
+        trailers = _trailers(response)
+        try:
+            if trailers is None:
+                h3.send_data(stream.stream_id, b"", True)
+            else:
+                h3.send_headers(stream.stream_id, trailers, True)
+        except (RuntimeError, ValueError, H3ProtocolError) as exc:  # reset meanwhile
+            log.debug("HTTP/3 stream %d: %s", stream.stream_id, exc)
+            self._abandon(stream)
+            return
+        self._transmit_soon()
+        self._finish(stream, response.status, sent)
 
     async def _drain(self, stream: _Stream) -> None:
         """Wait until ACKs bring the stream's send backlog under the low water mark."""
@@ -680,7 +582,7 @@ class H3Connection:
 
     def _finish(self, stream: _Stream, status: int, sent: int) -> None:
         stream.done = True
-        stream.task = None
+        stream.exchange = None
         request = stream.request
         if request is not None:
             self._ctx.record(request, status, sent, self._loop.time())
@@ -772,21 +674,10 @@ class H3Connection:
             self._close_if_idle()
 
     def _cancel_task(self, stream: _Stream) -> None:
-        task = stream.task
-        stream.task = None
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-        pending = stream.pending
-        if pending is not None:  # the task never started: nobody else will await it
-            stream.pending = None
-            if inspect.iscoroutine(pending):
-                pending.close()
-            elif isinstance(pending, asyncio.Future):
-                pending.cancel()
-        response = stream.response
-        if response is not None:  # likewise: nobody else releases it
-            stream.response = None
-            _release(response)
+        exchange = stream.exchange
+        if exchange is not None:
+            stream.exchange = None
+            exchange.cancel()
 
     def _forget_if_finished(self, stream: _Stream) -> None:
         if stream.done and stream.receive_done:
@@ -902,10 +793,6 @@ class H3Connection:
             self._arm_watch(min(upcoming))
 
 
-def _with_body(request: Request, response: Response) -> bool:
-    return request.method != "HEAD" and response.status not in _NO_BODY_STATUS
-
-
 def _trailers(response: Response) -> Headers | None:
     """Trailer fields, if the response carries any (``trailers``: a list or a callable)."""
     trailers = getattr(response, "trailers", None)
@@ -919,26 +806,3 @@ def _trailers(response: Response) -> Headers | None:
         if lowered[:1] != b":" and lowered not in _RESPONSE_DROP:
             fields.append((lowered, value))
     return fields or None
-
-
-async def _slices(body: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(body), _CHUNK):
-        yield body[start : start + _CHUNK]
-
-
-def _release(response: Response) -> None:
-    """Free what a response holds that nobody will send (an open file, a stream)."""
-    if response.file is not None:
-        response.file.close()
-    if response.stream is not None:
-        asyncio.get_running_loop().create_task(_close_stream(response.stream))
-    if response.tunnel is not None:
-        response.tunnel.close()
-
-
-async def _close_stream(stream: AsyncIterator[bytes]) -> None:
-    """Close an abandoned response stream; also run as a task, so failures are logged."""
-    try:
-        await aclose_stream(stream)
-    except Exception:
-        log.exception("closing a response stream failed")

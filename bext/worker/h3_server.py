@@ -11,7 +11,7 @@ handshakes in progress, refusing new connections while draining, CONNECTION_REFU
 instead of silence, no per-connection ``asyncio.Event``/``StreamReader`` machinery, its
 own timer and transmit scheduling, and statistics. So this module drives
 :class:`~aioquic.quic.connection.QuicConnection` objects directly (through
-:class:`~bext.worker.quic_session.QuicSession`) and uses aioquic only for the stateless
+:class:`~bext.protocol.quic_session.QuicSession`) and uses aioquic only for the stateless
 packet helpers: header parsing, Version Negotiation, Retry packets and tokens.
 
 Datagram handling, all stateless until a connection exists:
@@ -29,7 +29,7 @@ Datagram handling, all stateless until a connection exists:
 Certificates are loaded once per :class:`H3Server`. aioquic's TLS presents one certificate
 per configuration; the one matching the client's SNI (exact host, then ``*.`` wildcard
 for one label, then the default) is chosen by reading the ClientHello as it is handed to
-TLS, before aioquic answers it (see ``_SniPeek`` in :mod:`bext.worker.quic_session`).
+TLS, before aioquic answers it (see ``_SniPeek`` in :mod:`bext.protocol.quic_session`).
 
 Not done here: stateless resets for unknown short-header packets (their tokens die with the
 connection), 0-RTT and session resumption (no ticket store shared by workers), connection
@@ -64,10 +64,10 @@ from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import load_pem_private_key, load_pem_x509_certificates
 
 from bext.protocol.h3_limits import Admission, H3Limits
+from bext.protocol.quic_session import Identity, QuicSession, SigningKey, check_aioquic
 from bext.tls.certs import SNITable
 from bext.worker.context import WorkerContext
 from bext.worker.h3_connection import H3Connection
-from bext.worker.quic_session import Identity, QuicSession, SigningKey, check_aioquic
 
 log = logging.getLogger("bext")
 

@@ -16,21 +16,17 @@ from dataclasses import dataclass
 
 from bext.config import Config
 from bext.handlers.https_redirect import HttpsRedirect
-from bext.master.listeners import HTTP, HTTPS, QUIC
-from bext.master.tls_setup import TLSMaterial
-from bext.master.workers import WorkerSpec
 from bext.observe.accesslog import AccessLog
 from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
+from bext.runtime.spec import HTTP, HTTPS, QUIC, TLSMaterial, WorkerSpec
 from bext.shm.counters import NullCounters, SlotCounters
-from bext.shm.layout import Segment
 from bext.worker.alpn import alpn_protocol_factory
-from bext.worker.context import RequestParser, Timeouts, WorkerContext
+from bext.worker.context import RequestHandler, RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.h3_server import H3Certificates, H3Server, start_h3
-from bext.worker.pipeline import Pipeline
 
 try:
     from uvloop import new_event_loop as uvloop_new_event_loop
@@ -59,12 +55,16 @@ def parser_factory(engine: str) -> Callable[[ParserLimits], RequestParser]:
 
 
 def build_context(
-    config: Config, segment: Segment | None = None, counters: SlotCounters | None = None
+    config: Config,
+    handler: RequestHandler,
+    access_log: AccessLog,
+    counters: SlotCounters | None = None,
 ) -> WorkerContext:
+    """The worker's context around the pipeline and access log the master built."""
     server = config.server
     counters = counters or NullCounters()
     return WorkerContext(
-        handler=Pipeline(config, segment, counters),
+        handler=handler,
         counters=counters,
         parser_factory=parser_factory(server.http1_engine),
         limits=ParserLimits(
@@ -79,7 +79,7 @@ def build_context(
             keepalive=server.keepalive_timeout,
             send=server.send_timeout,
         ),
-        access_log=AccessLog(config.log.access, config.log.access_format),
+        access_log=access_log,
         server_tokens=server.server_tokens,
         max_keepalive_requests=server.max_keepalive_requests,
         max_connections=server.max_connections,
@@ -127,7 +127,9 @@ class Worker:
         self.spec = spec
         self.config = config = spec.config
         counters = SlotCounters(spec.segment, spec.slot, spec.generation, os.getpid())
-        self.ctx = build_context(config, spec.segment, counters)
+        # Compiled by the master before the fork; only the counters are this worker's.
+        spec.pipeline.bind_counters(counters)
+        self.ctx = build_context(config, spec.pipeline, spec.access_log, counters)
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None
         self.fast = False

@@ -1,16 +1,42 @@
-"""The request pipeline: target normalisation -> route -> handler.
+"""The request pipeline: fixed phases that never learn the HTTP version.
 
-Phases arrive as the features do (ARCHITECTURE.md, decision 5): WAF and cache lookup slot
-in between routing and the handler, cache store and logging after it. The pipeline is
-built once per configuration (an immutable compiled object) and knows nothing about HTTP
-versions or sockets.
+Every request passes the same phases, in this order (Pingora's phases, Caddy's handlers;
+ARCHITECTURE.md, decision 5):
+
+1. **target**: the request-target is split and its path normalised (``400`` if unusable);
+   the absolute form's authority overrides ``Host``. Every later phase and the upstream
+   see the same normalised path, so what bext checks is what the app gets.
+2. **request phases**, in :attr:`Pipeline.request_phases` order; each may answer early
+   (return a Response, or an awaitable of one or of None) or pass (None):
+   admin endpoints (``/__bext/...``) today; rate limits, the WAF and the cache lookup
+   join here, in that order.
+3. **route**: the first matching ``[[route_rules]]`` entry (``404`` if none), noted on
+   the request (:attr:`~bext.http.message.Request.route`).
+4. **handler**: the route's static, proxy, respond or redirect handler.
+5. **response phases**, in :attr:`Pipeline.response_phases` order, see every response,
+   early answers included: compression today; the cache store joins here.
+6. **logging** runs once per exchange after the last byte or the failure
+   (:mod:`bext.worker.exchange` calls the worker's ``record``: counters, access log).
+
+The pipeline is compiled once per configuration, in the master before it forks (so a
+config that cannot be built is refused before any worker starts), and is immutable
+afterwards but for :meth:`Pipeline.bind_counters`, which each worker calls once with its
+own shared-memory slot. A phase with nothing to do costs an attribute check, not an
+``await``: a pipeline that answers at once returns the Response itself.
+
+Where a new feature goes: something that may answer before the route (a limit, a
+filter, a lookup) is a request phase; something that changes or watches responses is a
+response phase; a new way to answer a matched route is a handler
+(:mod:`bext.handlers`); per-request facts other phases need go on ``request.notes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from bext.admin.endpoints import AdminEndpoints
 from bext.compress.filter import Compressor
 from bext.config import Config
 from bext.config.schema import RouteRule
@@ -24,9 +50,26 @@ from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 from bext.routing.router import Router
-from bext.shm.counters import NullCounters, SlotCounters
+from bext.shm.counters import SlotCounters
 from bext.shm.layout import Segment
 from bext.static.handler import static_handler
+
+RequestPhase = Callable[[Request], "Response | Awaitable[Response | None] | None"]
+"""May answer early: a Response, an awaitable of a Response or None, or None to pass."""
+ResponsePhase = Callable[[Request, Response], Response]
+"""Sees every response; returns it, or one that replaces it."""
+
+
+class BuildError(Exception):
+    """A configuration that loads but cannot be turned into a pipeline.
+
+    ``key`` is the config key path at fault, as in :class:`~bext.config.ConfigError`.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +86,6 @@ def compile_route(
     rule: RouteRule,
     config: Config,
     upstreams: dict[str, UpstreamGroup],
-    counters: SlotCounters,
 ) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     handler: Handler
@@ -58,7 +100,6 @@ def compile_route(
             request_buffering=rule.request_buffering,
             response_buffering=rule.response_buffering,
             extra_headers=headers,
-            counters=counters,
         )
     else:
         handler = static_handler(rule, config, headers)
@@ -66,20 +107,37 @@ def compile_route(
 
 
 class Pipeline:
-    def __init__(
-        self,
-        config: Config,
-        segment: Segment | None = None,
-        counters: SlotCounters | None = None,
-    ) -> None:
-        counters = counters or NullCounters()
-        self.upstreams = {
-            upstream.name: UpstreamGroup(upstream, segment) for upstream in config.upstreams
-        }
-        self.router: Router[Route] = Router(
-            [compile_route(rule, config, self.upstreams, counters) for rule in config.route_rules]
-        )
-        self.compressor = Compressor(config.compression) if config.compression.enabled else None
+    """The compiled phases of one configuration (see the module docstring)."""
+
+    def __init__(self, config: Config, segment: Segment | None = None) -> None:
+        """Build every phase; raises :class:`BuildError` naming the key at fault."""
+        self.upstreams: dict[str, UpstreamGroup] = {}
+        for upstream in config.upstreams:
+            with _building(f"upstreams.{upstream.name}"):
+                self.upstreams[upstream.name] = UpstreamGroup(upstream, segment)
+        routes = []
+        for position, rule in enumerate(config.route_rules):
+            with _building(f"route_rules[{position}]"):
+                routes.append(compile_route(rule, config, self.upstreams))
+        self.router: Router[Route] = Router(routes)
+        with _building("admin"):
+            self.admin = AdminEndpoints(config.admin)
+        self.request_phases: tuple[RequestPhase, ...] = (self.admin,)
+        response_phases: list[ResponsePhase] = []
+        if config.compression.enabled:
+            with _building("compression"):
+                response_phases.append(Compressor(config.compression).apply)
+        self.response_phases: tuple[ResponsePhase, ...] = tuple(response_phases)
+
+    def bind_counters(self, counters: SlotCounters) -> None:
+        """Give the handlers that count things this worker's shared-memory slot.
+
+        Called once in each worker after fork: the pipeline itself is built (and shared
+        copy-on-write) by the master, which has no slot of its own.
+        """
+        for route in self.router.rules:
+            if isinstance(route.handler, ProxyHandler):
+                route.handler.counters = counters
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         target = request.target
@@ -87,27 +145,82 @@ class Pipeline:
             try:
                 authority, target = absolute_form_host(target)
             except BadPath as exc:
-                return error_response(400, request.header(b"accept"), exc.reason)
+                return self._respond(request, _bad_target(request, exc))
             if authority is not None:
                 request.host = authority  # RFC 9112 §3.2.2: it overrides Host
         raw_path, request.query = split_target(target)
         try:
             request.path = normalize_path(raw_path)
         except BadPath as exc:
-            return error_response(400, request.header(b"accept"), exc.reason)
+            return self._respond(request, _bad_target(request, exc))
+        phases = self.request_phases
+        index = 0
+        while index < len(phases):
+            answer = phases[index](request)
+            index += 1
+            if answer is not None:
+                if type(answer) is Response:
+                    return self._respond(request, answer)
+                return self._respond(request, self._resume(request, index, answer))  # type: ignore[arg-type]
+        return self._respond(request, self._route(request))
+
+    def _route(self, request: Request) -> Response | Awaitable[Response]:
         route = self.router.match(request.host, request.path)
         if route is None:
             return error_response(404, request.header(b"accept"))
-        result = route.handler(request)
-        compressor = self.compressor
-        if compressor is None:
+        request.route = route
+        return route.handler(request)
+
+    async def _resume(
+        self, request: Request, index: int, pending: Awaitable[Response | None]
+    ) -> Response:
+        """The rest of the request phases after one that had to wait, then the route."""
+        answer = await pending
+        phases = self.request_phases
+        while answer is None and index < len(phases):
+            result = phases[index](request)
+            index += 1
+            answer = result if result is None or type(result) is Response else await result  # type: ignore[misc]
+        if answer is not None:
+            return answer
+        routed = self._route(request)
+        return routed if type(routed) is Response else await routed  # type: ignore[misc]
+
+    def _respond(
+        self, request: Request, result: Response | Awaitable[Response]
+    ) -> Response | Awaitable[Response]:
+        phases = self.response_phases
+        if not phases:
             return result
         if type(result) is Response:
-            return compressor.apply(request, result)
-        return _compress_later(compressor, request, result)  # type: ignore[arg-type]
+            for phase in phases:
+                result = phase(request, result)
+            return result
+        return _respond_later(phases, request, result)  # type: ignore[arg-type]
 
 
-async def _compress_later(
-    compressor: Compressor, request: Request, pending: Awaitable[Response]
+async def _respond_later(
+    phases: Sequence[ResponsePhase], request: Request, pending: Awaitable[Response]
 ) -> Response:
-    return compressor.apply(request, await pending)
+    response = await pending
+    for phase in phases:
+        response = phase(request, response)
+    return response
+
+
+def _bad_target(request: Request, exc: BadPath) -> Response:
+    return error_response(400, request.header(b"accept"), exc.reason)
+
+
+@contextmanager
+def _building(key: str) -> Iterator[None]:
+    """Turn whatever building one part raises into a :class:`BuildError` for its key."""
+    try:
+        yield
+    except BuildError:
+        raise
+    except Exception as exc:
+        raise BuildError(key, str(exc) or type(exc).__name__) from exc
+
+
+__all__ = ["BuildError", "Pipeline", "Route", "compile_route"]

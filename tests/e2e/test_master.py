@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.rawhttp import RawConnection, wait_port_closed
 from tests.support.server import BextProcess, config
+from tests.support.worker_hook import worker_hook
 
 HELLO = """
 [[route_rules]]
@@ -76,12 +77,12 @@ def test_killed_worker_is_respawned_and_service_continues(start_bext: Start) -> 
         assert httpx.get(server.base_url + "/hello").status_code == 200
 
 
-def test_crash_loop_backs_off_then_recovers(start_bext: Start, tmp_path: Path) -> None:
-    logdir = tmp_path / "logs"
-    logdir.mkdir()
-    text = config(HELLO, workers=1) + f'\n[log]\naccess = "{logdir}/access.log"\n'
-    server = start_bext(text)
-    logdir.rename(tmp_path / "gone")  # the respawned worker cannot open its log: it crashes
+def test_crash_loop_backs_off_then_recovers(
+    start_bext: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, crash = worker_hook(tmp_path, monkeypatch)
+    server = start_bext(config(HELLO, workers=1))
+    crash.touch()  # from now on a worker exits with code 1 as it starts
     os.kill(server.worker_pids()[0], signal.SIGKILL)
     server.wait_for_log(r"respawning in 0\.25s")
     server.wait_for_log(r"respawning in 0\.50s")
@@ -89,7 +90,7 @@ def test_crash_loop_backs_off_then_recovers(start_bext: Start, tmp_path: Path) -
     crashes = server.stderr().count("exited with code 1")
     time.sleep(1.0)
     assert server.stderr().count("exited with code 1") <= crashes + 1  # not spinning
-    (tmp_path / "gone").rename(logdir)
+    crash.unlink()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import trustme
 
@@ -404,3 +405,52 @@ proxy = "django"
     status = subprocess.run([sys.executable, "-m", "bext", "status", "--json", "-c",
                              str(server.config_path)], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert json.loads(status.stdout)["generation"] >= 2
+
+
+def _read_response(tls: ssl.SSLSocket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length body, read from ``tls``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        assert chunk, f"connection closed early: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))  # fmt: skip
+    while len(rest) < length:
+        rest += tls.recv(65536)
+    return head
+
+
+def test_http11_over_tls_learns_that_its_worker_drains(
+    start_bext: StartBext, certs: dict[str, Path]
+) -> None:
+    """A keep-alive TLS client gets ``Connection: close`` after a reload, and the old
+    worker exits about a second after its last request (not at graceful_timeout).
+
+    Every listener's context shares the worker's one ``stopping`` flag; when each had a
+    copy, only the plain listener's connections ever saw it.
+    """
+    routes = '[[route_rules]]\npattern = "/**"\nrespond = { status = 200, body = "hi" }\n'
+    server = start_bext(tls_config(certs, routes, workers=1))
+    (old_worker,) = server.worker_pids()
+    context = ssl.create_default_context(cafile=str(certs["ca"]))
+    context.set_alpn_protocols(["http/1.1"])
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with (
+        socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        tls.sendall(request)
+        assert b"connection: close" not in _read_response(tls).lower()
+        server.signal(__import__("signal").SIGHUP)
+        server.wait_for_log(r"generation 2 serving")
+        tls.sendall(request)  # within the drain grace the old worker still answers it
+        head = _read_response(tls)
+        answered = time.monotonic()
+        assert b"connection: close" in head.lower(), head
+        assert tls.recv(1) == b""  # and then closes the connection
+    while psutil.pid_exists(old_worker) and time.monotonic() - answered < 10:
+        time.sleep(0.05)
+    assert time.monotonic() - answered < 2.0, "the old worker lingered after its last request"

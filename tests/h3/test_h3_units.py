@@ -8,8 +8,8 @@ from aioquic.tls import ClientHello, push_client_hello
 
 from bext.protocol.events import ParserLimits, ProtocolError
 from bext.protocol.h3_limits import Admission, H3Limits, ResetGuard, stream_credit
-from bext.worker.h3_connection import parse_request_head
-from bext.worker.quic_session import peek_server_name
+from bext.protocol.quic_session import peek_server_name
+from bext.protocol.request_fields import parse_request_head
 
 
 def test_limits_are_validated() -> None:

@@ -1,0 +1,1 @@
+"""Admin endpoints under ``/__bext/``: answered by bext itself, for loopback or a token."""
