@@ -94,6 +94,8 @@ class WorkerContext:
     h2: H2Limits = field(default_factory=H2Limits)
     state: WorkerState | None = None
     """Given by :meth:`for_listener`; a context built directly makes its own."""
+    shared: WorkerState = field(init=False)
+    """The worker's state (``state``, made if none was given): read ``shared.stopping``."""
     connections: set[ConnectionLike] = field(init=False)
     _date: bytes = b""
     _preamble: bytes = b""
@@ -102,9 +104,10 @@ class WorkerContext:
     def __post_init__(self) -> None:
         if self.state is None:
             self.state = WorkerState(self.access_log, self.counters)
-        self.access_log = self.state.access_log
-        self.counters = self.state.counters
-        self.connections = self.state.connections
+        self.shared = self.state
+        self.access_log = self.shared.access_log
+        self.counters = self.shared.counters
+        self.connections = self.shared.connections
         self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
         self._server_line = b"Server: " + self._server_value + b"\r\n"
         self._extra_lines = b"".join(
@@ -114,13 +117,11 @@ class WorkerContext:
     @property
     def stopping(self) -> bool:
         """The worker drains: finish what is in flight, keep no connection alive."""
-        assert self.state is not None
-        return self.state.stopping
+        return self.shared.stopping
 
     @stopping.setter
     def stopping(self, value: bool) -> None:
-        assert self.state is not None
-        self.state.stopping = value
+        self.shared.stopping = value
 
     def preamble(self) -> bytes:
         """HTTP/1.1: ``Date``, ``Server`` and the extra fields, serialised once per second."""

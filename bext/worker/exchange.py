@@ -150,7 +150,9 @@ def start(ctx: WorkerContext, request: Request, sender: Sender) -> Exchange | No
         and result.status >= 200
         and len(result.body) <= sender.whole_limit
     ):
-        sender.send_whole(request, result, with_body(request, result.status))
+        sender.send_whole(
+            request, result, request.method != "HEAD" and result.status not in NO_BODY_STATUS
+        )
         return None
     exchange = Exchange(ctx, request, sender, result)
     exchange.task = asyncio.get_running_loop().create_task(exchange.run())

@@ -119,7 +119,7 @@ class H1Connection(asyncio.Protocol):
         now = self._loop.time()
         self._head_started = now  # a new connection has header_timeout to send its request
         self._timer.arm(now + ctx.timeouts.header)
-        if ctx.stopping:
+        if ctx.shared.stopping:
             # Accepted just as the worker began to drain: its request is served (with
             # Connection: close), never reset.
             self.shutdown()
@@ -299,13 +299,22 @@ class H1Connection(asyncio.Protocol):
     def _drive(self) -> None:
         """Answer queued requests in order until one needs to wait."""
         self._driving = True
+        ctx = self._ctx
         try:
             while self._current is None and self._queue and not self._closed:
-                item, keep_alive = self._queue.popleft()
-                if isinstance(item, ProtocolError):
-                    self._send_error(item)
+                request, keep_alive = self._queue.popleft()
+                if isinstance(request, ProtocolError):
+                    self._send_error(request)
                     return
-                self._start(item, keep_alive)
+                self._current = request
+                self._response_started = False
+                self._served += 1
+                self._keep_alive = (
+                    keep_alive
+                    and not ctx.shared.stopping
+                    and self._served < ctx.max_keepalive_requests
+                )
+                self._exchange = start_exchange(ctx, request, self)
         finally:
             self._driving = False
         if self._current is None and not self._closed:
@@ -316,20 +325,9 @@ class H1Connection(asyncio.Protocol):
                     self._close()
                     return
                 self._idle_since = now = self._loop.time()
-                ctx = self._ctx
                 self._timer.arm(
-                    now + (DRAIN_IDLE_GRACE if ctx.stopping else ctx.timeouts.keepalive)
+                    now + (DRAIN_IDLE_GRACE if ctx.shared.stopping else ctx.timeouts.keepalive)
                 )
-
-    def _start(self, request: Request, keep_alive: bool) -> None:
-        ctx = self._ctx
-        self._current = request
-        self._response_started = False
-        self._served += 1
-        self._keep_alive = (
-            keep_alive and not ctx.stopping and self._served < ctx.max_keepalive_requests
-        )
-        self._exchange = start_exchange(ctx, request, self)
 
     # -- Sender (bext.worker.exchange) ---------------------------------------------------------
 
@@ -632,7 +630,7 @@ class H1Connection(asyncio.Protocol):
                 return
             upcoming.append(deadline)
         if self._idle_since is not None:
-            idle_limit = DRAIN_IDLE_GRACE if self._ctx.stopping else timeouts.keepalive
+            idle_limit = DRAIN_IDLE_GRACE if self._ctx.shared.stopping else timeouts.keepalive
             deadline = self._idle_since + idle_limit
             if deadline <= now:
                 self._close()

@@ -6,10 +6,10 @@ ARCHITECTURE.md, decision 5):
 1. **target**: the request-target is split and its path normalised (``400`` if unusable);
    the absolute form's authority overrides ``Host``. Every later phase and the upstream
    see the same normalised path, so what bext checks is what the app gets.
-2. **request phases**, in :attr:`Pipeline.request_phases` order; each may answer early
-   (return a Response, or an awaitable of one or of None) or pass (None):
-   admin endpoints (``/__bext/...``) today; rate limits, the WAF and the cache lookup
-   join here, in that order.
+2. **request phases**; each may answer early (return a Response, or an awaitable of one
+   or of None) or pass (None): first the admin endpoints (``/__bext/...``; other paths
+   pay one prefix comparison for them), then :attr:`Pipeline.request_phases` in order,
+   where rate limits, the WAF and the cache lookup join, in that order.
 3. **route**: the first matching ``[[route_rules]]`` entry (``404`` if none), noted on
    the request (:attr:`~bext.http.message.Request.route`).
 4. **handler**: the route's static, proxy, respond or redirect handler.
@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from bext.admin.endpoints import PREFIX as ADMIN_PREFIX
 from bext.admin.endpoints import AdminEndpoints
 from bext.compress.filter import Compressor
 from bext.config import Config
@@ -122,7 +123,8 @@ class Pipeline:
         self.router: Router[Route] = Router(routes)
         with _building("admin"):
             self.admin = AdminEndpoints(config.admin)
-        self.request_phases: tuple[RequestPhase, ...] = (self.admin,)
+        self.request_phases: tuple[RequestPhase, ...] = ()
+        """After the admin endpoints, which only paths under ``/__bext/`` reach."""
         response_phases: list[ResponsePhase] = []
         if config.compression.enabled:
             with _building("compression"):
@@ -153,16 +155,32 @@ class Pipeline:
             request.path = normalize_path(raw_path)
         except BadPath as exc:
             return self._respond(request, _bad_target(request, exc))
+        path = request.path
+        if path[:8] == ADMIN_PREFIX and (admin := self.admin(request)) is not None:
+            return self._respond(request, admin)
         phases = self.request_phases
-        index = 0
-        while index < len(phases):
-            answer = phases[index](request)
-            index += 1
-            if answer is not None:
-                if type(answer) is Response:
-                    return self._respond(request, answer)
-                return self._respond(request, self._resume(request, index, answer))  # type: ignore[arg-type]
-        return self._respond(request, self._route(request))
+        if phases:
+            index = 0
+            while index < len(phases):
+                answer = phases[index](request)
+                index += 1
+                if answer is not None:
+                    if type(answer) is Response:
+                        return self._respond(request, answer)
+                    return self._respond(request, self._resume(request, index, answer))  # type: ignore[arg-type]
+        route = self.router.match(request.host, path)
+        if route is None:
+            return self._respond(request, error_response(404, request.header(b"accept")))
+        request.route = route
+        result = route.handler(request)
+        response_phases = self.response_phases
+        if not response_phases:
+            return result
+        if type(result) is Response:
+            for phase in response_phases:
+                result = phase(request, result)
+            return result
+        return _respond_later(response_phases, request, result)  # type: ignore[arg-type]
 
     def _route(self, request: Request) -> Response | Awaitable[Response]:
         route = self.router.match(request.host, request.path)
