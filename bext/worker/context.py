@@ -123,6 +123,30 @@ class WorkerContext:
     def stopping(self, value: bool) -> None:
         self.shared.stopping = value
 
+    def admit(self, conn: ConnectionLike, peer: str) -> bool:
+        """Count a new connection from ``peer`` in; False (nothing counted) if over a limit.
+
+        The one place connection limits are applied, for every protocol.
+        """
+        connections = self.connections
+        if len(connections) >= self.max_connections:
+            return False
+        connections.add(conn)
+        self.counters.connection_opened()
+        return True
+
+    def hand_over(self, old: ConnectionLike, new: ConnectionLike) -> None:
+        """The same client connection goes on under another protocol object (h2c)."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
+    def leave(self, conn: ConnectionLike) -> None:
+        """A connection admitted by :meth:`admit` (or handed over) is gone."""
+        connections = self.connections
+        if conn in connections:
+            connections.discard(conn)
+            self.counters.connection_closed()
+
     def preamble(self) -> bytes:
         """HTTP/1.1: ``Date``, ``Server`` and the extra fields, serialised once per second."""
         date = date_line()

@@ -107,12 +107,10 @@ class H1Connection(asyncio.Protocol):
         if isinstance(sock, tuple):
             self._server_port = sock[1]
         ctx = self._ctx
-        if len(ctx.connections) >= ctx.max_connections:
+        if not ctx.admit(self, self._client[0]):
             transport.abort()
             self._closed = True
             return
-        ctx.connections.add(self)
-        ctx.counters.connection_opened()
         # On TLS the "socket" extra is the raw socket underneath: never sendfile to it.
         self._plain = transport.get_extra_info("sslcontext") is None
         self._sniff = self._plain and ctx.h2.h2c
@@ -184,9 +182,7 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self in self._ctx.connections:
-            self._ctx.connections.discard(self)
-            self._ctx.counters.connection_closed()
+        self._ctx.leave(self)
         if self._tunnel is not None:
             self._tunnel.close()
         self._timer.cancel()
@@ -233,13 +229,13 @@ class H1Connection(asyncio.Protocol):
         if not buffered.startswith(PREFACE):
             return buffered
         # Hand the transport to HTTP/2. It was counted as opened here and is counted as
-        # closed by the H2Connection, so it leaves ctx.connections without a count.
+        # closed by the H2Connection.
         transport = self._transport
         assert transport is not None
-        self._ctx.connections.discard(self)
         self._closed = True
         self._timer.cancel()
         h2 = H2Connection(self._ctx)
+        self._ctx.hand_over(self, h2)
         transport.set_protocol(h2)
         h2.takeover(transport, buffered)
         return b""

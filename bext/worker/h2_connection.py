@@ -211,19 +211,17 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        ctx = self._ctx
-        if len(ctx.connections) >= ctx.max_connections:
+        peer = transport.get_extra_info("peername")
+        if not self._ctx.admit(self, peer[0] if isinstance(peer, tuple) else ""):
             transport.abort()
             self._closed = True
             return
-        ctx.counters.connection_opened()
         self._attach(transport)
 
     def takeover(self, transport: asyncio.BaseTransport, data: bytes) -> None:
-        """Continue a connection another protocol accepted and counted (h2c prior knowledge).
-
-        The same as ``connection_made(transport)`` then ``data_received(data)``, except that
-        the connection is not counted as opened again.
+        """Continue a connection another protocol admitted and handed over (h2c prior
+        knowledge): ``connection_made(transport)`` then ``data_received(data)``, except
+        that the connection is not admitted (counted) again.
         """
         self._attach(cast(asyncio.Transport, transport))
         if data:
@@ -270,10 +268,7 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        ctx = self._ctx
-        if self in ctx.connections:
-            ctx.connections.discard(self)
-            ctx.counters.connection_closed()
+        self._ctx.leave(self)
         self._timer.cancel()
         self._failed = True  # nothing may be sent any more
         self._new = []
@@ -758,7 +753,6 @@ class H2Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctx = self._ctx
-        ctx.connections.add(self)
         # The preface and the first request must arrive within header_timeout.
         self._head_deadline = deadline = self._loop.time() + ctx.timeouts.header
         self._timer.arm(deadline)

@@ -209,8 +209,7 @@ class H3Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._watch = LazyTimer(self._loop, self._on_watch)
-        ctx.connections.add(self)
-        ctx.counters.connection_opened()
+        ctx.admit(self, self._client[0])  # the endpoint applied the limits already
         self._arm_watch(now + limits.handshake_timeout)
 
     # -- datagrams and timers ----------------------------------------------------------------------
@@ -729,10 +728,7 @@ class H3Connection:
                 handle.cancel()
         self._timer = None
         self._transmit_handle = None
-        ctx = self._ctx
-        if self in ctx.connections:
-            ctx.connections.discard(self)
-            ctx.counters.connection_closed()
+        self._ctx.leave(self)
         self._endpoint.connection_gone(self)
 
     def _release_streams(self) -> None:
