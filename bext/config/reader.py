@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from bext.config import values
 from bext.config.errors import did_you_mean, quote
-from bext.config.units import format_size, parse_duration, parse_size
+from bext.config.units import format_size, parse_duration, parse_byte_rate, parse_size
 
 __all__ = [
     "MISSING",
@@ -221,15 +221,31 @@ class Table:
             return default
         return size
 
+    def get_byte_rate(self, key: str, default: int) -> int:
+        """A transfer rate in bytes per second ("1KB/s"); 0 is allowed (off)."""
+        value = self.take(key)
+        if value is MISSING:
+            return default
+        try:
+            return parse_byte_rate(value)
+        except ValueError as exc:
+            self.ctx.error(self.sub(key), str(exc))
+            return default
+
     def get_path(self, key: str, base: Path) -> Path | None:
-        """A path setting, resolved against `base` (see `values.resolve_path`)."""
+        """A path setting, resolved against `base` (see `values.resolve_path`); NUL and
+        control characters are refused (`values.check_path_text`)."""
         value = self._typed(key, "str")
         if value is MISSING:
             return None
         if not value:
             self.ctx.error(self.sub(key), "must not be empty")
             return None
-        return values.resolve_path(base, value)
+        try:
+            return values.resolve_path(base, value)
+        except ValueError as exc:
+            self.ctx.error(self.sub(key), str(exc))
+            return None
 
     def get_table(self, key: str, *, hint: str = "") -> Table:
         """The sub-table at `key`; empty (all defaults) when missing or of the wrong type."""

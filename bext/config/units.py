@@ -91,6 +91,19 @@ def parse_size(value: object) -> int:
     raise ValueError(f"{_SIZE_HINT}, got {_shown(value)}")
 
 
+def parse_byte_rate(value: object) -> int:
+    """Parse a transfer rate into bytes per second: a size with ``/s`` ("1KB/s"), or an
+    int (bytes per second). ``0`` means off."""
+    if isinstance(value, str) and "/" in value:
+        amount, _, per = value.rpartition("/")
+        if per.strip().lower() not in ("s", "sec", "second"):
+            raise ValueError(f'expected a rate such as "1KB/s", got {_shown(value)}')
+        return parse_size(amount.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f'expected a rate such as "1KB/s" (or bytes per second), got {_shown(value)}')
+
+
 def format_size(size: int) -> str:
     """Render bytes in the largest 1024-based unit that divides them exactly.
 

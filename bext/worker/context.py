@@ -50,6 +50,14 @@ class Timeouts:
     body: float = 60.0
     keepalive: float = 75.0
     send: float = 60.0
+    body_min_rate: int = 0
+    """Bytes/s a request body must average over ``BODY_RATE_WINDOW`` seconds (0: off)."""
+    lingering: float = 0.0
+    """How long a connection closing with unread input drains it first (0: close at once)."""
+
+
+BODY_RATE_WINDOW = 30.0
+"""The span ``body_min_rate`` is averaged over: a slow start or a pause is forgiven."""
 
 
 class WorkerState:

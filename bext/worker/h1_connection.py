@@ -40,7 +40,7 @@ from bext.protocol.h1_writer import (
 )
 from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
-from bext.worker.context import WorkerContext
+from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
 from bext.worker.deadlines import LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange
 from bext.worker.exchange import start as start_exchange
@@ -81,6 +81,9 @@ class H1Connection(asyncio.Protocol):
         self._read_pauses = 0
         self._closed = False
         self._input_failed = False
+        self._eof = False  # the client half-closed: nothing more will arrive
+        self._lingering = False  # closing: input is read and dropped until EOF or deadline
+        self._events_left = 0  # parsed events of the current read not handled yet
         self._tunnel: Tunnel | None = None
         self._plain = True  # no TLS: sendfile is possible, h2c may be spoken
         self._sniff = False  # the first bytes may still turn out to be the HTTP/2 preface
@@ -91,6 +94,8 @@ class H1Connection(asyncio.Protocol):
         # Timeout bookkeeping: timestamps only; see _on_timer.
         self._head_started: float | None = None
         self._body_activity = 0.0
+        self._rate_since = 0.0  # body_min_rate: the current window's start (0: no body yet)
+        self._rate_mark = 0  # ... and how much of the body had arrived then
         self._idle_since: float | None = None
         self._write_paused_since = 0.0
         self._timer = LazyTimer(self._loop, self._on_timer)
@@ -141,7 +146,9 @@ class H1Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail_input(exc)
             return
+        self._events_left = len(events)
         for event in events:
+            self._events_left -= 1
             kind = type(event)
             if kind is RequestHead:
                 self._on_head(event, now)  # type: ignore[arg-type]
@@ -150,6 +157,9 @@ class H1Connection(asyncio.Protocol):
                 receiving = self._receiving
                 if receiving is not None:
                     receiving.body.feed(event.data)  # type: ignore[union-attr]
+                    if self._rate_since == 0.0 and self._ctx.timeouts.body_min_rate:
+                        self._rate_since = now
+                        self._timer.arm(now + BODY_RATE_WINDOW)
             else:
                 receiving = self._receiving
                 if receiving is not None:
@@ -171,6 +181,9 @@ class H1Connection(asyncio.Protocol):
             self._pause_reading(_PAUSED_BY_UPGRADE)
 
     def eof_received(self) -> bool:
+        self._eof = True
+        if self._lingering:
+            return False  # what we waited for: close now
         receiving = self._receiving
         if receiving is not None:
             self._receiving = None
@@ -246,7 +259,11 @@ class H1Connection(asyncio.Protocol):
         self._pause_reading(_PAUSED_BY_BODY)
 
     def resume_body(self) -> None:
-        self._body_activity = self._loop.time()
+        self._body_activity = now = self._loop.time()
+        receiving = self._receiving
+        if receiving is not None and self._rate_since:
+            # Time we held the client back does not count against its rate.
+            self._rate_since, self._rate_mark = now, receiving.body.received
         self._resume_reading(_PAUSED_BY_BODY)
 
     def send_continue(self) -> None:
@@ -284,6 +301,7 @@ class H1Connection(asyncio.Protocol):
         if has_body:
             self._receiving = request
             self._body_activity = now
+            self._rate_since, self._rate_mark = 0.0, 0  # from the body's first bytes
             self._timer.arm(now + self._ctx.timeouts.body)
         keep_alive = head.keep_alive and head.upgrade is None
         self._queue.append((request, keep_alive))
@@ -582,9 +600,41 @@ class H1Connection(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
-        if not self._closed and self._transport is not None:
-            self._closed = True
-            self._transport.close()  # flushes what is buffered first
+        """Close once what is buffered is sent; linger first if input may be unread.
+
+        Closing a socket with unread input makes the kernel send a RST, which can destroy
+        responses the client has not read yet (pipelined requests after the last one we
+        answer, an upload we refused half way). So, as nginx's lingering close: send FIN
+        where the transport can (plain TCP), then read and drop what the client still
+        sends until it closes or ``lingering_time`` passes.
+        """
+        transport = self._transport
+        if self._closed or transport is None:
+            return
+        self._closed = True
+        linger = self._ctx.timeouts.lingering
+        # Only when input is known to be unread (as nginx's "lingering_close on"): an idle
+        # keep-alive connection closes at once, and over TLS, which cannot half-close, a
+        # client waiting for the close never waits for the linger.
+        unread = (
+            self._read_pauses
+            or self._queue
+            or self._events_left
+            or self._receiving is not None
+            or self._parser.in_head
+            or self._input_failed
+        )
+        if linger <= 0 or self._eof or not unread or self._tunnel is not None:
+            transport.close()  # flushes what is buffered first
+            return
+        self._lingering = self._input_failed = True
+        self._queue.clear()
+        self._read_pauses = 0
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()  # after what is buffered: the client sees the end now
+        self._timer.cancel()
+        self._timer.arm(self._loop.time() + linger)
 
     def _pause_reading(self, reason: int) -> None:
         if not self._read_pauses and self._transport is not None and not self._closed:
@@ -601,6 +651,10 @@ class H1Connection(asyncio.Protocol):
     # -- timeouts ------------------------------------------------------------------------------
 
     def _on_timer(self) -> None:
+        if self._lingering:
+            if self._transport is not None:
+                self._transport.close()
+            return
         if self._closed:
             return
         now = self._loop.time()
@@ -619,12 +673,23 @@ class H1Connection(asyncio.Protocol):
                 self._fail_input(ProtocolError(408, "request header timeout"))
                 return
             upcoming.append(deadline)
-        if self._receiving is not None and not self._read_pauses & _PAUSED_BY_BODY:
+        receiving = self._receiving
+        if receiving is not None and not self._read_pauses & _PAUSED_BY_BODY:
             deadline = self._body_activity + timeouts.body
             if deadline <= now:
                 self._fail_input(ProtocolError(408, "request body timeout"))
                 return
             upcoming.append(deadline)
+            if timeouts.body_min_rate and self._rate_since:
+                deadline = self._rate_since + BODY_RATE_WINDOW
+                if deadline <= now:
+                    arrived = receiving.body.received - self._rate_mark
+                    if arrived < timeouts.body_min_rate * (now - self._rate_since):
+                        self._fail_input(ProtocolError(408, "request body too slow"))
+                        return
+                    self._rate_since, self._rate_mark = now, receiving.body.received
+                    deadline = now + BODY_RATE_WINDOW
+                upcoming.append(deadline)
         if self._idle_since is not None:
             idle_limit = DRAIN_IDLE_GRACE if self._ctx.shared.stopping else timeouts.keepalive
             deadline = self._idle_since + idle_limit
