@@ -187,11 +187,11 @@ def cmd_autoconfigure(args: argparse.Namespace) -> int:
     return autoconfigure(args.dir, force=args.force, dry_run=args.dry_run)
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path, heading: str = "bext: invalid configuration") -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"bext: invalid configuration\n{exc}", file=sys.stderr)
+        print(f"{heading}\n{exc}", file=sys.stderr)
         return None
 
 
@@ -223,10 +223,25 @@ def _raw_control_socket(config_path: Path) -> Path | None:
         return None
     if not isinstance(raw, str):
         return None
-    return resolve_path(config_path.expanduser().absolute().parent, raw)
+    try:
+        return resolve_path(config_path.expanduser().absolute().parent, raw)
+    except ValueError:  # NUL or control characters: the master reports the config itself
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate as ``run`` would, without binding or writing; never a traceback."""
+    try:
+        return _check(args)
+    except Exception as exc:  # whatever the input, check reports instead of crashing
+        print(
+            f"bext: invalid configuration\ncannot be checked: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+
+
+def _check(args: argparse.Namespace) -> int:
     from bext.config.describe import config_notes, describe_listeners, describe_routes
 
     path: Path = args.file or args.config
@@ -245,7 +260,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"workers: {config.server.workers}")
     print("routes (first match wins):")
     print(describe_routes(config))
-    for note in [*tls_notes, *config_notes(config)]:
+    from bext.site.probe_hints import probe_hints
+
+    for note in [*tls_notes, *config_notes(config), *probe_hints(config)]:
         print(f"note: {note}")
     return EXIT_OK
 
@@ -327,7 +344,8 @@ def cmd_cert(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    # (worded as the master words a generation it cannot build)
+    config = _load(args.config, "bext: cannot start: invalid configuration")
     if config is None:
         return EXIT_CONFIG
     from bext.master.arbiter import Arbiter
@@ -420,6 +438,10 @@ def _format_status(status: dict[str, Any]) -> str:
         "requests {requests}, 2xx {status_2xx}, 3xx {status_3xx}, 4xx {status_4xx}, "
         "5xx {status_5xx}, bytes in {bytes_in}, bytes out {bytes_out}, open connections "
         "{open_connections}, upstream errors {upstream_errors}".format(**counters)
+    )
+    lines.append(
+        f"rate limited (429) {counters.get('rate_limited', 0)}, connections refused "
+        f"(max_connections_per_ip) {counters.get('connections_refused', 0)}"
     )
     for upstream in status.get("upstreams", []):
         lines.append(f"upstream {upstream['upstream']} {upstream['server']}: {upstream['state']}")

@@ -31,7 +31,7 @@ from typing import Any
 
 from bext.config.errors import ConfigError
 from bext.config.reader import Context, Table
-from bext.config.rules import read_rules
+from bext.config.rules import read_limits, read_rules
 from bext.config.schema import Config
 from bext.config.sections import (
     read_admin,
@@ -66,7 +66,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     framework = read_framework(root.get_table("framework"))
     upstreams = read_upstreams(ctx, root.get_table("upstreams", hint=" of [upstreams.NAME]"))
     names = [upstream.name for upstream in upstreams]
-    rules = read_rules(ctx, root, server.app_dir, names)
+    limit_table = root.get_table("limits", hint=" of [limits.NAME]")
+    limits = read_limits(ctx, limit_table)
+    rules = read_rules(ctx, root, server.app_dir, names, list(limit_table.raw))
     cache = read_cache(ctx, root.get_table("cache"))
     static = read_static(root.get_table("static"))
     compression = read_compression(ctx, root.get_table("compression"))
@@ -82,6 +84,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     for upstream in upstreams:
         if upstream.name not in used:
             ctx.warn(f"upstreams.{upstream.name}", "defined, but no route rule proxies to it")
+    named = {rule.limit for rule in rules}
+    for limit in limits:
+        if limit.name not in named:
+            ctx.warn(f"limits.{limit.name}", "defined, but no route rule names it (limit = ...)")
 
     return Config(
         source=None,
@@ -96,6 +102,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
         waf=waf,
         log=log,
         admin=admin,
+        limits=limits,
         warnings=tuple(ctx.warnings),
     )
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from bext.config import values
 from bext.config.errors import did_you_mean, quote
-from bext.config.units import format_size, parse_duration, parse_byte_rate, parse_size
+from bext.config.units import format_size, parse_byte_rate, parse_duration, parse_size
 
 __all__ = [
     "MISSING",

@@ -1,12 +1,14 @@
-"""Reader for `[[route_rules]]` and the checks that span rules.
+"""Reader for `[[route_rules]]`, the `[limits.NAME]` they name, and the checks that span rules.
 
-A rule is a URL pattern (plus an optional host) and exactly one action. Beyond each rule's
-own shape, this module checks what only the whole list reveals: proxy targets that name
-no upstream, and rules that an earlier catch-all makes unreachable.
+A rule is a URL pattern (plus an optional host) and exactly one action, and optionally a
+rate limit (`limit = "NAME"`). Beyond each rule's own shape, this module checks what only
+the whole list reveals: proxy targets that name no upstream, limits that name no
+`[limits.NAME]` table, and rules that an earlier catch-all makes unreachable.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,12 +18,13 @@ from bext.config.reader import MISSING, Context, Table, checked, is_int, key_rep
 from bext.config.schema import (
     DEFAULT_CONTENT_TYPE,
     REDIRECT_STATUSES,
+    LimitConfig,
     RedirectAction,
     RespondAction,
     RouteRule,
 )
 
-__all__ = ["read_rules"]
+__all__ = ["read_limits", "read_rules"]
 
 _ACTIONS = ("render", "proxy", "respond", "redirect")
 _STATIC_ONLY = ("root", "index", "allow_symlinks")
@@ -29,7 +32,11 @@ _PROXY_ONLY = ("request_buffering", "response_buffering")
 
 
 def read_rules(
-    ctx: Context, root: Table, app_dir: Path, upstream_names: Sequence[str]
+    ctx: Context,
+    root: Table,
+    app_dir: Path,
+    upstream_names: Sequence[str],
+    limit_names: Sequence[str] = (),
 ) -> tuple[RouteRule, ...]:
     """`[[route_rules]]`, in file order, which is match order; then the reachability check."""
     raw = root.take("route_rules")
@@ -46,7 +53,7 @@ def read_rules(
         if not isinstance(item, dict):
             ctx.error(path, f"expected a table, got {show_value(item)}")
             continue
-        rule = _read_rule(ctx, Table(ctx, path, item), i, app_dir, upstream_names)
+        rule = _read_rule(ctx, Table(ctx, path, item), i, app_dir, upstream_names, limit_names)
         if rule is not None:
             rules.append(rule)
     _check_reachability(ctx, rules)
@@ -54,7 +61,12 @@ def read_rules(
 
 
 def _read_rule(
-    ctx: Context, t: Table, index: int, app_dir: Path, upstream_names: Sequence[str]
+    ctx: Context,
+    t: Table,
+    index: int,
+    app_dir: Path,
+    upstream_names: Sequence[str],
+    limit_names: Sequence[str],
 ) -> RouteRule | None:
     """Read one rule; None when its pattern is unusable (so later checks skip it)."""
     raw_pattern = t.take("pattern")
@@ -83,6 +95,13 @@ def _read_rule(
         else:
             hint = " (no [upstreams.NAME] sections are defined)"
         ctx.error(t.sub("proxy"), f"no upstream named {quote(proxy)}{hint}")
+    limit = t.get_opt_str("limit")
+    if limit is not None and limit not in limit_names:
+        if limit_names:
+            hint = did_you_mean(limit, limit_names)
+        else:
+            hint = " (no [limits.NAME] sections are defined)"
+        ctx.error(t.sub("limit"), f"no limit named {quote(limit)}{hint}")
     respond = _read_respond(ctx, t)
     redirect = _read_redirect(ctx, t)
     headers = _read_headers(ctx, t)
@@ -128,6 +147,7 @@ def _read_rule(
         request_buffering=request_buffering,
         response_buffering=response_buffering,
         allow_symlinks=allow_symlinks,
+        limit=limit,
     )
 
 
@@ -247,3 +267,90 @@ def _check_reachability(ctx: Context, rules: Iterable[RouteRule]) -> None:
             seen[key] = rule.index
         if rule.pattern == "/**":
             catch_alls.append(rule)
+
+
+# -- [limits.NAME] ------------------------------------------------------------------------
+
+_LIMIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_RATE_RE = re.compile(r"\s*(\d+)\s*r?\s*/\s*([A-Za-z]+)\s*")
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+            "h": 3600.0, "hour": 3600.0}  # fmt: skip
+_MAX_REQUESTS = 1_000_000
+_MAX_BURST = 1_000_000
+_HEADER_KEY = "header:"
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def read_limits(ctx: Context, t: Table) -> tuple[LimitConfig, ...]:
+    """`[limits.NAME]` tables, in file order: named request rates for route rules."""
+    result: list[LimitConfig] = []
+    for name in list(t.raw):
+        raw = t.take(name)
+        path = t.sub(name)
+        if not _LIMIT_NAME_RE.fullmatch(name):
+            ctx.error(
+                path,
+                "limit names may use letters, digits, '-' and '_', "
+                f"and must start with a letter or digit, got {quote(name)}",
+            )
+            continue
+        if not isinstance(raw, dict):
+            ctx.error(path, f"expected a table ([limits.{key_repr(name)}]), got {show_value(raw)}")
+            continue
+        limit = _read_limit(ctx, Table(ctx, path, raw), name)
+        if limit is not None:
+            result.append(limit)
+    return tuple(result)
+
+
+def _read_limit(ctx: Context, t: Table, name: str) -> LimitConfig | None:
+    raw_rate = t.take("rate")
+    requests, period = 0, 1.0
+    if raw_rate is MISSING:
+        ctx.error(t.sub("rate"), 'missing; how many requests, such as rate = "5/s" or "300/m"')
+    elif ctx.expect(t.sub("rate"), raw_rate, "str"):
+        parsed = _parse_rate(raw_rate)
+        if parsed is None:
+            ctx.error(
+                t.sub("rate"),
+                f'expected requests per second, minute or hour such as "5/s", "300/m" or '
+                f'"1000/h" (at most {_MAX_REQUESTS:,} per period), got {quote(raw_rate)}',
+            )
+        else:
+            requests, period = parsed
+    burst = t.get_int("burst", 0, lo=0, hi=_MAX_BURST)
+    key = _read_limit_key(ctx, t)
+    t.finish()
+    if not requests or key is None:
+        return None
+    return LimitConfig(name=name, requests=requests, period=period, burst=burst, key=key)
+
+
+def _parse_rate(text: str) -> tuple[int, float] | None:
+    match = _RATE_RE.fullmatch(text)
+    if match is None:
+        return None
+    requests = int(match.group(1))
+    period = _PERIODS.get(match.group(2).lower())
+    if period is None or not 1 <= requests <= _MAX_REQUESTS:
+        return None
+    return requests, period
+
+
+def _read_limit_key(ctx: Context, t: Table) -> str | None:
+    """`key = "client_ip"` (the default) or `"header:X-Api-Key"` (stored lowercased)."""
+    key = t.get_str("key", "client_ip")
+    if key == "client_ip":
+        return key
+    if key[: len(_HEADER_KEY)].lower() == _HEADER_KEY:
+        header = key[len(_HEADER_KEY) :].strip()
+        if _TOKEN_RE.fullmatch(header):
+            return _HEADER_KEY + header.lower()
+        ctx.error(t.sub("key"), f"{quote(header)} is not a valid HTTP header name")
+        return None
+    ctx.error(
+        t.sub("key"),
+        f'expected "client_ip" or "header:NAME" (such as "header:X-Api-Key"), got {quote(key)}'
+        f"{did_you_mean(key, ['client_ip'])}",
+    )
+    return None

@@ -14,6 +14,7 @@ loader's validation; build through `parse_config` when the input is user-supplie
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "Config",
     "FrameworkConfig",
     "HealthConfig",
+    "LimitConfig",
     "LogConfig",
     "RedirectAction",
     "RespondAction",
@@ -65,6 +67,11 @@ DJANGO_STATIC_DIRS: tuple[tuple[str, str], ...] = (
 def _cpu_count() -> int:
     """One worker per core is the default; `os.cpu_count()` may be unknown (None)."""
     return os.cpu_count() or 1
+
+
+def _default_temp_path() -> Path:
+    """`server.temp_path`'s default: Python's temp dir ($TMPDIR, else /tmp) at load."""
+    return Path(tempfile.gettempdir())
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,10 @@ class ServerConfig:
     body_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     send_timeout: float = 60.0
+    body_min_rate: int = 1024
+    """Bytes per second a request body must average over ``BODY_RATE_WINDOW`` (0: off)."""
+    lingering_time: float = 5.0
+    """How long a closing connection still reads (and drops) what the client sends."""
     heartbeat_timeout: float = 20.0
     """A worker whose event loop has not beaten for this long is stuck: killed, replaced."""
     max_header_size: int = 16 * KiB
@@ -126,10 +137,20 @@ class ServerConfig:
     max_body_size: int = 100 * MiB
     max_keepalive_requests: int = 1000
     max_connections: int = 10000
+    max_connections_per_ip: int = 0
+    """Connections one client address may hold open, all workers together (0: no limit)."""
     server_tokens: bool = True
     trusted_proxies: tuple[str, ...] = ()
+    reject_encoded_slash: bool = False
+    """Answer 400 to a path holding ``%2F`` instead of routing it as ``/``."""
+    underscores_in_headers: bool = False
+    """Forward request header names with ``_`` upstream (dropped by default, as nginx)."""
     pidfile: Path | None = None
     control_socket: Path | None = None
+    temp_path: Path = field(default_factory=_default_temp_path)
+    """Where proxied request bodies and response read-ahead spill to disk."""
+    temp_budget: int = 1024 * MiB
+    """Bytes all of one worker's temp files (request spools, read-ahead) may hold."""
     tls: TLSConfig | None = None
     http2: H2Limits = field(default_factory=H2Limits)
     """`[server.http2]`: per-connection HTTP/2 limits (TLS by ALPN, and h2c)."""
@@ -159,6 +180,8 @@ class HealthConfig:
     rise: int = 2
     fall: int = 3
     expect_status: tuple[int, int] = (200, 399)
+    host: str | None = None
+    """The probe's `Host`; None: the first proxying route rule's host, else "localhost"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +194,8 @@ class UpstreamServer:
 
     url: str
     weight: int = 1
+    max_conns: int = 0
+    """Requests in flight to this server from all workers together (0: no limit)."""
     scheme: str = "http"
     host: str | None = None
     port: int | None = None
@@ -185,8 +210,40 @@ class UpstreamConfig:
     keepalive: int = 32
     connect_timeout_ms: int = 2000
     read_timeout_ms: int = 30000
+    max_temp_file_size: int = 1024 * MiB
+    """Read-ahead of one response on disk (0: memory read-ahead only)."""
     servers: tuple[UpstreamServer, ...] = ()
     health: HealthConfig = field(default_factory=HealthConfig)
+    queue: int = 1000
+    """Requests that may wait (per worker) when every server is at `max_conns`."""
+    queue_timeout: float = 30.0
+    """Seconds a request may wait in that queue before it is answered `503`."""
+
+
+LIMIT_KEYS = ("client_ip", "header:")
+"""What a `[limits.NAME]` table may count by: the client address, or a header's value."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConfig:
+    """`[limits.NAME]`: a request rate, shared by every worker, that route rules name.
+
+    `requests` per `period` seconds ("5/s" is 5 per 1.0, "300/m" 300 per 60.0); `burst`
+    more may arrive at once (nginx's `limit_req burst=N nodelay`). `key` is "client_ip"
+    (after `server.trusted_proxies`) or "header:<name>" with the name lowercased; a
+    request without that header counts under its client address.
+    """
+
+    name: str
+    requests: int = 1
+    period: float = 1.0
+    burst: int = 0
+    key: str = "client_ip"
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at the sustained rate."""
+        return self.period / self.requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +289,8 @@ class RouteRule:
     request_buffering: bool = True
     response_buffering: bool = True
     allow_symlinks: bool = False
+    limit: str | None = None
+    """The `[limits.NAME]` rate limit applied once this rule matched."""
 
     @property
     def action(self) -> str:
@@ -372,7 +431,15 @@ class Config:
     waf: WafConfig = field(default_factory=WafConfig)
     log: LogConfig = field(default_factory=LogConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    limits: tuple[LimitConfig, ...] = ()
     warnings: tuple[str, ...] = ()
+
+    def limit(self, name: str) -> LimitConfig | None:
+        """The `[limits.NAME]` table called `name`, or None."""
+        for limit in self.limits:
+            if limit.name == name:
+                return limit
+        return None
 
     def upstream(self, name: str) -> UpstreamConfig | None:
         """The upstream group called `name`, or None."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from bext.config import values
@@ -93,6 +95,8 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
     body_timeout = t.get_duration("body_timeout", 60.0, positive=True)
     keepalive_timeout = t.get_duration("keepalive_timeout", 75.0, positive=True)
     send_timeout = t.get_duration("send_timeout", 60.0, positive=True)
+    body_min_rate = t.get_byte_rate("body_min_rate", 1024)
+    lingering_time = t.get_duration("lingering_time", 5.0)
     heartbeat_timeout = t.get_duration("heartbeat_timeout", 20.0, positive=True)
     max_header_size = t.get_size("max_header_size", 16 * KiB, lo=KiB, hi=MiB)
     max_headers = t.get_int("max_headers", 100, lo=1, hi=1000)
@@ -100,6 +104,7 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
     max_body_size = t.get_size("max_body_size", 100 * MiB)
     max_keepalive_requests = t.get_int("max_keepalive_requests", 1000, lo=1)
     max_connections = t.get_int("max_connections", 10000, lo=1)
+    max_connections_per_ip = t.get_int("max_connections_per_ip", 0, lo=0)
     server_tokens = t.get_bool("server_tokens", True)
 
     proxies: list[str] = []
@@ -110,8 +115,12 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
             if network is not None and network not in proxies:
                 proxies.append(network)
 
+    reject_encoded_slash = t.get_bool("reject_encoded_slash", False)
+    underscores_in_headers = t.get_bool("underscores_in_headers", False)
     pidfile = t.get_path("pidfile", ctx.base_dir)
     control_socket = t.get_path("control_socket", ctx.base_dir)
+    temp_path = _read_temp_path(ctx, t)
+    temp_budget = t.get_size("temp_budget", 1024 * MiB)
 
     tls = None
     raw_tls = t.take("tls")
@@ -133,6 +142,8 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
         graceful_timeout=graceful_timeout,
         header_timeout=header_timeout,
         body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        lingering_time=lingering_time,
         keepalive_timeout=keepalive_timeout,
         send_timeout=send_timeout,
         heartbeat_timeout=heartbeat_timeout,
@@ -142,10 +153,15 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
         max_body_size=max_body_size,
         max_keepalive_requests=max_keepalive_requests,
         max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
         server_tokens=server_tokens,
         trusted_proxies=tuple(proxies),
+        reject_encoded_slash=reject_encoded_slash,
+        underscores_in_headers=underscores_in_headers,
         pidfile=pidfile,
         control_socket=control_socket,
+        temp_path=temp_path,
+        temp_budget=temp_budget,
         tls=tls,
         http2=http2,
         http3=http3,
@@ -203,6 +219,27 @@ def _read_http3(ctx: Context, t: Table) -> H3Limits:
                    connection_window=connection)  # fmt: skip
 
 
+def _read_temp_path(ctx: Context, t: Table) -> Path:
+    """`temp_path`: a directory (made by the operator, checked when the pipeline is built);
+    NUL and control characters are refused here, before any system call sees them."""
+    raw = t.take("temp_path")
+    if raw is MISSING:
+        return Path(tempfile.gettempdir())
+    if not ctx.expect(t.sub("temp_path"), raw, "str"):
+        return Path(tempfile.gettempdir())
+    if not raw or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+        ctx.error(
+            t.sub("temp_path"),
+            f"expected a directory path without control characters, got {quote(raw)}",
+        )
+        return Path(tempfile.gettempdir())
+    try:
+        return values.resolve_path(ctx.base_dir, raw)
+    except ValueError as exc:
+        ctx.error(t.sub("temp_path"), str(exc))
+        return Path(tempfile.gettempdir())
+
+
 def _read_workers(ctx: Context, t: Table) -> int:
     """`workers`: a count, or "auto"/0 for one per CPU (the default)."""
     cpus = os.cpu_count() or 1
@@ -247,8 +284,8 @@ def _read_tls(ctx: Context, path: str, raw: Any) -> TLSConfig | None:
     certificates = _read_certificates(ctx, t)
     t.finish()
 
-    if (cert is None) != (key is None):
-        given, missing = ("cert", "key") if key is None else ("key", "cert")
+    if t.has("cert") != t.has("key"):  # (a value refused above is reported already)
+        given, missing = ("cert", "key") if not t.has("key") else ("key", "cert")
         ctx.error(path, f"{given} is set but {missing} is missing (give both or neither)")
     elif internal and cert is not None:
         ctx.error(
@@ -340,16 +377,22 @@ def _read_upstream(ctx: Context, t: Table, name: str) -> UpstreamConfig:
     keepalive = t.get_int("keepalive", 32, lo=0, hi=10000)
     connect_timeout_ms = t.get_int("connect_timeout_ms", 2000, lo=1)
     read_timeout_ms = t.get_int("read_timeout_ms", 30000, lo=1)
+    max_temp_file_size = t.get_size("max_temp_file_size", 1024 * MiB)
     servers = _read_servers(ctx, t, name)
     health = _read_health(ctx, t.get_table("health"))
+    queue = t.get_int("queue", 1000, lo=0, hi=1_000_000)
+    queue_timeout = t.get_duration("queue_timeout", 30.0, positive=True)
     t.finish()
     return UpstreamConfig(
         name=name,
         keepalive=keepalive,
         connect_timeout_ms=connect_timeout_ms,
         read_timeout_ms=read_timeout_ms,
+        max_temp_file_size=max_temp_file_size,
         servers=servers,
         health=health,
+        queue=queue,
+        queue_timeout=queue_timeout,
     )
 
 
@@ -371,7 +414,7 @@ def _read_servers(ctx: Context, upstream: Table, name: str) -> tuple[UpstreamSer
     for i, item in enumerate(raw):
         item_path = f"{path}[{i}]"
         url: str | None = None
-        url_path, weight = item_path, 1
+        url_path, weight, max_conns = item_path, 1, 0
         if isinstance(item, str):
             url = item
         elif isinstance(item, dict):
@@ -383,6 +426,7 @@ def _read_servers(ctx: Context, upstream: Table, name: str) -> tuple[UpstreamSer
             elif ctx.expect(url_path, raw_url, "str"):
                 url = raw_url
             weight = t.get_int("weight", 1, lo=1, hi=1000)
+            max_conns = t.get_int("max_conns", 0, lo=0, hi=1_000_000)
             t.finish()
         else:
             ctx.error(item_path, f"expected a table with url = ..., got {show_value(item)}")
@@ -393,6 +437,8 @@ def _read_servers(ctx: Context, upstream: Table, name: str) -> tuple[UpstreamSer
         except ValueError as exc:
             ctx.error(url_path, str(exc))
             continue
+        if max_conns:
+            server = replace(server, max_conns=max_conns)
         if any(_same_address(server, other) for other in result):
             ctx.warn(item_path, f"{quote(url)} is listed twice")
         result.append(server)
@@ -422,6 +468,13 @@ def _read_health(ctx: Context, t: Table) -> HealthConfig:
     rise = t.get_int("rise", 2, lo=1, hi=100)
     fall = t.get_int("fall", 3, lo=1, hi=100)
     expect_status = _read_expect_status(ctx, t)
+    host = t.get_opt_str("host")
+    if host is not None:
+        try:
+            host = _probe_host(host)
+        except ValueError as exc:
+            ctx.error(t.sub("host"), str(exc))
+            host = None
     t.finish()
     return HealthConfig(
         enabled=enabled,
@@ -431,7 +484,25 @@ def _read_health(ctx: Context, t: Table) -> HealthConfig:
         rise=rise,
         fall=fall,
         expect_status=expect_status,
+        host=host,
     )
+
+
+def _probe_host(text: str) -> str:
+    """`health.host`: a `Host` value, "example.com", "[::1]", optionally with ":port"."""
+    name, port = text, ""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and (not text.startswith("[") or head.endswith("]")):
+        name, port = head, tail
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"has an invalid port, got {quote(text)}")
+    if "*" in name:
+        raise ValueError(f"must be one host name, not a pattern, got {quote(text)}")
+    try:
+        name = values.check_host_pattern(name)
+    except ValueError as exc:
+        raise ValueError(f'expected a host name such as "example.com": {exc}') from None
+    return f"{name}:{port}" if port else name
 
 
 def _read_expect_status(ctx: Context, t: Table) -> tuple[int, int]:
@@ -576,7 +647,11 @@ def _log_file(ctx: Context, path: str, text: str, default: str) -> str:
     if not text:
         ctx.error(path, "must not be empty")
         return default
-    return str(values.resolve_path(ctx.base_dir, text))
+    try:
+        return str(values.resolve_path(ctx.base_dir, text))
+    except ValueError as exc:
+        ctx.error(path, str(exc))
+        return default
 
 
 def read_framework(t: Table) -> FrameworkConfig:

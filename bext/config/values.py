@@ -23,6 +23,7 @@ __all__ = [
     "check_header_name",
     "check_header_value",
     "check_host_pattern",
+    "check_path_text",
     "check_pattern",
     "check_redirect_target",
     "check_trusted_proxy",
@@ -42,6 +43,24 @@ _MANAGED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 _FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
+# C0 and C1 control characters (NUL included) and lone surrogates: no file name a config
+# means, and things no system call takes (NUL) or no log line shows faithfully.
+_NOT_IN_PATHS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_path_text(text: str) -> str:
+    """Refuse a file path holding NUL, a control character or a lone surrogate.
+
+    Every path-valued key goes through here (via :func:`resolve_path`), so a path that
+    would make ``open()`` or ``bind()`` raise ``ValueError`` in the master, or put a control
+    character into a log line, is refused when the config is read, with its key path.
+    """
+    bad = _NOT_IN_PATHS.search(text)
+    if bad is not None:
+        what = "a NUL byte" if bad.group() == "\0" else "a control character"
+        shown = _NOT_IN_PATHS.sub(lambda m: f"\\u{ord(m.group()):04x}", quote(text))
+        raise ValueError(f"must not contain {what}, got {shown}")
+    return text
 
 
 def resolve_path(base: Path, text: str) -> Path:
@@ -50,8 +69,14 @@ def resolve_path(base: Path, text: str) -> Path:
     "~" is expanded. Symlinks are deliberately NOT resolved: deployments commonly point
     `/srv/app/current` at the latest release, and static files must follow that link when
     it moves, not stay pinned to the release that was current when the config loaded.
+    Raises `ValueError` for what :func:`check_path_text` refuses, and for a "~" that
+    cannot be expanded (no home directory).
     """
-    path = Path(text).expanduser()
+    check_path_text(text)
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError as exc:  # "~" when neither $HOME nor the user database says
+        raise ValueError(f"cannot expand {quote(text)}: {exc}") from None
     if not path.is_absolute():
         path = base / path
     return Path(os.path.normpath(path))
@@ -145,6 +170,7 @@ def parse_upstream_url(url: str, *, weight: int = 1, base_dir: Path) -> Upstream
     path in the upstream URL would be silently ignored or, worse, silently prefixed.
     A relative unix socket path is taken from `base_dir` (the config file's folder).
     """
+    check_path_text(url)
     if any(ch.isspace() for ch in url):
         raise ValueError(f"must not contain spaces, got {quote(url)}")
     parts = urlsplit(url)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from bext import __version__
 from bext.config import Config, ConfigError
+from bext.limits.fds import raise_open_files_limit
 from bext.master.control import ControlServer, reply
 from bext.master.generations import (
     INVALID,
@@ -50,6 +51,7 @@ from bext.observe.errorlog import log
 from bext.runtime.spec import WorkerSpec
 from bext.shm.counters import heartbeat_age
 from bext.shm.layout import MAX_SLOTS, Field, Segment
+from bext.shm.peers import release_owner
 
 HANDLED_SIGNALS = (
     signal.SIGTERM,
@@ -161,6 +163,7 @@ class Arbiter:
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 raise GenerationError(f"cannot adopt the old master's sockets: {exc}",
                                       config_fault=False) from exc  # fmt: skip
+        raise_open_files_limit(self.initial_config.server)  # before any fork: workers inherit
         self.current = build_generation(
             self.first_generation, self.initial_config, self.segment, adopt=adopt
         )
@@ -629,6 +632,9 @@ class Arbiter:
             if pid == 0:
                 return
             worker = self.workers.pop(pid, None)
+            if worker is not None:
+                # Its per-address connection counts die with it (it cannot release them).
+                release_owner(self.segment, pid)
             if worker is None:
                 if pid == self.upgrade_pid:
                     self.upgrade_pid = 0

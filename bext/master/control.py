@@ -5,6 +5,14 @@ sends one command line, reads one reply and the connection closes. Signals can d
 this too (``kill -HUP``), but only a reply can carry a refused reload's reason back to
 ``bext reload`` so it can exit non-zero with the message.
 
+Nothing here blocks the master: :meth:`ControlServer.fileno` is an epoll set holding the
+listening socket and the clients whose command line is not complete yet, so the master's
+``select`` wakes for a new client *and* for the next bytes of one that is still typing,
+and every read takes only what is already there. A client that connects and says nothing
+costs one slot, never the master's time: at most :data:`MAX_PENDING` of them are kept (the
+oldest goes first), and one older than :data:`PENDING_TIMEOUT` is dropped the next time
+the control socket stirs.
+
 The default path is derived from the configuration file's absolute path, so ``bext reload
 -c FILE`` finds the master started with ``bext run -c FILE`` without more settings.
 """
@@ -13,10 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import socket
+import time
 from pathlib import Path
 
 MAX_COMMAND = 256
+MAX_PENDING = 16
+"""Clients connected without a complete command line yet; the oldest goes beyond this."""
+PENDING_TIMEOUT = 10.0
+"""Seconds a client may take to send its command line."""
+REPLY_TIMEOUT = 0.5
+"""How long a reply may wait for room in the client's socket buffer (a reply is small)."""
 
 
 def runtime_dir() -> Path:
@@ -51,26 +67,79 @@ class ControlServer:
         self._inode = path.stat().st_ino
         self.sock.listen(8)
         self.sock.setblocking(False)
+        self._poll = select.epoll()
+        self._poll.register(self.sock.fileno(), select.EPOLLIN)
+        self._pending: dict[int, _Pending] = {}
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        """Readable when a client connects or a connected one sends (an epoll set)."""
+        return self._poll.fileno()
 
     def accept(self) -> tuple[socket.socket, str] | None:
-        """One pending client and its command, or None (nothing usable pending)."""
+        """A client whose command line is complete and the command, or None; never waits.
+
+        Called when :meth:`fileno` is readable. One command per call: the epoll set is
+        level-triggered, so other ready clients keep it readable for the next round.
+        """
+        now = time.monotonic()
+        listening = self.sock.fileno()
+        for fd, _ in self._poll.poll(0):
+            if fd == listening:
+                self._take_new(now)
+                continue
+            done = self._read(fd)
+            if done is not None:
+                return done
+        self._expire(now)
+        return None
+
+    def _take_new(self, now: float) -> None:
+        for _ in range(MAX_PENDING):
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # BlockingIOError: no more; anything else: nothing to take
+                return
+            conn.setblocking(False)
+            if len(self._pending) >= MAX_PENDING:
+                self._drop(next(iter(self._pending)))  # the oldest
+            self._pending[conn.fileno()] = _Pending(conn, now)
+            self._poll.register(conn.fileno(), select.EPOLLIN)
+
+    def _read(self, fd: int) -> tuple[socket.socket, str] | None:
+        pending = self._pending.get(fd)
+        if pending is None:
+            return None
         try:
-            conn, _ = self.sock.accept()
+            data = pending.conn.recv(MAX_COMMAND + 1 - len(pending.data))
         except (BlockingIOError, InterruptedError):
             return None
-        conn.settimeout(2.0)  # the client sends its command right away
-        try:
-            data = conn.recv(MAX_COMMAND)
         except OSError:
-            conn.close()
+            self._drop(fd)
             return None
-        return conn, data.decode("utf-8", "replace").strip()
+        pending.data += data
+        if data and b"\n" not in data and len(pending.data) < MAX_COMMAND:
+            return None  # more to come
+        self._poll.unregister(fd)
+        del self._pending[fd]
+        conn = pending.conn
+        if not pending.data.strip():
+            conn.close()  # connected and left without a word
+            return None
+        conn.settimeout(REPLY_TIMEOUT)
+        line = bytes(pending.data[:MAX_COMMAND]).split(b"\n", 1)[0]
+        return conn, line.decode("utf-8", "replace").strip()
+
+    def _expire(self, now: float) -> None:
+        for fd in [fd for fd, p in self._pending.items() if now - p.since > PENDING_TIMEOUT]:
+            self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        pending = self._pending.pop(fd)
+        self._poll.unregister(fd)
+        pending.conn.close()
 
     def close(self) -> None:
-        self.sock.close()
+        self._close_fds()
         try:
             if self.path.stat().st_ino == self._inode:  # not a successor's socket
                 self.path.unlink()
@@ -78,8 +147,26 @@ class ControlServer:
             pass
 
     def close_inherited(self) -> None:
-        """In a forked worker: drop the fd without removing the master's socket file."""
+        """In a forked worker: drop the fds without removing the master's socket file."""
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for pending in self._pending.values():
+            pending.conn.close()
+        self._pending.clear()
+        self._poll.close()
         self.sock.close()
+
+
+class _Pending:
+    """A client still sending its command line."""
+
+    __slots__ = ("conn", "data", "since")
+
+    def __init__(self, conn: socket.socket, since: float) -> None:
+        self.conn = conn
+        self.since = since
+        self.data = bytearray()
 
 
 def reply(conn: socket.socket, text: str) -> None:

@@ -1,11 +1,16 @@
 """Active upstream health checks: one prober in the master, not one per worker.
 
 Each enabled ``[upstreams.NAME.health]`` server is probed every ``interval`` with
-``GET <path>`` over a fresh connection; a status within ``expect_status`` within ``timeout``
-is a success. ``rise`` successes in a row mark a server up, ``fall`` failures down; the
-verdict goes into the shared health table that every worker's balancer reads. The master
-loop is single-threaded and blocking, so probes are small non-blocking state machines
-whose sockets join the loop's ``select``.
+``GET <path>`` over a fresh connection, with ``Host: <host>`` (see :func:`probe_host`);
+a status within ``expect_status`` within ``timeout`` is a success. ``rise`` successes in a
+row mark a server up, ``fall`` failures down; the verdict goes into the shared health table
+that every worker's balancer reads. The master loop is single-threaded and blocking, so
+probes are small non-blocking state machines whose sockets join the loop's ``select``.
+
+When every checked server of an upstream is down, workers send requests to them anyway
+(fail open, :mod:`bext.proxy.balancer`): the prober says so loudly, once when it happens
+and once when a server passes again, because the usual cause is a probe that cannot pass
+(a ``Host`` the app refuses, a path that needs a login) rather than a dead app.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections.abc import Collection
 
 from bext.config import Config
-from bext.config.schema import HealthConfig, UpstreamServer
+from bext.config.schema import HealthConfig, UpstreamConfig, UpstreamServer
 from bext.shm.health import DOWN, UNTIL_MS, UP, HealthEntry, retain, server_key
 from bext.shm.layout import Segment
 
@@ -30,7 +35,7 @@ class _Target:
     """One server under watch and its probe in flight, if any."""
 
     def __init__(self, upstream: str, server: UpstreamServer, health: HealthConfig,
-                 entry: HealthEntry) -> None:  # fmt: skip
+                 entry: HealthEntry, host: str) -> None:  # fmt: skip
         self.upstream = upstream
         self.server = server
         self.health = health
@@ -42,7 +47,7 @@ class _Target:
         self.deadline = 0.0
         self.connected = False
         self.received = b""
-        host = server.host or "localhost"
+        self.host = host
         self.request = (
             f"GET {health.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bext-health-check\r\n"
             "Connection: close\r\n\r\n"
@@ -51,6 +56,21 @@ class _Target:
     @property
     def label(self) -> str:
         return f"upstream {self.upstream} server {self.server.url}"
+
+
+def probe_host(config: Config, upstream: UpstreamConfig) -> str:
+    """The ``Host`` of ``upstream``'s probes: ``health.host`` if set, else the host of the
+    first route rule that proxies to it and names one, else ``localhost``.
+
+    A wildcard rule host (``*.example.com``) gives the name after ``*.``. Apps check the
+    host (Django's ``ALLOWED_HOSTS``), so a probe should look like a request they serve.
+    """
+    if upstream.health.host is not None:
+        return upstream.health.host
+    for rule in config.route_rules:
+        if rule.proxy == upstream.name and rule.host:
+            return rule.host.removeprefix("*.")
+    return "localhost"
 
 
 def config_keys(config: Config) -> set[int]:
@@ -67,12 +87,17 @@ def release_entries(segment: Segment, old: Config, new: Config) -> int:
 class HealthChecker:
     def __init__(self, config: Config, segment: Segment) -> None:
         self.targets: list[_Target] = []
+        self.failing_open: set[str] = set()
+        """Upstreams whose checked servers are all down: requests still go to them."""
         for upstream in config.upstreams:
+            host = probe_host(config, upstream)
             for server in upstream.servers:
                 # Claimed here, before any worker forks, so workers only ever look up.
                 entry = HealthEntry(segment, server_key(upstream.name, server.url))
                 if upstream.health.enabled:
-                    self.targets.append(_Target(upstream.name, server, upstream.health, entry))
+                    self.targets.append(
+                        _Target(upstream.name, server, upstream.health, entry, host)
+                    )
 
     # -- what the master loop asks ------------------------------------------------------
 
@@ -201,7 +226,35 @@ class HealthChecker:
             target.failures += 1
             target.successes = 0
             if entry.state != DOWN and target.failures >= health.fall:
-                log.warning("%s is down: %s", target.label, detail)
+                log.warning("%s is down: %s (GET %s, Host: %s)", target.label, detail,
+                            health.path, target.host)  # fmt: skip
                 entry.set_state(DOWN, target.failures)
             elif entry.state == DOWN and entry.words[entry.index + UNTIL_MS]:
                 entry.set_state(DOWN, target.failures)  # a passive mark, now confirmed
+        self._check_fail_open(target, detail)
+
+    def _check_fail_open(self, target: _Target, detail: str) -> None:
+        """Log when the last checked server of an upstream goes down, and when one is back."""
+        upstream = target.upstream
+        group = [t for t in self.targets if t.upstream == upstream]
+        all_down = all(t.entry.active_down for t in group)
+        if all_down and upstream not in self.failing_open:
+            self.failing_open.add(upstream)
+            health = target.health
+            log.error(
+                "upstream %s: every server failed its health checks (last: %s); failing "
+                "open: requests still go to them, so a probe that cannot pass does not take "
+                "the site down. If the app is fine, check the probe: GET %s with Host: %s "
+                "must answer %d-%d ([upstreams.%s.health] path, host, expect_status)",
+                upstream,
+                detail,
+                health.path,
+                target.host,
+                *health.expect_status,
+                upstream,
+            )
+        elif not all_down and upstream in self.failing_open:
+            self.failing_open.discard(upstream)
+            back = next(t for t in group if not t.entry.active_down)
+            log.warning("upstream %s: %s passes its health checks again; no longer failing "
+                        "open", upstream, back.server.url)  # fmt: skip

@@ -5,6 +5,15 @@ queued on one when it closes. So the master binds them once, before forking, and
 one of them until it exits; worker *i* adopts socket *i* of each address. A worker that dies
 or is replaced leaves its socket (and the connections queued on it) to its successor
 (ARCHITECTURE.md, decision 1).
+
+SO_REUSEPORT would also let a second ``bext run`` (or any process of the same user that
+sets it) bind the same port and silently take half the connections. So before binding a
+port this process does not hold yet, a probe socket binds the address *without*
+SO_REUSEPORT: that fails with EADDRINUSE while anyone listens there (or, for UDP, holds it),
+and the master refuses to start instead of sharing. The probe keeps SO_REUSEADDR on TCP,
+so connections of a previous run still in TIME_WAIT do not count, and the same
+IPV6_V6ONLY as the real sockets, so "::" and "0.0.0.0" stay separate. A binary upgrade
+inherits its sockets and binds nothing; a reload that keeps a port never probes it.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import weakref
 from dataclasses import dataclass, field
 
 from bext.config.schema import ServerConfig
@@ -69,6 +79,34 @@ class Listener:
         self.sockets.clear()
 
 
+_held: weakref.WeakValueDictionary[int, Listener] = weakref.WeakValueDictionary()
+"""The listeners this process holds (bound or inherited), by ``id``: ports it may bind
+again without the probe (a reload that adds an address, port 0's second host)."""
+
+
+def _holds(port: int, kind: str) -> bool:
+    udp = kind == QUIC
+    return any(
+        listener.port == port and (listener.kind == QUIC) == udp and listener.sockets
+        for listener in list(_held.values())
+    )
+
+
+def _probe(host: str, port: int, kind: str) -> None:
+    """Raise OSError (EADDRINUSE) if another socket listens on (or, UDP, holds) the address.
+
+    Bound without SO_REUSEPORT, so sharing the port is not an option for the probe.
+    """
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    udp = kind == QUIC
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as probe:
+        if not udp:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((host, port))
+
+
 def _bind_one(host: str, port: int, kind: str = HTTP) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     udp = kind == QUIC
@@ -82,6 +120,10 @@ def _bind_one(host: str, port: int, kind: str = HTTP) -> socket.socket:
         if udp:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, _UDP_BUFFER)
+        elif hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # Hand a connection over only once the client has sent something (nginx's
+            # "deferred", with its 1 s): an idle connect costs no worker a wake-up.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
         sock.bind((host, port))
         if not udp:
             sock.listen(BACKLOG)
@@ -162,6 +204,8 @@ def bind_listeners(
     try:
         for host in hosts:
             try:
+                if chosen and not _holds(chosen, kind):
+                    _probe(host, chosen, kind)
                 first = _bind_one(host, chosen, kind)
             except OSError as exc:
                 missing_v6 = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
@@ -171,6 +215,7 @@ def bind_listeners(
                 raise _bind_error(host, chosen, kind, exc) from exc
             chosen = first.getsockname()[1]
             listener = Listener(host, chosen, kind, [first])
+            _held[id(listener)] = listener
             listeners.append(listener)
             try:
                 listener.ensure_slots(slots)
@@ -187,7 +232,10 @@ def bind_listeners(
 
 def _bind_error(host: str, port: int, kind: str, exc: OSError) -> BindError:
     what = "udp " if kind == QUIC else ""
-    return BindError(f"cannot listen on {what}{host}:{port}: {exc.strerror}")
+    reason = exc.strerror
+    if exc.errno == errno.EADDRINUSE:
+        reason = f"port {port} is already in use by another process ({exc.strerror})"
+    return BindError(f"cannot listen on {what}{host}:{port}: {reason}")
 
 
 INHERIT_ENV = "BEXT_LISTEN_FDS"
@@ -212,6 +260,7 @@ def inherit_listeners(text: str) -> list[Listener]:
     listeners = []
     for entry in json.loads(text):
         listener = Listener(entry["host"], int(entry["port"]), entry.get("kind", HTTP))
+        _held[id(listener)] = listener
         for fd in entry["fds"]:
             sock = socket.socket(fileno=int(fd))
             sock.set_inheritable(False)

@@ -46,6 +46,10 @@ class H11Parser:
         self._upgrade_tail: bytes | None = None
         self._body_size = 0
         self._upgrade_requested = False
+        self._chunked = False
+        self._chunks = 0
+        self._fed = 0
+        """Bytes handed to h11 for this message past its head (body and chunk framing)."""
 
     @property
     def in_head(self) -> bool:
@@ -93,9 +97,12 @@ class H11Parser:
                 return events
             assert self._conn is not None
             if self._buffer:
+                self._fed += len(self._buffer)
                 self._conn.receive_data(bytes(self._buffer))
                 self._buffer.clear()
             if not self._pull_events(events):
+                if self._chunked:
+                    self._check_chunk_framing()
                 return events
             # The message is complete: what h11 did not consume starts the next one.
             trailing, _closed = self._conn.trailing_data
@@ -129,7 +136,22 @@ class H11Parser:
             return False
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._head_limit)
         self._body_size = 0
+        self._chunked = False
+        self._chunks = 0
+        self._fed = -(end + 4)
         return True
+
+    def _check_chunk_framing(self) -> None:
+        """Bound what a chunked body holds besides data, as the httptools engine does.
+
+        h11 limits one incomplete line only, so many long chunk extensions would pass.
+        """
+        framing = self._fed - self._body_size
+        if framing > self._limits.max_header_size + 24 * self._chunks:
+            reader = getattr(self._conn, "_reader", None)
+            if getattr(reader, "_reading_trailer", False):
+                raise ProtocolError(431, "chunked trailer section too large")
+            raise ProtocolError(400, "chunk extensions too long")
 
     def _pull_events(self, events: list[Event]) -> bool:
         """Drain h11's events into ``events``; True once the message is complete."""
@@ -145,8 +167,10 @@ class H11Parser:
             if isinstance(event, h11.Request):
                 head = self._head(event)
                 self._upgrade_requested = head.upgrade is not None
+                self._chunked = head.chunked
                 events.append(head)
             elif isinstance(event, h11.Data):
+                self._chunks += event.chunk_start
                 self._body_size += len(event.data)
                 if self._body_size > self._limits.max_body_size:
                     raise ProtocolError(413, "request body larger than max_body_size")

@@ -30,6 +30,21 @@ KNOWN_METHODS = frozenset(
     | {"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH"}
     | {"REPORT", "MKCALENDAR", "PURGE", "LINK", "UNLINK", "QUERY"}
 )
+"""Methods accepted without a closer look. Others are forwarded too when
+:func:`check_method` admits them: a proxy passes methods it does not know (RFC 9110 §9.1
+gives 501 to origin servers, not intermediaries; nginx forwards them as well)."""
+
+_UPPER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
+"""An RFC 9110 token without lower-case letters: every registered method is upper case, and
+nginx refuses ``get`` just the same."""
+
+
+def check_method(method: str) -> None:
+    """Admit a method outside :data:`KNOWN_METHODS`, or raise :class:`ProtocolError` (400)."""
+    if _UPPER_TOKEN.fullmatch(method) is None:
+        raise ProtocolError(400, "unknown or invalid method")
+    if method == "PRI":
+        raise ProtocolError(400, "PRI is the HTTP/2 connection preface, not a method")
 
 
 def check_head(
@@ -43,10 +58,9 @@ def check_head(
     if http_version not in ("1.1", "1.0"):
         raise ProtocolError(505, f"HTTP version {http_version} is not supported")
     if method not in KNOWN_METHODS:
-        # 400 rather than 501: llhttp refuses methods outside its table before bext sees
-        # them, and both engines must answer alike.
-        raise ProtocolError(400, "unknown or invalid method")
-    if method == "CONNECT":
+        check_method(method)  # llhttp's own table is wider than ours, but not open-ended:
+        # the httptools engine hands requests with other methods to h11 (h1.py)
+    elif method == "CONNECT":
         raise ProtocolError(405, "CONNECT is not supported")
     if len(target) > limits.max_uri_length:
         raise ProtocolError(414, "request-target too long")

@@ -19,12 +19,15 @@ import re
 from collections.abc import Sequence
 
 from bext.protocol.events import Headers, ParserLimits, ProtocolError, RequestHead
-from bext.protocol.h1_rules import HOST_VALUE, KNOWN_METHODS
+from bext.protocol.h1_rules import HOST_VALUE, KNOWN_METHODS, check_method
 
 CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 """RFC 9113 §8.2.2, RFC 9114 §4.2: fields that only mean something to one HTTP/1.1 hop."""
+
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""RFC 9110 §9.1: a method is a token; anything else in ``:method`` is malformed."""
 
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 """RFC 9110 token, lowercase only (RFC 9113 §8.2.1, RFC 9114 §4.2 make uppercase malformed)."""
@@ -170,7 +173,9 @@ def check_request_fields(
     if scheme is not None and scheme_value != scheme:
         raise MalformedRequest("unsupported :scheme")
     if method_name not in KNOWN_METHODS:
-        raise ProtocolError(400, "unknown or invalid method")
+        if _METHOD.fullmatch(method) is None:
+            raise MalformedRequest("invalid :method")
+        check_method(method_name)  # unknown methods are forwarded, as over HTTP/1.1
     if len(path) > limits.max_uri_length:
         raise ProtocolError(414, "request-target too long")
     if path[:1] != b"/" and (path != b"*" or method_name != "OPTIONS"):

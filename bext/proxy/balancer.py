@@ -1,25 +1,105 @@
-"""Upstream groups: weighted round-robin over servers, with a passive cool-down.
+"""Upstream groups: weighted round-robin, a passive cool-down, fail-open, and the edge queue.
 
 Smooth weighted round-robin (nginx's algorithm) spreads a server of weight 3 as
 a a b a rather than a a a b. Which servers are usable comes from the shared health table
 (:mod:`bext.shm.health`), so all workers agree: active checks from the master's prober,
 and passive marks — a failed connect takes a server out for ``COOL_DOWN`` seconds for
-every worker. With active checks on and every server down, a request gets an immediate
-502; with passive marks only, all servers are tried anyway (better a fast attempt than a
-certain 502).
+every worker. When no server is usable, every one is tried anyway (fail open, like
+Envoy's panic threshold; the master logs the transition): a probe that cannot pass must
+not take a live site down, while a server that refuses connections still answers with a
+fast ``502``.
+
+A server with ``max_conns`` takes at most that many requests in flight from the whole
+master, all workers together (a limit per worker would multiply with the worker count),
+counted in the shared health table (:class:`~bext.shm.health.InFlight`). A request that
+finds every server at its limit waits in its worker's queue of the group, in arrival
+order, for at most ``queue_timeout``; a request that finishes in the worker wakes the
+first waiter at once, and that first waiter also looks every ``QUEUE_POLL`` for room
+another worker freed. Beyond ``queue`` waiting requests, or after ``queue_timeout``, the
+request is refused (:class:`Overloaded`, answered ``503`` with ``Retry-After``). This is
+how bext queues bursts at the edge instead of piling them into the app server's backlog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 from bext.config.schema import UpstreamConfig
 from bext.proxy.pool import ConnectionPool
-from bext.shm.health import HealthEntry, server_key
+from bext.shm.health import LOCK_REGION, HealthEntry, InFlight, server_key
 from bext.shm.layout import Segment
+from bext.shm.locks import StripedLock
+
+log = logging.getLogger("bext")
 
 COOL_DOWN = 5.0
+QUEUE_POLL = 0.005
+"""How often the first waiter of a worker's queue looks for room freed by other workers."""
+OVERLOAD_LOG_INTERVAL = 10.0
+RETRY_AFTER = b"5"
+"""``Retry-After`` (seconds) of a ``503`` for a request refused by the queue."""
+"""At most one log line per upstream and worker this often about refused requests."""
+
+
+class Overloaded(Exception):
+    """Every server is at ``max_conns`` and the request cannot wait (any longer)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _LocalInFlight:
+    """In-flight counting without a shared segment (tests, tools): this process only."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def take(self, limit: int) -> bool:
+        if self.count >= limit:
+            return False
+        self.count += 1
+        return True
+
+    def give_back(self) -> None:
+        if self.count > 0:
+            self.count -= 1
+
+
+class Lease:
+    """One request's place on a server: :meth:`release` ends it (once, on every path)."""
+
+    __slots__ = ("_group", "_slots")
+
+    def __init__(self, group: UpstreamGroup, slots: InFlight | _LocalInFlight | None) -> None:
+        self._group = group
+        self._slots = slots
+
+    def release(self) -> None:
+        slots = self._slots
+        if slots is None:
+            return
+        self._slots = None
+        slots.give_back()
+        self._group.wake()
+
+
+class _Waiter:
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 class _Peer:
@@ -42,7 +122,6 @@ class UpstreamGroup:
     def __init__(self, config: UpstreamConfig, segment: Segment | None = None) -> None:
         self.name = config.name
         self.config = config
-        self.active_checks = config.health.enabled
         self._peers = [
             _Peer(
                 ConnectionPool(
@@ -56,6 +135,25 @@ class UpstreamGroup:
             )
             for server in config.servers
         ]
+        # Servers with max_conns, by pool. One counter per health entry: a URL listed twice
+        # is one server (and one process must not hold two cells of one entry).
+        self._slots: dict[ConnectionPool, InFlight | _LocalInFlight] = {}
+        shared: dict[int, InFlight] = {}
+        lock = StripedLock(segment, LOCK_REGION) if segment is not None else None
+        for peer in self._peers:
+            if not peer.pool.server.max_conns:
+                continue
+            if peer.health is None or lock is None:
+                self._slots[peer.pool] = _LocalInFlight()
+            else:
+                slots = shared.get(peer.health.index)
+                if slots is None:
+                    slots = shared[peer.health.index] = InFlight(peer.health, lock)
+                self._slots[peer.pool] = slots
+        self.limited = bool(self._slots)
+        """Some server has ``max_conns``: requests go through :meth:`admit`."""
+        self._waiters: deque[_Waiter] = deque()
+        self._overload_logged = 0.0
 
     def candidates(self) -> Iterator[ConnectionPool]:
         """Pools to try for one request: the round-robin pick first, then the others."""
@@ -63,9 +161,10 @@ class UpstreamGroup:
         now = time.monotonic()
         live = [peer for peer in peers if peer.usable(now)]
         if not live:
-            if self.active_checks:
-                return  # every server failed its checks: a fast 502 until a probe passes
-            live = peers  # passive marks only: better a fast attempt than a certain 502
+            # Every server failed its checks or a connect: try them all anyway (fail open).
+            # One that refuses connections still gives a fast 502; one that only fails its
+            # probe (wrong Host, a view that errors) keeps the site up.
+            live = peers
         if len(peers) == 1:
             yield live[0].pool
             return
@@ -82,6 +181,83 @@ class UpstreamGroup:
         for peer in peers:
             if peer not in live:
                 yield peer.pool
+
+    # -- max_conns and the queue -----------------------------------------------------------
+
+    async def admit(self, pools: Sequence[ConnectionPool]) -> tuple[int, Lease]:
+        """The first of ``pools`` (in order of preference) with room, and the request's
+        place on it; waits in this worker's queue while none has room.
+
+        Raises :class:`Overloaded` when the queue is full or the wait reaches
+        ``queue_timeout``. Cancelling the wait leaves nothing behind.
+        """
+        waiters = self._waiters
+        if not waiters:
+            taken = self._take(pools)
+            if taken is not None:
+                return taken
+        config = self.config
+        if len(waiters) >= config.queue:
+            raise self._overloaded(f"the queue is full ({len(waiters)} waiting)")
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter()
+        waiters.append(waiter)
+        deadline = loop.time() + config.queue_timeout
+        try:
+            while True:
+                first = waiters[0] is waiter
+                if first:
+                    taken = self._take(pools)
+                    if taken is not None:
+                        return taken
+                now = loop.time()
+                if now >= deadline:
+                    raise self._overloaded(
+                        f"no server had room within queue_timeout ({config.queue_timeout:g}s)"
+                    )
+                waiter.future = loop.create_future()
+                try:
+                    async with asyncio.timeout(min(deadline - now, QUEUE_POLL) if first
+                                               else deadline - now):  # fmt: skip
+                        await waiter.future
+                except TimeoutError:
+                    pass
+        finally:
+            waiter.future = None
+            first = waiters[0] is waiter
+            waiters.remove(waiter)
+            if first:
+                self.wake()  # the next in line tries now (room may be left, or it is first)
+
+    def wake(self) -> None:
+        """A request of this worker finished: the first waiter tries at once."""
+        if self._waiters:
+            self._waiters[0].wake()
+
+    def _take(self, pools: Sequence[ConnectionPool]) -> tuple[int, Lease] | None:
+        slots_of = self._slots
+        for index, pool in enumerate(pools):
+            slots = slots_of.get(pool)
+            if slots is None:
+                return index, Lease(self, None)  # no max_conns on this server
+            if slots.take(pool.server.max_conns):
+                return index, Lease(self, slots)
+        return None
+
+    def _overloaded(self, reason: str) -> Overloaded:
+        now = time.monotonic()
+        if now - self._overload_logged >= OVERLOAD_LOG_INTERVAL:
+            self._overload_logged = now
+            log.warning(
+                "upstream %s: every server is at max_conns and %s; answering 503 "
+                "(this message at most every %gs)",
+                self.name,
+                reason,
+                OVERLOAD_LOG_INTERVAL,
+            )
+        return Overloaded(reason)
+
+    # -- passive marks -----------------------------------------------------------------------
 
     def mark_failed(self, pool: ConnectionPool) -> None:
         """A connect failed: every worker skips the server for ``COOL_DOWN`` seconds."""

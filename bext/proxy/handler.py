@@ -4,6 +4,12 @@ Phases, in order: spool the request body (unless ``request_buffering = false``),
 server and a pooled connection, send, await the response head (retrying on the next server
 when that is safe), then stream the body back through a spill buffer.
 
+Temp files (:mod:`bext.proxy.spill`, in the worker's :class:`~bext.proxy.tempspace.TempSpace`)
+are closed on every path: the spool when the last of the handler and its sender lets go
+(finished, refused, failed, or cancelled because the client went away), the response's
+read-ahead when the exchange releases the relay, whether or not it was ever read. An upload
+that finds no temp space gets ``503`` with ``Retry-After``.
+
 When a retry is safe: a request that never reached an upstream (connect refused or timed
 out) goes to the next server whatever its method. An idempotent request also goes again
 when the connection closed before a single response byte. A non-idempotent request (POST,
@@ -22,11 +28,13 @@ from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.protocol.events import Headers
-from bext.proxy.balancer import UpstreamGroup
+from bext.proxy.balancer import RETRY_AFTER as BUSY_RETRY_AFTER
+from bext.proxy.balancer import Lease, Overloaded, UpstreamGroup
 from bext.proxy.connection import UpstreamConnection, UpstreamError
 from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
 from bext.proxy.pool import IDLE_TIMEOUT
 from bext.proxy.spill import RequestSpool, SpillBuffer
+from bext.proxy.tempspace import RETRY_AFTER, TempSpace, TempSpaceFull, default_space
 from bext.proxy.tunnel import Tunnel
 from bext.shm.counters import NullCounters, SlotCounters
 
@@ -37,8 +45,8 @@ SAFE_REUSE_AGE = 2.0
 REQUEST_MEMORY = 1024 * 1024
 """Request bodies up to this size are spooled in memory, larger ones to a temp file."""
 BUFFERED_MEMORY = 256 * 1024
-BUFFERED_FILE = 1024 * 1024 * 1024
-"""How far ahead of the client bext reads a buffered response (memory, then disk)."""
+"""How far ahead of the client bext reads a buffered response in memory; then on disk,
+up to the upstream's ``max_temp_file_size``."""
 STREAMING_MEMORY = 64 * 1024
 SMALL_RESPONSE = 64 * 1024
 """A response this small that arrived whole with its head is sent as one buffer."""
@@ -50,6 +58,7 @@ _MESSAGES = {
     502: "the upstream server is unavailable",
     504: "the upstream server did not answer in time",
 }
+_NO_TEMP_SPACE = "no room for the request body right now; try again later"
 
 
 class ProxyHandler:
@@ -60,7 +69,7 @@ class ProxyHandler:
         request_buffering: bool = True,
         response_buffering: bool = True,
         extra_headers: Headers | None = None,
-        tmpdir: str | None = None,
+        temp: TempSpace | None = None,
         counters: SlotCounters | None = None,
     ) -> None:
         self.group = group
@@ -68,7 +77,8 @@ class ProxyHandler:
         self.request_buffering = request_buffering
         self.response_buffering = response_buffering
         self.extra_headers = extra_headers or []
-        self.tmpdir = tmpdir
+        self.temp = temp or default_space()
+        """Where request spools and response read-ahead go; one per worker."""
         self.counters = counters or NullCounters()
 
     def __call__(self, request: Request) -> Coroutine[None, None, Response]:
@@ -85,9 +95,10 @@ class ProxyHandler:
         body = request.body
         if body is not EMPTY_BODY:
             if self.request_buffering:
-                spool = RequestSpool(REQUEST_MEMORY, self.tmpdir)
-                async for data in body:
-                    spool.feed(data)
+                try:
+                    spool = await self._spool(request)
+                except TempSpaceFull as exc:
+                    return self._no_temp_space(request, exc)
                 content_length = spool.size
             else:
                 declared = request.header(b"content-length")
@@ -97,15 +108,46 @@ class ProxyHandler:
                     chunked = True
         elif request.method in ("POST", "PUT", "PATCH"):
             content_length = 0
-        upgrade = _requested_upgrade(request)
-        head = upstream_request_head(
-            request, target, self.trusted, content_length, chunked, upgrade
-        )
         try:
+            upgrade = _requested_upgrade(request)
+            head = upstream_request_head(
+                request, target, self.trusted, content_length, chunked, upgrade
+            )
             return await self._exchange(request, head, spool, chunked)
         finally:
             if spool is not None:
-                spool.close()
+                spool.release()  # the file closes once a sender still using it is done too
+
+    async def _spool(self, request: Request) -> RequestSpool:
+        """The whole request body, read before the upstream is involved.
+
+        Whatever stops it (the client goes away or is refused, the exchange is cancelled,
+        no temp space) closes the spool before the exception leaves.
+        """
+        spool = RequestSpool(REQUEST_MEMORY, self.temp)
+        try:
+            declared = request.header(b"content-length")
+            if declared is not None and declared.isdigit():
+                spool.reserve(int(declared))
+            async for data in request.body:
+                spool.feed(data)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def _no_temp_space(self, request: Request, exc: TempSpaceFull) -> Response:
+        """``503`` for an upload that cannot be spooled (the cause is logged by the space)."""
+        log.info(
+            "upstream %s: %s (%s %s); answering 503",
+            self.group.name,
+            exc.reason,
+            request.method,
+            request.target.decode("latin-1"),
+        )
+        return error_response(
+            503, request.header(b"accept"), _NO_TEMP_SPACE, [(b"Retry-After", RETRY_AFTER)]
+        )
 
     async def _exchange(
         self, request: Request, head: bytes, spool: RequestSpool | None, chunked: bool
@@ -114,9 +156,21 @@ class ProxyHandler:
         idempotent = method in IDEMPOTENT
         replayable = request.body is EMPTY_BODY or spool is not None
         error: UpstreamError | None = None
-        attempts = [(pool, False) for pool in self.group.candidates()]
+        group = self.group
+        attempts = [(pool, False) for pool in group.candidates()]
         while attempts:
-            pool, fresh = attempts.pop(0)
+            # With max_conns, a place on the server first (maybe after a wait in the
+            # queue). The lease ends when the server is done with the request (the
+            # connection's on_finished) or here on a path that does not get that far.
+            lease: Lease | None = None
+            if group.limited:
+                try:
+                    index, lease = await group.admit([pool for pool, _ in attempts])
+                except Overloaded as exc:
+                    return _busy(request, exc)
+                pool, fresh = attempts.pop(index)
+            else:
+                pool, fresh = attempts.pop(0)
             try:
                 conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE, fresh)
                 if conn.requests and not idempotent and conn.peer_closed():
@@ -125,14 +179,22 @@ class ProxyHandler:
                     conn.close()
                     conn = await pool.acquire(fresh=True)
             except UpstreamError as exc:
+                if lease is not None:
+                    lease.release()
                 self._log(request, exc, "trying the next server")
-                self.group.mark_failed(pool)
+                group.mark_failed(pool)
                 error = exc
                 continue
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                raise
+            if lease is not None:
+                conn.on_finished = lease.release
             buffer = SpillBuffer(
                 BUFFERED_MEMORY if self.response_buffering else STREAMING_MEMORY,
-                BUFFERED_FILE if self.response_buffering else 0,
-                self.tmpdir,
+                self.group.config.max_temp_file_size if self.response_buffering else 0,
+                self.temp,
                 on_pause=conn.pause_reading,
                 on_resume=conn.resume_reading,
             )
@@ -142,11 +204,17 @@ class ProxyHandler:
                 sender = asyncio.ensure_future(_send_body(conn, spool or request.body, chunked))
             try:
                 response_head = await waiter
-            except UpstreamError as exc:
+            except BaseException as exc:
+                # Failed, or cancelled (the client went away): the upstream must not go on
+                # filling a buffer nobody will read.
                 if sender is not None:
                     sender.cancel()
                 buffer.close()
                 conn.abort()
+                if lease is not None:
+                    lease.release()  # now, not when the abort is reported: a retry needs it
+                if not isinstance(exc, UpstreamError):
+                    raise
                 error = exc
                 if exc.no_response and idempotent and replayable:
                     if exc.reused and not fresh:
@@ -165,6 +233,11 @@ class ProxyHandler:
                 headers = _with_rule_headers(headers, self.extra_headers)
             status = response_head.status
             if status == 101:
+                if lease is not None:
+                    # A WebSocket does not count against max_conns once switched: the app
+                    # servers that take them are asynchronous, and a long-lived tunnel
+                    # would hold a place that requests are queueing for.
+                    lease.release()
                 return self._switch_protocols(request, conn, response_head.headers, headers)
             if status in (204, 304) or 100 <= status < 200:
                 buffer.close()
@@ -176,7 +249,7 @@ class ProxyHandler:
             return Response(
                 status,
                 headers,
-                stream=_relay(buffer, conn, sender),
+                stream=_Relay(buffer, conn, sender),
                 content_length=response_head.content_length,
             )
         if error is None:
@@ -224,6 +297,7 @@ async def _send_body(
     conn: UpstreamConnection, source: RequestSpool | RequestBody, chunked: bool
 ) -> None:
     """Write the request body upstream, respecting the upstream's flow control."""
+    held = isinstance(source, RequestSpool) and source.hold()
     try:
         if isinstance(source, RequestSpool):
             for data in source.chunks():
@@ -241,21 +315,71 @@ async def _send_body(
     except Exception:
         conn.abort()  # the client's body broke off: the upstream must not see a short one
         raise
-
-
-async def _relay(
-    buffer: SpillBuffer, conn: UpstreamConnection, sender: asyncio.Future[None] | None
-) -> AsyncIterator[bytes]:
-    """The response body for the client; if the client goes away, so does the upstream."""
-    try:
-        while data := await buffer.read():
-            yield data
     finally:
+        if held and isinstance(source, RequestSpool):
+            source.release()
+
+
+class _Relay:
+    """The response body for the client; if the client goes away, so does the upstream.
+
+    A class, not an async generator, for the same reason as
+    :class:`~bext.compress.stream.CompressedStream`: ``aclose()`` on a generator that never
+    started does nothing, and a response the client never read a byte of (an HTTP/2 stream
+    whose window stays shut, a client gone before the first chunk) would keep its
+    read-ahead file open and its upstream connection reading.
+    """
+
+    __slots__ = ("_buffer", "_closed", "_conn", "_sender")
+
+    def __init__(
+        self, buffer: SpillBuffer, conn: UpstreamConnection, sender: asyncio.Future[None] | None
+    ) -> None:
+        self._buffer = buffer
+        self._conn = conn
+        self._sender = sender
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            data = await self._buffer.read()
+        except BaseException:
+            self.close()
+            raise
+        if not data:
+            self.close()
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        buffer = self._buffer
         if not buffer.done:
-            conn.abort()
+            self._conn.abort()
         buffer.close()
+        sender = self._sender
         if sender is not None and not sender.done():
             sender.cancel()
+
+
+def _busy(request: Request, exc: Overloaded) -> Response:
+    """``503`` for a request that found every server at ``max_conns`` and could not wait."""
+    return error_response(
+        503,
+        request.header(b"accept"),
+        "the upstream servers are busy; try again later",
+        [(b"Retry-After", BUSY_RETRY_AFTER)],
+    )
 
 
 def _requested_upgrade(request: Request) -> bytes | None:

@@ -4,7 +4,10 @@ Towards the upstream: hop-by-hop fields go (Connection and whatever it names, Ke
 TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*), framing is bext's own, and the
 X-Forwarded-* fields are set by bext, never taken from the client unless the client is a
 trusted proxy. Django with ``SECURE_PROXY_SSL_HEADER`` and ``USE_X_FORWARDED_HOST`` then sees
-the real scheme, host and client.
+the real scheme, host and client. Field names holding ``_`` are dropped (nginx's
+``underscores_in_headers off``): CGI-style bridges (WSGI's ``environ``, Django's
+``request.META``) map ``-`` and ``_`` alike to ``_``, so ``X_Forwarded_Proto`` would reach
+the app as the ``X-Forwarded-Proto`` bext sets; ``server.underscores_in_headers`` keeps them.
 
 Towards the client: hop-by-hop fields go, and so do ``Date``/``Server`` (bext writes its
 own) and the ``X-Accel-*`` controls meant for the edge.
@@ -41,12 +44,17 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TrustedProxies:
-    """Which peers may tell bext who the client is (``server.trusted_proxies``)."""
+    """What the proxy takes from the client's header section as it is.
 
-    def __init__(self, cidrs: Sequence[str]) -> None:
+    Which peers may tell bext who the client is (``server.trusted_proxies``), and whether
+    field names with ``_`` go upstream (``server.underscores_in_headers``).
+    """
+
+    def __init__(self, cidrs: Sequence[str], *, underscores_in_headers: bool = False) -> None:
         self._networks: tuple[IPNetwork, ...] = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in cidrs
         )
+        self.underscores_in_headers = underscores_in_headers
 
     def __bool__(self) -> bool:
         return bool(self._networks)
@@ -105,11 +113,14 @@ def upstream_request_head(
     trusted_peer = bool(trusted) and trusted.trusts(request.client_addr)
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     host = None
+    underscores = trusted.underscores_in_headers
     for name, value in headers:
         if name in drop:
             if name == b"forwarded" and trusted_peer:
                 parts += [name, b": ", value, b"\r\n"]
             continue
+        if not underscores and b"_" in name:
+            continue  # X_Forwarded_Proto would read as X-Forwarded-Proto to the app
         if name == b"host":
             host = value
         parts += [name, b": ", value, b"\r\n"]

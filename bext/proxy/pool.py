@@ -5,12 +5,42 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 
 from bext.config.schema import UpstreamServer
 from bext.proxy.connection import UpstreamConnection, UpstreamError
 
 IDLE_TIMEOUT = 30.0
 """Idle pooled connections older than this are closed by bext rather than by the upstream."""
+
+
+class PooledConnection(UpstreamConnection):
+    """An upstream connection that says when the request it carries is over for the server.
+
+    ``on_finished`` (set by the proxy handler when a request goes out, for ``max_conns``)
+    runs once, at the first of: the response is complete and the connection goes back to
+    the pool, or the connection is gone (closed after the response, aborted, failed, or a
+    tunnel that ended). That is when the server is done with the request, whether or not
+    the client has read the response yet.
+    """
+
+    on_finished: Callable[[], None] | None = None
+
+    def finished(self) -> None:
+        callback = self.on_finished
+        if callback is not None:
+            self.on_finished = None
+            callback()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self.on_finished is not None:
+                # On the next turn of the loop: the transport closes the socket only after
+                # this returns, and the server must see it closed before the request this
+                # frees opens the next one (or the two overlap at the server for a moment).
+                self._loop.call_soon(self.finished)
 
 
 class ConnectionPool:
@@ -21,13 +51,13 @@ class ConnectionPool:
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: deque[UpstreamConnection] = deque()
+        self._idle: deque[PooledConnection] = deque()
         self.label = server.url
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def acquire(
         self, max_idle_age: float = IDLE_TIMEOUT, fresh: bool = False
-    ) -> UpstreamConnection:
+    ) -> PooledConnection:
         """A pooled connection (newest first) or a new one. Raises UpstreamError.
 
         Pooled connections idle for longer than ``max_idle_age`` are closed, not used;
@@ -44,9 +74,9 @@ class ConnectionPool:
             conn.close()
         return await self._connect(loop)
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> PooledConnection:
         server = self.server
-        conn = UpstreamConnection(self.read_timeout, self._release)
+        conn = PooledConnection(self.read_timeout, self._release)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if server.unix_path is not None:
@@ -69,6 +99,10 @@ class ConnectionPool:
 
     def _release(self, conn: UpstreamConnection) -> None:
         """Called by a connection whose response completed and that may be reused."""
+        if not isinstance(conn, PooledConnection):
+            conn.close()  # not one of ours
+            return
+        conn.finished()
         if len(self._idle) >= self.keepalive:
             conn.close()
             return

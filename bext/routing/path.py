@@ -14,6 +14,13 @@ Deliberate choices:
   instead of being decoded, so it can never create a segment boundary. The
   text ``%2F`` can also come from ``%252F``; consumers that care (the static
   server) refuse any path containing ``%2F`` and thereby both forms.
+* Routing must not be fooled by that text, though: the app behind the proxy
+  (Gunicorn, Uvicorn) decodes ``%2F`` to ``/`` in ``PATH_INFO``, so
+  ``/private%2Fx`` *is* ``/private/x`` to Django. :func:`route_path` gives the
+  path routing matches, with encoded slashes as separators (nginx decodes
+  them before ``location`` matching too), or refuses them
+  (``server.reject_encoded_slash``). A dot-segment that only an encoded slash
+  makes (``/a%2F..%2Fb``) is refused: the app would not resolve it.
 * Backslash is an ordinary character, not a separator: on POSIX it is a legal
   filename byte, and ``/a\\..\\b`` is a single segment named ``a\\..\\b`` that
   cannot climb anywhere. Treating it as a separator would make routing and the
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BadPath", "absolute_form_host", "normalize_path", "split_target"]
+__all__ = ["BadPath", "absolute_form_host", "normalize_path", "route_path", "split_target"]
 
 
 class BadPath(ValueError):
@@ -44,10 +51,11 @@ _UNHEX: dict[bytes, int] = {
     bytes((hi, lo)): int(bytes((hi, lo)), 16) for hi in _HEX_DIGITS for lo in _HEX_DIGITS
 }
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
 
 
-def _percent_decode(raw: bytes) -> bytes:
-    """Decode %XX escapes, keeping an encoded slash as the literal ``%2F``."""
+def _percent_decode(raw: bytes, slash: bytes = b"%2F") -> bytes:
+    """Decode %XX escapes, an encoded slash to ``slash`` (by default the text ``%2F``)."""
     parts = raw.split(b"%")
     out = bytearray(parts[0])
     for part in parts[1:]:
@@ -55,7 +63,7 @@ def _percent_decode(raw: bytes) -> bytes:
         if code is None:
             raise BadPath("invalid percent-encoding")
         if code == 0x2F:
-            out += b"%2F"
+            out += slash
         else:
             out.append(code)
         out += part[2:]
@@ -81,17 +89,27 @@ def normalize_path(raw_path: bytes) -> str:
         text = raw_path.decode("ascii")
         if text.isprintable():
             return text
+    return _resolve(_decoded(raw_path, b"%2F"))
 
-    decoded = _percent_decode(raw_path) if b"%" in raw_path else raw_path
+
+def _decoded(raw_path: bytes, slash: bytes) -> str:
+    """Percent-decoded text (``%2F`` becomes ``slash``), checked for controls and UTF-8."""
+    decoded = _percent_decode(raw_path, slash) if b"%" in raw_path else raw_path
     bad = _CONTROL.search(decoded)
     if bad is not None:
         raise BadPath("NUL byte in path" if bad.group() == b"\0" else "control character in path")
     try:
-        text = decoded.decode("utf-8")
+        return decoded.decode("utf-8")
     except UnicodeDecodeError:
         raise BadPath("path is not valid UTF-8") from None
 
-    # RFC 3986 section 5.2.4, on segments, with empty segments merged.
+
+def _dot_segments(text: str) -> int:
+    return sum(1 for segment in text.split("/") if segment in (".", ".."))
+
+
+def _resolve(text: str) -> str:
+    """RFC 3986 section 5.2.4, on segments, with empty segments merged."""
     segments = text.split("/")
     last = len(segments) - 1
     out: list[str] = []
@@ -110,6 +128,26 @@ def normalize_path(raw_path: bytes) -> str:
     if not out:
         return "/"
     return "/" + "/".join(out) + ("/" if trailing else "")
+
+
+def route_path(raw_path: bytes, *, reject: bool = False) -> str:
+    """The path routing matches for a raw path whose normalised form holds ``%2F``.
+
+    The upstream's app server decodes ``%2F`` to ``/``, so routing does too. A dot-segment
+    that only exists once ``%2F`` is decoded (``/a%2F..%2Fprivate``) is refused: the app
+    server does not resolve it (``PATH_INFO`` is ``/a/../private``), so no single path
+    would route as the app reads it, and no client sends it in good faith. ``%252F`` stays
+    the text ``%2F``, as it does for the app. With ``reject`` (the
+    ``server.reject_encoded_slash`` setting) any ``%2F`` in the path is refused instead.
+    Callers check ``"%2F" in normalize_path(raw_path)`` first, so ordinary paths never
+    come here. Raises :class:`BadPath`.
+    """
+    if reject and _ENCODED_SLASH.search(raw_path) is not None:
+        raise BadPath("encoded slash in path")
+    text = _decoded(raw_path, b"/")
+    if _dot_segments(text) != _dot_segments(_decoded(raw_path, b"%2F")):
+        raise BadPath("dot-segment behind an encoded slash")
+    return _resolve(text)
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -10,8 +10,8 @@ from bext.shm.layout import Field, Segment, block_index, field_index
 class SlotCounters:
     """Indexes are plain ints computed once: this runs for every response."""
 
-    __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_open", "_requests", "_status",
-                 "_upstream_errors", "_words")  # fmt: skip
+    __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_open", "_rate_limited", "_refused",
+                 "_requests", "_status", "_upstream_errors", "_words")  # fmt: skip
 
     def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
         words = self._words = segment.words
@@ -29,6 +29,8 @@ class SlotCounters:
         self._bytes_out = base + int(Field.BYTES_OUT)
         self._open = base + int(Field.OPEN_CONNECTIONS)
         self._upstream_errors = base + int(Field.UPSTREAM_ERRORS)
+        self._rate_limited = base + int(Field.RATE_LIMITED)
+        self._refused = base + int(Field.CONNECTIONS_REFUSED)
         self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -51,6 +53,14 @@ class SlotCounters:
 
     def upstream_error(self) -> None:
         self._words[self._upstream_errors] += 1
+
+    def rate_limited(self) -> None:
+        """A request answered 429 by a ``[limits.NAME]`` rule."""
+        self._words[self._rate_limited] += 1
+
+    def connection_refused(self) -> None:
+        """A connection closed at once by ``max_connections_per_ip``."""
+        self._words[self._refused] += 1
 
 
 class NullCounters(SlotCounters):
@@ -75,6 +85,12 @@ class NullCounters(SlotCounters):
         pass
 
     def upstream_error(self) -> None:
+        pass
+
+    def rate_limited(self) -> None:
+        pass
+
+    def connection_refused(self) -> None:
         pass
 
 

@@ -9,9 +9,17 @@ signed 64-bit integer; names never go in, only indexes and hashed ids.
                     one writer per block: worker slot i of an even generation writes
                     block 2i, of an odd generation block 2i+1, so during a reload the
                     old and the new worker of a slot never share a block
-    upstream health HEALTH_ENTRIES x 4 x int64 (id hash, state, streak, changed_ms)
+    upstream health HEALTH_ENTRIES x 64 x int64 (id hash, state, streak, changed_ms,
+                    requests in flight, then per-process in-flight cells: shm/health.py)
     cache tags      TAG_ENTRIES x int64 generations   (reserved: the cache issue)
-    rate limits     RATE_ENTRIES x 2 x int64 buckets   (reserved: the WAF issue)
+    rate limits     RATE_ENTRIES x 2 x int64 (key hash, theoretical arrival time in ns):
+                    one GCRA bucket per limit and key (bext/limits/rate.py)
+    client conns    PEER_ENTRIES x 3 x int64 (address hash, owner pid, open connections):
+                    max_connections_per_ip, one entry per address and worker
+                    (bext/shm/peers.py); the master clears a dead worker's entries
+
+The rate and client tables are split into 256 partitions, each guarded by one stripe of a
+``StripedLock`` (region 0: rate limits, region 1: client connections).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import mmap
 import os
 
 MAGIC = 0x4245585453484D31  # "BEXTSHM1"
-VERSION = 1
+VERSION = 2
 MAX_SLOTS = 256
 HEALTH_ENTRIES = 1024
 TAG_ENTRIES = 65536
@@ -45,17 +53,23 @@ class Field(enum.IntEnum):
     BYTES_OUT = 10
     OPEN_CONNECTIONS = 11
     UPSTREAM_ERRORS = 12
+    RATE_LIMITED = 13  # requests answered 429 by a [limits.NAME] rule
+    CONNECTIONS_REFUSED = 14  # closed at once: server.max_connections_per_ip
 
 
 FIELDS = 16  # room to add counters without moving the tables behind them
 BLOCKS = MAX_SLOTS * 2
-HEALTH_FIELDS = 4
+HEALTH_FIELDS = 64
 
 SLOTS_OFFSET = HEADER_FIELDS
 HEALTH_OFFSET = SLOTS_OFFSET + BLOCKS * FIELDS
 TAGS_OFFSET = HEALTH_OFFSET + HEALTH_ENTRIES * HEALTH_FIELDS
 RATE_OFFSET = TAGS_OFFSET + TAG_ENTRIES
-TOTAL_FIELDS = RATE_OFFSET + RATE_ENTRIES * 2
+RATE_FIELDS = 2
+PEER_ENTRIES = 65536
+PEER_FIELDS = 3
+PEER_OFFSET = RATE_OFFSET + RATE_ENTRIES * RATE_FIELDS
+TOTAL_FIELDS = PEER_OFFSET + PEER_ENTRIES * PEER_FIELDS
 SIZE = TOTAL_FIELDS * 8
 
 

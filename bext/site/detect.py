@@ -209,6 +209,8 @@ def _complete_app_server(d: Detection) -> None:
     d.read(*read)
     d.app_server = server
     d.reasons.append(f"app server: {server.reason}")
+    if server.max_conns_reason:
+        d.reasons.append(server.max_conns_reason)
 
 
 def _complete_django(d: Detection) -> None:

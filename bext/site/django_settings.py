@@ -7,6 +7,9 @@ evaluated for the few expression shapes settings files use for paths:
 ``os.path.join(BASE_DIR, "static")``, ``os.path.dirname(os.path.abspath(__file__))``,
 ``str(...)``, ``os.environ.get("X", "default")`` / ``os.getenv`` (the default is used), and
 ``from .base import *`` (followed). Anything else is "unknown".
+
+``ALLOWED_HOSTS`` and ``DEBUG`` are read too, when written as literals (a list of strings, a
+bool), for `bext check`'s hint about health probes the app would refuse.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class DjangoSettings:
     files_read: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     manifest_storage: bool = False
+    allowed_hosts: list[str] | None = None
+    """``ALLOWED_HOSTS`` when the settings spell it as a literal list; None: unknown."""
+    allowed_hosts_file: Path | None = None
+    debug: bool | None = None
+    """``DEBUG`` when it is a literal True/False; None: unknown (often from the env)."""
 
 
 def _parse(path: Path) -> ast.Module | None:
@@ -129,6 +137,34 @@ def _mentions_manifest(node: ast.AST) -> bool:
     )
 
 
+def _changed_elsewhere(tree: ast.Module, name: str) -> bool:
+    """Is ``name`` set or changed other than by top-level ``name = ...`` statements
+    (under an ``if``, in a loop, ``+=``, ``.append(...)``)?"""
+    top: set[int] = set()
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])  # fmt: skip
+        top.update(id(t) for t in targets if isinstance(t, ast.Name))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store)
+                and id(node) not in top):  # fmt: skip
+            return True
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                node.value.id == name):  # fmt: skip
+            return True
+    return False
+
+
+def _literal_strings(node: ast.expr) -> list[str] | None:
+    """``["a", "b"]`` or ``("a",)`` as a list; None for anything computed."""
+    if not isinstance(node, ast.List | ast.Tuple):
+        return None
+    items = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+    if len(items) != len(node.elts) or not all(isinstance(i, str) for i in items):
+        return None
+    return [str(i) for i in items]
+
+
 def _star_import(path: Path, stmt: ast.ImportFrom) -> Path | None:
     """The file a relative ``from .base import *`` in ``path`` reads, if it exists."""
     if not any(alias.name == "*" for alias in stmt.names):
@@ -150,10 +186,13 @@ def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int 
         return
     result.files_read.append(path)
     ev.path = path
+    hosts_computed = _changed_elsewhere(tree, "ALLOWED_HOSTS")
+    followed: set[int] = set()
     for stmt in tree.body:
         if isinstance(stmt, ast.ImportFrom) and stmt.level and depth < 3:
             found = _star_import(path, stmt)
             if found is not None and found not in result.files_read:
+                followed.add(id(stmt))
                 _read_module(found, result, ev, depth + 1)
                 ev.path = path
             continue
@@ -168,6 +207,12 @@ def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int 
         for target in targets:
             if not isinstance(target, ast.Name):
                 continue
+            if target.id == "ALLOWED_HOSTS":
+                result.allowed_hosts = None if hosts_computed else _literal_strings(value)
+                result.allowed_hosts_file = path
+            elif target.id == "DEBUG":
+                literal = value.value if isinstance(value, ast.Constant) else None
+                result.debug = literal if isinstance(literal, bool) else None
             if target.id in ("STORAGES", "STATICFILES_STORAGE") and _mentions_manifest(value):
                 result.manifest_storage = True
             evaluated = ev.eval(value)
@@ -183,6 +228,15 @@ def _read_module(path: Path, result: DjangoSettings, ev: _Evaluator, depth: int 
             ev.names[target.id] = evaluated
             if target.id in SETTING_NAMES:
                 result.values[target.id] = evaluated
+    # A star import not followed (absolute, under `try`, not found) may set anything.
+    unfollowed = any(
+        isinstance(node, ast.ImportFrom) and id(node) not in followed
+        and any(alias.name == "*" for alias in node.names)
+        for node in ast.walk(tree)
+    )  # fmt: skip
+    if hosts_computed or unfollowed:
+        result.allowed_hosts = None
+        result.allowed_hosts_file = path
 
 
 def read_settings(app_dir: Path) -> DjangoSettings:

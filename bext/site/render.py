@@ -46,12 +46,16 @@ def render_config(d: Detection) -> dict[str, Any]:
         return config
     assert d.app_server is not None
     name = d.rule.upstream
+    server: dict[str, Any] = {"url": d.app_server.url}
+    if d.app_server.max_conns:
+        # As many requests at once as Gunicorn serves; bext queues the rest.
+        server["max_conns"] = d.app_server.max_conns
     config["upstreams"] = {
         name: {
             "keepalive": 32,
             "connect_timeout_ms": 2000,
             "read_timeout_ms": 30000,
-            "servers": [{"url": d.app_server.url}],
+            "servers": [server],
             # The app has no known health view; any HTTP answer (even 400 from a host
             # check) shows the app server is up.
             "health": {"enabled": True, "path": "/", "expect_status": [200, 499]},

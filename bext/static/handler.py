@@ -41,6 +41,7 @@ from bext.handlers import Handler
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
+from bext.limits.throttle import LogThrottle
 from bext.protocol.events import Headers
 from bext.static.cache_control import cache_control
 from bext.static.conditional import if_range_matches, list_matches, parse_http_date
@@ -49,12 +50,19 @@ from bext.static.mime import content_type
 from bext.static.multipart import Byteranges
 from bext.static.precompressed import IDENTITY, VARIANTS, preference
 from bext.static.ranges import parse_range
-from bext.static.representation import Entry, Representation, open_regular, read_file
+from bext.static.representation import (
+    Entry,
+    OutOfDescriptors,
+    Representation,
+    open_regular,
+    read_file,
+)
 from bext.static.resolve import Root, url_prefix
 
 __all__ = ["ENTRY_LIMIT", "VARIANT_RECHECK", "StaticHandler", "static_handler"]
 
 log = logging.getLogger("bext")
+_descriptor_log = LogThrottle()
 
 ENTRY_LIMIT = 8192
 """URLs whose metadata one static rule keeps (least recently used beyond that go)."""
@@ -214,6 +222,8 @@ class StaticHandler:
             return self._respond(request, entry, _collect(request.headers))
         except _Changed:
             return self._stale(request)
+        except OutOfDescriptors as exc:
+            return _unavailable(request, exc)
 
     def _stale(self, request: Request) -> Response:
         """The cached entry no longer describes the disk: forget it and look again."""
@@ -348,6 +358,12 @@ class StaticHandler:
 
     def _resolve(self, request: Request, retry: bool = True) -> Response:
         """Map the URL to a file, check it, build its entry and answer."""
+        try:
+            return self._resolve_file(request, retry)
+        except OutOfDescriptors as exc:
+            return _unavailable(request, exc)
+
+    def _resolve_file(self, request: Request, retry: bool) -> Response:
         accept = request.header(b"accept")
         path = request.path
         root = self.root
@@ -451,6 +467,15 @@ class StaticHandler:
                 rep.evict()
                 rep.cacheable = False
         return rep
+
+
+def _unavailable(request: Request, exc: OutOfDescriptors) -> Response:
+    """No descriptor to open the file with: the server's trouble, not a missing file."""
+    count = _descriptor_log.due()
+    if count:
+        log.error("static: cannot open %s: %s (%d times since the last such line); raise "
+                  "the open files limit (LimitNOFILE=)", request.path, exc, count)  # fmt: skip
+    return error_response(503, request.header(b"accept"), extra_headers=_RETRY)
 
 
 def static_handler(rule: RouteRule, config: Config, headers: list[tuple[bytes, bytes]]) -> Handler:

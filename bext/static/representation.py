@@ -20,6 +20,7 @@ worker), never by path after checking something else.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -29,7 +30,14 @@ from bext.static.conditional import etag_for, http_date
 from bext.static.filecache import ContentCache
 from bext.static.precompressed import IDENTITY
 
-__all__ = ["Entry", "Representation", "merge_headers", "open_regular", "read_file"]
+__all__ = [
+    "Entry",
+    "OutOfDescriptors",
+    "Representation",
+    "merge_headers",
+    "open_regular",
+    "read_file",
+]
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _SUFFIXES = {"br": "-br", "gzip": "-gz"}
@@ -43,11 +51,31 @@ def merge_headers(own: Headers, rule: Headers) -> Headers:
     return [field for field in own if field[0].lower() not in overridden] + list(rule)
 
 
+class OutOfDescriptors(Exception):
+    """Opening a file failed for want of descriptors (EMFILE, ENFILE): the file may be
+    fine, the server is not; answered 503, never 404."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+        self.errno = exc.errno
+
+
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
 def open_regular(path: str) -> tuple[int, os.stat_result] | None:
-    """Open ``path`` for reading if it is a regular file; the fd and its ``fstat``."""
+    """Open ``path`` for reading if it is a regular file; the fd and its ``fstat``.
+
+    None when there is no such regular file; raises :class:`OutOfDescriptors` when the
+    process or the system has no descriptor left to open it with.
+    """
     try:
         fd = os.open(path, _OPEN_FLAGS)
-    except (OSError, ValueError):
+    except OSError as exc:
+        if exc.errno in _NO_DESCRIPTORS:
+            raise OutOfDescriptors(exc) from exc
+        return None
+    except ValueError:
         return None
     try:
         st = os.fstat(fd)

@@ -9,6 +9,7 @@ from typing import Protocol
 from bext import __version__
 from bext.http.date import date_line
 from bext.http.message import Request, Response
+from bext.limits.connections import ConnectionLimits
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import Event, Headers, ParserLimits, ProtocolError
 from bext.protocol.h2_limits import H2Limits
@@ -69,13 +70,17 @@ class WorkerState:
     learned that their worker was draining.
     """
 
-    __slots__ = ("access_log", "connections", "counters", "stopping")
+    __slots__ = ("access_log", "connections", "counters", "limits", "stopping")
 
     def __init__(self, access_log: AccessLog, counters: SlotCounters | None = None) -> None:
         self.stopping = False
         self.connections: set[ConnectionLike] = set()
         self.counters: SlotCounters = counters if counters is not None else NullCounters()
         self.access_log = access_log
+        self.limits: ConnectionLimits | None = None
+        """The worker's connection limits (:mod:`bext.limits.connections`), set by the
+        worker; without them (connections served outside a master) ``max_connections``
+        simply refuses."""
 
 
 @dataclass(eq=False)
@@ -134,19 +139,43 @@ class WorkerContext:
     def admit(self, conn: ConnectionLike, peer: str) -> bool:
         """Count a new connection from ``peer`` in; False (nothing counted) if over a limit.
 
-        The one place connection limits are applied, for every protocol.
+        The one place connection limits are applied, for every protocol. In a worker,
+        ``max_connections`` never refuses here: its acceptors stop accepting while it is
+        full (:mod:`bext.worker.accept`), and ``max_connections_per_ip`` was checked
+        when the connection was accepted (:meth:`reserve`); only a connection that no
+        acceptor reserved (HTTP/3 reserves too) is checked against it here.
         """
         connections = self.connections
-        if len(connections) >= self.max_connections:
+        limits = self.shared.limits
+        if limits is None:
+            if len(connections) >= self.max_connections:
+                return False
+        elif not limits.admit(conn, peer):
             return False
         connections.add(conn)
         self.counters.connection_opened()
         return True
 
+    def reserve(self, peer: str) -> bool:
+        """A connection from ``peer`` is about to start (accepted, before TLS): False, and
+        counted as refused, if ``peer`` holds ``max_connections_per_ip`` already. The
+        connection's :meth:`admit` claims the reservation; :meth:`unreserve` returns it
+        if no connection comes of it."""
+        limits = self.shared.limits
+        return limits is None or limits.reserve(peer)
+
+    def unreserve(self, peer: str) -> None:
+        limits = self.shared.limits
+        if limits is not None:
+            limits.unreserve(peer)
+
     def hand_over(self, old: ConnectionLike, new: ConnectionLike) -> None:
         """The same client connection goes on under another protocol object (h2c)."""
         self.connections.discard(old)
         self.connections.add(new)
+        limits = self.shared.limits
+        if limits is not None:
+            limits.hand_over(old, new)
 
     def leave(self, conn: ConnectionLike) -> None:
         """A connection admitted by :meth:`admit` (or handed over) is gone."""
@@ -154,6 +183,9 @@ class WorkerContext:
         if conn in connections:
             connections.discard(conn)
             self.counters.connection_closed()
+            limits = self.shared.limits
+            if limits is not None:
+                limits.left(conn)
 
     def preamble(self) -> bytes:
         """HTTP/1.1: ``Date``, ``Server`` and the extra fields, serialised once per second."""

@@ -40,3 +40,49 @@ class LazyTimer:
     def _fire(self) -> None:
         self._handle = None
         self._callback()
+
+
+class BodyRate:
+    """``body_min_rate`` for one request body: it must average ``rate`` bytes/s over each
+    window of ``window`` seconds, counted from its first bytes.
+
+    Averaging over a window, not per read, forgives a slow start or a pause. Time bext
+    itself held the client back (flow control while the handler does not read) is not
+    counted: :meth:`hold` and :meth:`release` bracket it.
+    """
+
+    __slots__ = ("_held", "_held_since", "_mark", "_since")
+
+    def __init__(self) -> None:
+        self._since = 0.0  # the current window's start (0: no bytes yet)
+        self._mark = 0  # how much of the body had arrived then
+        self._held = 0.0  # seconds of the window bext held the client back
+        self._held_since = 0.0
+
+    def first_bytes(self, now: float, window: float) -> float | None:
+        """Note the body's first bytes; returns when to check first (None if noted already)."""
+        if self._since:
+            return None
+        self._since = now
+        return now + window
+
+    def hold(self, now: float) -> None:
+        if self._since and not self._held_since:
+            self._held_since = now
+
+    def release(self, now: float) -> None:
+        if self._held_since:
+            self._held += now - self._held_since
+            self._held_since = 0.0
+
+    def check(self, now: float, received: int, rate: int, window: float) -> float | None:
+        """The next deadline, or None when the body is too slow. Call only while reading."""
+        if not self._since:
+            return now + window
+        deadline = self._since + self._held + window
+        if deadline > now:
+            return deadline
+        if received - self._mark < rate * (now - self._since - self._held):
+            return None
+        self._since, self._mark, self._held = now, received, 0.0
+        return now + window

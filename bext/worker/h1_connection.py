@@ -29,7 +29,7 @@ from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
-from bext.protocol.events import BodyChunk, ProtocolError, RequestHead
+from bext.protocol.events import BodyChunk, Event, MessageEnd, ProtocolError, RequestHead
 from bext.protocol.h1_writer import (
     CONTINUE,
     LAST_CHUNK,
@@ -41,7 +41,7 @@ from bext.protocol.h1_writer import (
 from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
 from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
-from bext.worker.deadlines import LazyTimer
+from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange
 from bext.worker.exchange import start as start_exchange
 from bext.worker.h2_connection import H2Connection
@@ -83,7 +83,8 @@ class H1Connection(asyncio.Protocol):
         self._input_failed = False
         self._eof = False  # the client half-closed: nothing more will arrive
         self._lingering = False  # closing: input is read and dropped until EOF or deadline
-        self._events_left = 0  # parsed events of the current read not handled yet
+        self._events: list[Event] = []  # the current read's parsed events ...
+        self._events_left = 0  # ... and how many of them are not handled yet
         self._tunnel: Tunnel | None = None
         self._plain = True  # no TLS: sendfile is possible, h2c may be spoken
         self._sniff = False  # the first bytes may still turn out to be the HTTP/2 preface
@@ -94,8 +95,7 @@ class H1Connection(asyncio.Protocol):
         # Timeout bookkeeping: timestamps only; see _on_timer.
         self._head_started: float | None = None
         self._body_activity = 0.0
-        self._rate_since = 0.0  # body_min_rate: the current window's start (0: no body yet)
-        self._rate_mark = 0  # ... and how much of the body had arrived then
+        self._rate = BodyRate()  # body_min_rate of the body being received
         self._idle_since: float | None = None
         self._write_paused_since = 0.0
         self._timer = LazyTimer(self._loop, self._on_timer)
@@ -146,6 +146,7 @@ class H1Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail_input(exc)
             return
+        self._events = events
         self._events_left = len(events)
         for event in events:
             self._events_left -= 1
@@ -157,9 +158,10 @@ class H1Connection(asyncio.Protocol):
                 receiving = self._receiving
                 if receiving is not None:
                     receiving.body.feed(event.data)  # type: ignore[union-attr]
-                    if self._rate_since == 0.0 and self._ctx.timeouts.body_min_rate:
-                        self._rate_since = now
-                        self._timer.arm(now + BODY_RATE_WINDOW)
+                    if self._ctx.timeouts.body_min_rate:
+                        check = self._rate.first_bytes(now, BODY_RATE_WINDOW)
+                        if check is not None:
+                            self._timer.arm(check)
             else:
                 receiving = self._receiving
                 if receiving is not None:
@@ -256,14 +258,12 @@ class H1Connection(asyncio.Protocol):
     # -- BodyFlow (called by RequestBody) ---------------------------------------------------
 
     def pause_body(self) -> None:
+        self._rate.hold(self._loop.time())
         self._pause_reading(_PAUSED_BY_BODY)
 
     def resume_body(self) -> None:
         self._body_activity = now = self._loop.time()
-        receiving = self._receiving
-        if receiving is not None and self._rate_since:
-            # Time we held the client back does not count against its rate.
-            self._rate_since, self._rate_mark = now, receiving.body.received
+        self._rate.release(now)
         self._resume_reading(_PAUSED_BY_BODY)
 
     def send_continue(self) -> None:
@@ -301,7 +301,7 @@ class H1Connection(asyncio.Protocol):
         if has_body:
             self._receiving = request
             self._body_activity = now
-            self._rate_since, self._rate_mark = 0.0, 0  # from the body's first bytes
+            self._rate = BodyRate()
             self._timer.arm(now + self._ctx.timeouts.body)
         keep_alive = head.keep_alive and head.upgrade is None
         self._queue.append((request, keep_alive))
@@ -619,7 +619,8 @@ class H1Connection(asyncio.Protocol):
         unread = (
             self._read_pauses
             or self._queue
-            or self._events_left
+            or self._events_left > 1
+            or (self._events_left == 1 and type(self._events[-1]) is not MessageEnd)
             or self._receiving is not None
             or self._parser.in_head
             or self._input_failed
@@ -680,16 +681,14 @@ class H1Connection(asyncio.Protocol):
                 self._fail_input(ProtocolError(408, "request body timeout"))
                 return
             upcoming.append(deadline)
-            if timeouts.body_min_rate and self._rate_since:
-                deadline = self._rate_since + BODY_RATE_WINDOW
-                if deadline <= now:
-                    arrived = receiving.body.received - self._rate_mark
-                    if arrived < timeouts.body_min_rate * (now - self._rate_since):
-                        self._fail_input(ProtocolError(408, "request body too slow"))
-                        return
-                    self._rate_since, self._rate_mark = now, receiving.body.received
-                    deadline = now + BODY_RATE_WINDOW
-                upcoming.append(deadline)
+            if timeouts.body_min_rate:
+                rate_deadline = self._rate.check(
+                    now, receiving.body.received, timeouts.body_min_rate, BODY_RATE_WINDOW
+                )
+                if rate_deadline is None:
+                    self._fail_input(ProtocolError(408, "request body too slow"))
+                    return
+                upcoming.append(rate_deadline)
         if self._idle_since is not None:
             idle_limit = DRAIN_IDLE_GRACE if self._ctx.shared.stopping else timeouts.keepalive
             deadline = self._idle_since + idle_limit

@@ -47,8 +47,8 @@ from bext.protocol.h2_headers import (
     check_trailers,
 )
 from bext.protocol.h2_state import new_h2_state
-from bext.worker.context import WorkerContext
-from bext.worker.deadlines import LazyTimer
+from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
+from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
 from bext.worker.exchange import start as start_exchange
 
@@ -91,6 +91,7 @@ class _Stream(StreamSender):
         "out",
         "out_end",
         "paused",
+        "rate",
         "request",
         "request_trailers",
         "reset_code",
@@ -112,6 +113,7 @@ class _Stream(StreamSender):
         self.paused = False  # the body holds unread data: acknowledge nothing more
         self.unacked = 0  # body bytes received but not yet acknowledged
         self.activity = now  # last body bytes (for the body timeout)
+        self.rate = BodyRate()
         self.exchange: Exchange | None = None  # while the answer needs waiting
         self.response: Response | None = None
         self.status = 0  # of the response HEADERS once sent (0: not started)
@@ -126,6 +128,7 @@ class _Stream(StreamSender):
 
     def pause_body(self) -> None:
         self.paused = True
+        self.rate.hold(self.conn._now)
 
     def resume_body(self) -> None:
         self.paused = False
@@ -359,7 +362,11 @@ class H2Connection(asyncio.Protocol):
             return
         if not size:
             return  # an empty DATA frame: b"" would read as the end of the body
-        stream.activity = self._now
+        stream.activity = now = self._now
+        if self._ctx.timeouts.body_min_rate:
+            check = stream.rate.first_bytes(now, BODY_RATE_WINDOW)
+            if check is not None:
+                self._timer.arm(check)
         body.feed(data)  # calls pause_body when the handler has not read the last chunk yet
         if stream.paused:
             stream.unacked += size
@@ -478,12 +485,16 @@ class H2Connection(asyncio.Protocol):
         while True:
             if not self._live(stream):
                 raise ConnectionResetError("stream closed")
-            if (
-                stream.out is None
-                and not self._write_paused
-                and self._h2.local_flow_control_window(stream.id) > 0
-            ):
-                return
+            if stream.out is None and not self._write_paused:
+                if self._h2.local_flow_control_window(stream.id) > 0:
+                    stream.blocked_since = 0.0
+                    return
+                if not stream.blocked_since:
+                    # A shut window: send_timeout runs from now. _pump would start it too,
+                    # but only runs when the client sends something, and one that keeps
+                    # the window at 0 and stays silent would hold the stream forever.
+                    stream.blocked_since = now = self._loop.time()
+                    self._timer.arm(now + self._ctx.timeouts.send)
             self._flush()  # the response head, at least, goes out meanwhile
             waiter = self._loop.create_future()
             stream.waiter = waiter
@@ -525,7 +536,25 @@ class H2Connection(asyncio.Protocol):
         log.info("client %s: stream %d: %d %s", self._client[0], stream.id, exc.status, exc.reason)
         request = stream.request
         body = request is None or with_body(request, exc.status)
-        self._send_whole(stream, error_response(exc.status, None, exc.reason), body)
+        response = error_response(exc.status, None, exc.reason)
+        if not isinstance(exc, MalformedRequest):
+            self._send_whole(stream, response, body)
+            return
+        # A stream error: the answer, then RST_STREAM(PROTOCOL_ERROR) in place of END_STREAM.
+        # Its few bytes fit any window a client can have opened.
+        self._send_head(stream, exc.status, response.headers, len(response.body), False)
+        window = self._h2.local_flow_control_window(stream.id)
+        if body and len(response.body) <= window:
+            self._h2.send_data(stream.id, response.body)
+            stream.sent = len(response.body)
+        self._send_reset(stream.id, _PROTOCOL_ERROR)
+        request_or_none = stream.request
+        if request_or_none is not None:
+            self._ctx.record(request_or_none, exc.status, stream.sent, self._loop.time())
+        else:
+            self._ctx.record_unparsed(self._client[0], exc.status, stream.sent)
+        self._abandon(stream, "malformed request")
+        self._after_stream()
 
     def _end_stream(self, stream: _Stream) -> None:
         """All body bytes are framed: send the trailers or an empty END_STREAM DATA frame."""
@@ -571,7 +600,8 @@ class H2Connection(asyncio.Protocol):
 
     def _acknowledge(self, stream: _Stream) -> None:
         """The handler consumed the body buffered so far: reopen the windows for as much."""
-        stream.activity = self._loop.time()
+        stream.activity = now = self._loop.time()
+        stream.rate.release(now)  # the wait was ours, not the client's
         if stream.unacked and self._live(stream) and not self._failed:
             self._h2.acknowledge_received_data(stream.unacked, stream.id)
             stream.unacked = 0
@@ -684,13 +714,25 @@ class H2Connection(asyncio.Protocol):
                 self._h2.reset_stream(sid, code)
 
     def _fail_stream(self, stream: _Stream, exc: ProtocolError) -> None:
-        """The request's input is unusable: answer ``exc.status`` if nothing was sent yet.
+        """The request's input is unusable.
 
-        The answer waits for :meth:`_start_new`, after the read's events are all handled:
-        h2 has already parsed the whole read, and a RST_STREAM later in it must win.
+        A malformed request (RFC 9113 §8.1.1: pseudo-header faults, uppercase or invalid
+        field names, connection-specific fields, bad trailers ...) is a stream error of
+        type PROTOCOL_ERROR: if nothing was sent yet, a 400 saying why goes first (the RFC
+        allows it) and the stream then ends with RST_STREAM(PROTOCOL_ERROR) instead of
+        END_STREAM. It counts against the reset budget like a client's reset, so a flood
+        of them ends the connection, as a rapid reset does. Other faults are answered with
+        ``exc.status`` if nothing was sent yet. An answer waits for :meth:`_start_new`,
+        after the read's events are all handled: h2 has already parsed the whole read, and
+        a RST_STREAM later in it must win.
         """
         stream.body.fail(exc.reason)
         malformed = isinstance(exc, MalformedRequest)
+        if malformed:
+            verdict = self._guard.stream_reset(self._now)
+            if verdict is not None:
+                self._fail(verdict)
+                return
         if stream.status or self._failed:
             self._reset(stream, _PROTOCOL_ERROR if malformed else _CANCEL)
             return
@@ -698,8 +740,6 @@ class H2Connection(asyncio.Protocol):
         stream.exchange = None  # whatever the handler does next, this stream is answered here
         if exchange is not None:
             exchange.cancel()
-        if malformed:
-            stream.reset_code = _PROTOCOL_ERROR
         stream.error = exc
         if stream not in self._new:
             self._new.append(stream)
@@ -803,6 +843,14 @@ class H2Connection(asyncio.Protocol):
                     expired.append((stream, ProtocolError(408, "request body timeout")))
                     continue
                 upcoming.append(deadline)
+                if timeouts.body_min_rate:
+                    rate_deadline = stream.rate.check(
+                        now, stream.body.received, timeouts.body_min_rate, BODY_RATE_WINDOW
+                    )
+                    if rate_deadline is None:
+                        expired.append((stream, ProtocolError(408, "request body too slow")))
+                        continue
+                    upcoming.append(rate_deadline)
         for stream, error in expired:
             if not self._live(stream):
                 continue

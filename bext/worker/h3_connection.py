@@ -60,8 +60,8 @@ from bext.protocol.events import Headers, ProtocolError
 from bext.protocol.h3_limits import H3Limits, ResetGuard
 from bext.protocol.quic_session import H3Session, QuicSession
 from bext.protocol.request_fields import CONNECTION_SPECIFIC, parse_request_head
-from bext.worker.context import WorkerContext
-from bext.worker.deadlines import LazyTimer
+from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
+from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
 from bext.worker.exchange import start as start_exchange
 
@@ -103,6 +103,7 @@ class _Stream(StreamSender):
         "exchange",
         "opened",
         "paused",
+        "rate",
         "receive_done",
         "receiving",
         "request",
@@ -118,6 +119,7 @@ class _Stream(StreamSender):
         self.request: Request | None = None
         self.body: RequestBody | None = None
         self.body_activity = now
+        self.rate = BodyRate()
         self.receiving = False  # the body is still arriving and someone may read it
         self.receive_done = False  # nothing more will arrive on the stream (FIN or reset)
         self.paused = False
@@ -129,6 +131,7 @@ class _Stream(StreamSender):
 
     def pause_body(self) -> None:
         self.paused = True
+        self.rate.hold(self.conn._loop.time())
         self.conn._quic.flowing.discard(self.stream_id)
 
     def resume_body(self) -> None:
@@ -419,7 +422,11 @@ class H3Connection:
             data = event.data
             if data:
                 body.feed(data)
-                stream.body_activity = self._loop.time()
+                stream.body_activity = now = self._loop.time()
+                if self._ctx.timeouts.body_min_rate:
+                    check = stream.rate.first_bytes(now, BODY_RATE_WINDOW)
+                    if check is not None:
+                        self._arm_watch(check)
                 if body.received > self._ctx.limits.max_body_size:
                     self._body_failed(stream, 413, "request body larger than max_body_size")
                     return
@@ -599,7 +606,8 @@ class H3Connection:
     def _resume_body(self, stream: _Stream) -> None:
         stream.paused = False
         if stream.receiving:
-            stream.body_activity = self._loop.time()
+            stream.body_activity = now = self._loop.time()
+            stream.rate.release(now)
             self._quic.flowing.add(stream.stream_id)
             self._transmit_soon()  # MAX_STREAM_DATA now, not with the next ACK
 
@@ -777,6 +785,15 @@ class H3Connection:
                     self._body_failed(stream, 408, "request body timeout")
                     continue
                 upcoming.append(deadline)
+                body = stream.body
+                if timeouts.body_min_rate and body is not None:
+                    rate_deadline = stream.rate.check(
+                        now, body.received, timeouts.body_min_rate, BODY_RATE_WINDOW
+                    )
+                    if rate_deadline is None:
+                        self._body_failed(stream, 408, "request body too slow")
+                        continue
+                    upcoming.append(rate_deadline)
             if stream.blocked_since is not None:
                 deadline = stream.blocked_since + timeouts.send
                 if deadline <= now:

@@ -21,7 +21,9 @@ Datagram handling, all stateless until a connection exists:
   long-header packets for unknown connections are dropped without a reply;
 - an unsupported version gets a Version Negotiation packet (never in reply to one);
 - a new Initial while the worker is full or draining gets CONNECTION_REFUSED, so the
-  client falls back to TCP at once instead of timing out;
+  client falls back to TCP at once instead of timing out; so does one from an address
+  that holds ``server.max_connections_per_ip`` connections already (TCP and QUIC, all
+  workers together: :meth:`WorkerContext.reserve`);
 - with ``retry`` on, an Initial without a token gets a Retry, and one with a token that is
   not ours, expired or for another address gets INVALID_TOKEN (RFC 9000 §8.1). Only then
   is a connection (and a TLS handshake) started.
@@ -331,6 +333,14 @@ class H3Server(asyncio.DatagramProtocol):
                 )  # fmt: skip
                 return
             retry_source_cid = header.destination_cid
+        if not self._ctx.reserve(str(addr[0])):  # max_connections_per_ip, shared with TCP
+            self.stats.refused += 1
+            self.send_datagram(
+                _initial_close(version, header.destination_cid, header.source_cid,
+                               QuicErrorCode.CONNECTION_REFUSED),
+                addr,
+            )  # fmt: skip
+            return
         self._accept(data, addr, header.destination_cid, original_cid, retry_source_cid)
 
     def _refusal(self) -> str | None:
@@ -347,14 +357,20 @@ class H3Server(asyncio.DatagramProtocol):
         original_cid: bytes,
         retry_source_cid: bytes | None,
     ) -> None:
-        quic = QuicSession(
-            configuration=self._configuration,
-            original_destination_connection_id=original_cid,
-            retry_source_connection_id=retry_source_cid,
-            limits=self._limits,
-            choose_identity=self._identities.lookup if self._identities is not None else None,
-        )
-        conn = H3Connection(self, quic, self._ctx, self._limits, addr, self._server_port)
+        peer = str(addr[0])  # reserved by _dispatch
+        try:
+            quic = QuicSession(
+                configuration=self._configuration,
+                original_destination_connection_id=original_cid,
+                retry_source_connection_id=retry_source_cid,
+                limits=self._limits,
+                choose_identity=self._identities.lookup if self._identities is not None else None,
+            )
+            # Admitted by its constructor (ctx.admit), which claims the reservation.
+            conn = H3Connection(self, quic, self._ctx, self._limits, addr, self._server_port)
+        except BaseException:
+            self._ctx.unreserve(peer)
+            raise
         self.stats.accepted += 1
         self._admission.opened()
         self._connections.add(conn)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bext.config import Config
 from bext.handlers.https_redirect import HttpsRedirect
+from bext.limits.connections import ConnectionLimits
 from bext.observe.accesslog import AccessLog
 from bext.observe.errorlog import log, set_role
 from bext.protocol.events import ParserLimits
@@ -23,7 +24,9 @@ from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
 from bext.runtime.spec import HTTP, HTTPS, QUIC, TLSMaterial, WorkerSpec
 from bext.shm.counters import NullCounters, SlotCounters
-from bext.worker.alpn import alpn_protocol_factory
+from bext.shm.layout import Segment
+from bext.shm.peers import PeerTable
+from bext.worker.accept import AcceptGate, Acceptor
 from bext.worker.context import RequestHandler, RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.h3_server import H3Certificates, H3Server, start_h3
@@ -78,12 +81,28 @@ def build_context(
             body=server.body_timeout,
             keepalive=server.keepalive_timeout,
             send=server.send_timeout,
+            body_min_rate=server.body_min_rate,
+            lingering=server.lingering_time,
         ),
         access_log=access_log,
         server_tokens=server.server_tokens,
         max_keepalive_requests=server.max_keepalive_requests,
         max_connections=server.max_connections,
         h2=server.http2,
+    )
+
+
+def connection_limits(config: Config, ctx: WorkerContext, segment: Segment) -> ConnectionLimits:
+    """``max_connections`` and ``max_connections_per_ip`` for this worker."""
+    server = config.server
+    per_ip = server.max_connections_per_ip
+    return ConnectionLimits(
+        ctx.connections,
+        ctx.counters,
+        server.max_connections,
+        per_ip,
+        PeerTable(segment, os.getpid()) if per_ip else None,
+        server.trusted_proxies,
     )
 
 
@@ -130,50 +149,45 @@ class Worker:
         # Compiled by the master before the fork; only the counters are this worker's.
         spec.pipeline.bind_counters(counters)
         self.ctx = build_context(config, spec.pipeline, spec.access_log, counters)
+        self.ctx.shared.limits = connection_limits(config, self.ctx, spec.segment)
         self.master_pid = os.getppid()
         self.stop_requested: asyncio.Event | None = None
         self.fast = False
         self.h3_servers: list[H3Server] = []
+        self.gate: AcceptGate | None = None
 
-    async def _listen(self) -> list[asyncio.AbstractServer]:
-        """Start serving every socket of this slot, each with its protocol."""
-        loop = asyncio.get_running_loop()
+    async def _listen(self) -> AcceptGate:
+        """Start serving every socket of this slot, each with its protocol.
+
+        TCP listeners are served by this worker's own acceptors (:mod:`bext.worker.accept`),
+        which stop accepting while the worker holds ``max_connections``.
+        """
         spec = self.spec
         contexts = listener_contexts(self.ctx, self.config, spec.tls_port)
         plain = contexts.plain
-        servers: list[asyncio.AbstractServer] = []
+        assert self.ctx.shared.limits is not None
+        gate = AcceptGate(self.ctx.shared.limits)
         for kind, sock in spec.sockets:
             if kind == HTTP:
-                servers.append(
-                    await loop.create_server(lambda: H1Connection(plain), sock=sock, backlog=2048)
-                )
+                gate.add(Acceptor(gate, sock, lambda: H1Connection(plain)))
                 continue
             secure = contexts.secure
             assert spec.tls is not None and secure is not None
             if kind == HTTPS:
-                servers.append(
-                    await loop.create_server(
-                        alpn_protocol_factory(secure),
-                        sock=sock,
-                        backlog=2048,
-                        ssl=spec.tls.context,
-                        ssl_handshake_timeout=secure.timeouts.header,
-                        ssl_shutdown_timeout=5.0,
-                    )
-                )
+                gate.add(Acceptor.tls(gate, sock, secure, spec.tls.context))
             elif kind == QUIC:
                 self.h3_servers.append(
                     await start_h3(
                         sock, secure, h3_certificates(spec.tls), self.config.server.http3
                     )
                 )
-        return servers
+        return gate
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
         ctx = self.ctx
-        servers = await self._listen()
+        gate = self.gate = await self._listen()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, False)
         loop.add_signal_handler(signal.SIGQUIT, self._request_stop, True)
         loop.add_signal_handler(signal.SIGINT, self._request_stop, True)
@@ -186,8 +200,7 @@ class Worker:
 
         await self.stop_requested.wait()
         setproctitle(f"bext: worker {self.spec.slot} (gen {self.spec.generation}, draining)")
-        for server in servers:
-            server.close()  # stop accepting; the master's copy keeps the queue alive
+        gate.close()  # stop accepting; the master's copies keep the queues alive
         ctx.stopping = True
         if not self.fast:
             deadline = loop.time() + self.config.server.graceful_timeout
@@ -222,6 +235,8 @@ class Worker:
             await asyncio.sleep(1.0)
             self.ctx.counters.heartbeat()
             self.ctx.access_log.flush()
+            if self.gate is not None:
+                self.gate.room()  # a safety net: accepting resumes once there is room
             if os.getppid() != self.master_pid:
                 log.error("master %d is gone; stopping", self.master_pid)
                 self._request_stop(False)

@@ -9,13 +9,16 @@ ARCHITECTURE.md, decision 5):
 2. **request phases**; each may answer early (return a Response, or an awaitable of one
    or of None) or pass (None): first the admin endpoints (``/__bext/...``; other paths
    pay one prefix comparison for them), then :attr:`Pipeline.request_phases` in order,
-   where rate limits, the WAF and the cache lookup join, in that order.
+   where the WAF and the cache lookup join, in that order.
 3. **route**: the first matching ``[[route_rules]]`` entry (``404`` if none), noted on
    the request (:attr:`~bext.http.message.Request.route`).
-4. **handler**: the route's static, proxy, respond or redirect handler.
-5. **response phases**, in :attr:`Pipeline.response_phases` order, see every response,
+4. **route phases**: what the matched rule carries besides its handler. Today its rate
+   limit (``limit = "NAME"``, :class:`~bext.limits.rate.RateLimit`): one shared decision
+   per key for all workers, ``429`` with ``Retry-After`` when over the rate.
+5. **handler**: the route's static, proxy, respond or redirect handler.
+6. **response phases**, in :attr:`Pipeline.response_phases` order, see every response,
    early answers included: compression today; the cache store joins here.
-6. **logging** runs once per exchange after the last byte or the failure
+7. **logging** runs once per exchange after the last byte or the failure
    (:mod:`bext.worker.exchange` calls the worker's ``record``: counters, access log).
 
 The pipeline is compiled once per configuration, in the master before it forks (so a
@@ -24,15 +27,16 @@ afterwards but for :meth:`Pipeline.bind_counters`, which each worker calls once 
 own shared-memory slot. A phase with nothing to do costs an attribute check, not an
 ``await``: a pipeline that answers at once returns the Response itself.
 
-Where a new feature goes: something that may answer before the route (a limit, a
-filter, a lookup) is a request phase; something that changes or watches responses is a
+Where a new feature goes: something that may answer before the route (a filter, a
+lookup) is a request phase; something that depends on the matched rule (a rule's limit)
+is a route phase, attached to :class:`Route`; something that changes or watches responses is a
 response phase; a new way to answer a matched route is a handler
 (:mod:`bext.handlers`); per-request facts other phases need go on ``request.notes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,10 +50,18 @@ from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.limits.rate import RateLimit
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
-from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
+from bext.proxy.tempspace import TempSpace
+from bext.routing.path import (
+    BadPath,
+    absolute_form_host,
+    normalize_path,
+    route_path,
+    split_target,
+)
 from bext.routing.router import Router
 from bext.shm.counters import SlotCounters
 from bext.shm.layout import Segment
@@ -81,12 +93,16 @@ class Route:
     host: str | None
     index: int
     handler: Handler
+    limit: RateLimit | None = None
+    """The rule's ``[limits.NAME]``, checked after routing, before the handler."""
 
 
 def compile_route(
     rule: RouteRule,
     config: Config,
     upstreams: dict[str, UpstreamGroup],
+    temp: TempSpace | None = None,
+    limits: Mapping[str, RateLimit] | None = None,
 ) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     handler: Handler
@@ -97,14 +113,19 @@ def compile_route(
     elif rule.proxy is not None:
         handler = ProxyHandler(
             upstreams[rule.proxy],
-            TrustedProxies(config.server.trusted_proxies),
+            TrustedProxies(
+                config.server.trusted_proxies,
+                underscores_in_headers=config.server.underscores_in_headers,
+            ),
             request_buffering=rule.request_buffering,
             response_buffering=rule.response_buffering,
             extra_headers=headers,
+            temp=temp,
         )
     else:
         handler = static_handler(rule, config, headers)
-    return Route(rule.pattern, rule.host, rule.index, handler)
+    limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
+    return Route(rule.pattern, rule.host, rule.index, handler, limit)
 
 
 class Pipeline:
@@ -112,17 +133,26 @@ class Pipeline:
 
     def __init__(self, config: Config, segment: Segment | None = None) -> None:
         """Build every phase; raises :class:`BuildError` naming the key at fault."""
+        with _building("server.temp_path"):
+            self.temp = TempSpace(config.server.temp_path, config.server.temp_budget)
+            """Where proxy temp files go, and their budget (each worker counts its own)."""
+            self.temp.check()
         self.upstreams: dict[str, UpstreamGroup] = {}
         for upstream in config.upstreams:
             with _building(f"upstreams.{upstream.name}"):
                 self.upstreams[upstream.name] = UpstreamGroup(upstream, segment)
+        self.limits: dict[str, RateLimit] = {}
+        for limit in config.limits:
+            with _building(f"limits.{limit.name}"):
+                self.limits[limit.name] = RateLimit(limit, config.server.trusted_proxies, segment)
         routes = []
         for position, rule in enumerate(config.route_rules):
             with _building(f"route_rules[{position}]"):
-                routes.append(compile_route(rule, config, self.upstreams))
+                routes.append(compile_route(rule, config, self.upstreams, self.temp, self.limits))
         self.router: Router[Route] = Router(routes)
         with _building("admin"):
             self.admin = AdminEndpoints(config.admin)
+        self.reject_encoded_slash = config.server.reject_encoded_slash
         self.request_phases: tuple[RequestPhase, ...] = ()
         """After the admin endpoints, which only paths under ``/__bext/`` reach."""
         response_phases: list[ResponsePhase] = []
@@ -140,6 +170,8 @@ class Pipeline:
         for route in self.router.rules:
             if isinstance(route.handler, ProxyHandler):
                 route.handler.counters = counters
+        for limit in self.limits.values():
+            limit.counters = counters
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         target = request.target
@@ -152,10 +184,11 @@ class Pipeline:
                 request.host = authority  # RFC 9112 §3.2.2: it overrides Host
         raw_path, request.query = split_target(target)
         try:
-            request.path = normalize_path(raw_path)
+            request.path = routed = path = normalize_path(raw_path)
+            if "%2F" in path:  # routing sees what the app will: "%2F" is "/" (or refused)
+                routed = route_path(raw_path, reject=self.reject_encoded_slash)
         except BadPath as exc:
             return self._respond(request, _bad_target(request, exc))
-        path = request.path
         if path[:8] == ADMIN_PREFIX and (admin := self.admin(request)) is not None:
             return self._respond(request, admin)
         phases = self.request_phases
@@ -167,11 +200,13 @@ class Pipeline:
                 if answer is not None:
                     if type(answer) is Response:
                         return self._respond(request, answer)
-                    return self._respond(request, self._resume(request, index, answer))  # type: ignore[arg-type]
-        route = self.router.match(request.host, path)
+                    return self._respond(request, self._resume(request, index, answer, routed))  # type: ignore[arg-type]
+        route = self.router.match(request.host, routed)
         if route is None:
             return self._respond(request, error_response(404, request.header(b"accept")))
         request.route = route
+        if route.limit is not None and (refused := route.limit.check(request)) is not None:
+            return self._respond(request, refused)  # route phase: the rule's rate limit
         result = route.handler(request)
         response_phases = self.response_phases
         if not response_phases:
@@ -182,15 +217,17 @@ class Pipeline:
             return result
         return _respond_later(response_phases, request, result)  # type: ignore[arg-type]
 
-    def _route(self, request: Request) -> Response | Awaitable[Response]:
-        route = self.router.match(request.host, request.path)
+    def _route(self, request: Request, path: str) -> Response | Awaitable[Response]:
+        route = self.router.match(request.host, path)
         if route is None:
             return error_response(404, request.header(b"accept"))
         request.route = route
+        if route.limit is not None and (refused := route.limit.check(request)) is not None:
+            return refused  # route phase: the rule's rate limit
         return route.handler(request)
 
     async def _resume(
-        self, request: Request, index: int, pending: Awaitable[Response | None]
+        self, request: Request, index: int, pending: Awaitable[Response | None], path: str
     ) -> Response:
         """The rest of the request phases after one that had to wait, then the route."""
         answer = await pending
@@ -201,7 +238,7 @@ class Pipeline:
             answer = result if result is None or type(result) is Response else await result  # type: ignore[misc]
         if answer is not None:
             return answer
-        routed = self._route(request)
+        routed = self._route(request, path)
         return routed if type(routed) is Response else await routed  # type: ignore[misc]
 
     def _respond(

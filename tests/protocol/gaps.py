@@ -58,11 +58,6 @@ GAPS: dict[str, tuple[tuple[str, ...], str]] = {
         "h11 refuses a repeated Host / framing field before check_head's version check "
         "runs: 'GET / HTTP/2.0' with two Host fields is 400, not 505",
     ),
-    "precedence-llhttp-syntax-first": (
-        (HT,),
-        "llhttp refuses an unknown method or malformed target while parsing, before "
-        "check_head's version check: 'FOO / HTTP/2.0' is 400, not 505",
-    ),
     # -- chunked framing ---------------------------------------------------------------
     "chunk-size-overflow": (
         (H11,),
@@ -78,11 +73,6 @@ GAPS: dict[str, tuple[tuple[str, ...], str]] = {
         (H11,),
         "h11 does not validate chunk extensions at all: CR, NUL, obs-text, '/' or ',' in a "
         "chunk-ext are accepted (a bare CR there is a smuggling vector); llhttp refuses them",
-    ),
-    "chunk-ext-unbounded": (
-        (HT,),
-        "httptools never limits chunk-extension length (RFC 9112 §7.1.1: a server ought "
-        "to limit it and answer 4xx); h11 answers 431 at its buffer limit",
     ),
     # -- trailers ----------------------------------------------------------------------
     "trailer-unchecked": (

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 from bext.protocol.events import BodyChunk, MessageEnd, ParserLimits, ProtocolError, RequestHead
-from tests.protocol.gaps import mark_gap
 from tests.protocol.h1support import (
     DEFAULT_LIMITS,
     SMALL_LIMITS,
@@ -184,7 +183,6 @@ def test_endless_chunk_extension_is_bounded(
     request: pytest.FixtureRequest, parser_cls: ParserClass
 ) -> None:
     """RFC 9112 §7.1.1: a server ought to limit chunk extensions and answer 4xx."""
-    mark_gap(request, parser_cls, "chunk-ext-unbounded")
     limits = SMALL_LIMITS
     prefix = req(b"POST / HTTP/1.1", (HOST, CHUNKED)) + b"1;ext="
     cap = len(prefix) + 2 * (limits.max_header_size + limits.max_uri_length)

@@ -139,20 +139,15 @@ CASES = [
         505,
         ("precedence-h11-fields-first",),
     ),
-    Case(
-        "version-before-unknown-method",
-        line(b"FOO / HTTP/2.0"),
-        505,
-        ("precedence-llhttp-syntax-first",),
-    ),
+    Case("version-before-unknown-method", line(b"FOO / HTTP/2.0"), 505),
     # -- method ------------------------------------------------------------------------
     Case("method-at-sign", line(b"G@T / HTTP/1.1"), 400),
     Case("method-quote", line(b'GE"T / HTTP/1.1'), 400),
     Case("method-nul", line(b"\x00GET / HTTP/1.1"), 400),
     Case("method-tls-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
-    # Unknown methods are 400 in bext (h1_rules: llhttp refuses them before bext can say
-    # 501, and both engines must answer alike; RFC 9110 §9.1 has 501 as a SHOULD).
-    Case("method-unknown", line(b"FOO / HTTP/1.1"), 400),
+    # Unknown token methods (FOO) are forwarded like any other since issue 14 (RFC 9110
+    # §9.1; nginx does too): see tests/protocol/test_h1_hardening.py. Lower case is still
+    # refused (as nginx).
     Case("method-lowercase", line(b"get / HTTP/1.1"), 400),
     Case("method-connect", line(b"CONNECT example.com:443 HTTP/1.1"), 405),
     Case("method-connect-origin-form", line(b"CONNECT / HTTP/1.1"), 405),

@@ -89,7 +89,8 @@ def test_django_with_requirements_txt(tmp_path: Path) -> None:
     config = configure(tmp_path)
     assert config["server"] == {"port": 3000, "app_dir": "."}
     upstream = config["upstreams"]["django"]
-    assert upstream["servers"] == [{"url": "http://127.0.0.1:8123"}]
+    # workers = 3 in gunicorn.conf.py (one thread each): bext queues beyond 3 at once.
+    assert upstream["servers"] == [{"url": "http://127.0.0.1:8123", "max_conns": 3}]
     assert upstream["health"]["enabled"] is True
     assert rules(config) == [
         {"pattern": "/assets/**", "render": "static", "root": "collected"},
