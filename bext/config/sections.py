@@ -454,7 +454,7 @@ def _read_health(ctx: Context, t: Table) -> HealthConfig:
     """`[upstreams.NAME.health]`; shape only until active health checks land."""
     enabled = t.get_bool("enabled", False)
     path = t.get_str("path", "/")
-    if not path.startswith("/") or any(ch.isspace() or ord(ch) < 0x20 for ch in path):
+    if not path.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in path):
         ctx.error(t.sub("path"), f'must be a URL path starting with "/", got {quote(path)}')
         path = "/"
     interval = t.get_duration("interval", 5.0, positive=True)

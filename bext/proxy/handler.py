@@ -36,6 +36,7 @@ from bext.proxy.pool import IDLE_TIMEOUT
 from bext.proxy.spill import RequestSpool, SpillBuffer
 from bext.proxy.tempspace import RETRY_AFTER, TempSpace, TempSpaceFull, default_space
 from bext.proxy.tunnel import Tunnel
+from bext.routing.path import upstream_target
 from bext.shm.counters import NullCounters, SlotCounters
 
 log = logging.getLogger("bext")
@@ -86,9 +87,7 @@ class ProxyHandler:
 
     async def proxy(self, request: Request) -> Response:
         request.notes.upstream = self.group.name
-        target = request.target
-        if target[:1] != b"/":
-            target = request.path.encode("utf-8") + (b"?" + request.query if request.query else b"")
+        target = upstream_target(request.target)
         spool: RequestSpool | None = None
         content_length: int | None = None
         chunked = False
@@ -181,7 +180,8 @@ class ProxyHandler:
             except UpstreamError as exc:
                 if lease is not None:
                     lease.release()
-                self._log(request, exc, "trying the next server")
+                self._log(request, exc, pool.label,
+                          "trying the next server" if attempts else "giving up")  # fmt: skip
                 group.mark_failed(pool)
                 error = exc
                 continue
@@ -221,8 +221,12 @@ class ProxyHandler:
                         # A keep-alive connection the server had just closed: same server,
                         # new connection.
                         attempts.insert(0, (pool, True))
-                    self._log(request, exc, "trying again")
+                        outcome = "trying again on a new connection"
+                    else:
+                        outcome = "trying the next server" if attempts else "giving up"
+                    self._log(request, exc, pool.label, outcome)
                     continue
+                self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
             self.group.mark_ok(pool)
             request.notes.server = pool.label
@@ -252,9 +256,9 @@ class ProxyHandler:
                 stream=_Relay(buffer, conn, sender),
                 content_length=response_head.content_length,
             )
-        if error is None:
+        if error is None:  # nothing was tried, so nothing was logged yet
             error = UpstreamError("no healthy server (all failed their health checks)")
-        self._log(request, error, "giving up")
+            self._log(request, error, None, "giving up")
         return error_response(error.status, request.header(b"accept"), _MESSAGES[error.status])
 
     def _switch_protocols(
@@ -280,15 +284,19 @@ class ProxyHandler:
         headers = [*headers, (b"Connection", b"Upgrade"), (b"Upgrade", granted)]
         return Response(101, headers, tunnel=tunnel)
 
-    def _log(self, request: Request, error: UpstreamError, outcome: str) -> None:
-        """Every upstream failure: a log line saying why, and a shared counter."""
+    def _log(
+        self, request: Request, error: UpstreamError, server: str | None, outcome: str
+    ) -> None:
+        """Every upstream failure, once: a log line saying which server, why and what next,
+        and a shared counter."""
         self.counters.upstream_error()
         log.warning(
-            "upstream %s: %s (%s %s); %s",
+            "upstream %s: %s (%s %s%s); %s",
             self.group.name,
             error.reason,
             request.method,
             request.target.decode("latin-1"),
+            f" on {server}" if server else "",
             outcome,
         )
 

@@ -34,7 +34,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BadPath", "absolute_form_host", "normalize_path", "route_path", "split_target"]
+__all__ = [
+    "BadPath",
+    "absolute_form_host",
+    "normalize_path",
+    "route_path",
+    "split_target",
+    "upstream_target",
+]
 
 
 class BadPath(ValueError):
@@ -148,6 +155,39 @@ def route_path(raw_path: bytes, *, reject: bool = False) -> str:
     if _dot_segments(text) != _dot_segments(_decoded(raw_path, b"%2F")):
         raise BadPath("dot-segment behind an encoded slash")
     return _resolve(text)
+
+
+def upstream_target(target: bytes) -> bytes:
+    """The request-target to send upstream: the client's, in origin-form, with its dot
+    segments resolved as routing resolved them.
+
+    Everything else stays byte for byte (escapes, ``%2F``), as nginx passes the request
+    URI. Dot segments cannot: app servers do not resolve them (``PATH_INFO`` keeps
+    ``/private/../public``), so the app could read a path that routing never saw and a
+    deny rule never checked. Empty segments are merged only where dot segments make that
+    matter, exactly as :func:`normalize_path` does. Only for a target that
+    :func:`normalize_path` accepted.
+    """
+    if target[:1] == b"/" and b"/." not in target and b"%2" not in target:
+        return target  # the common case: nothing to resolve
+    path, query = split_target(target)
+    lowered = path.lower()
+    if b"/." in path or b"/%2e" in lowered:
+        out: list[bytes] = []
+        segments = path.split(b"/")
+        trailing = False
+        for index in range(1, len(segments)):
+            segment = segments[index]
+            plain = segment.replace(b"%2e", b".").replace(b"%2E", b".")
+            if plain == b"..":
+                if out:
+                    out.pop()
+            elif segment and plain != b".":
+                out.append(segment)
+                continue
+            trailing = index == len(segments) - 1
+        path = b"/" + b"/".join(out) + (b"/" if trailing and out else b"")
+    return path + (b"?" + query if b"?" in target else b"")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

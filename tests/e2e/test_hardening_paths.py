@@ -234,3 +234,25 @@ def test_static_files_answer_405_to_unknown_methods(site: Site) -> None:
 def test_invalid_methods_are_still_400(site: Site) -> None:
     assert site.get(b"/x", method=b"get").status == 400
     assert site.get(b"/x", method=b"G@T").status == 400
+
+
+# -- dot segments: routing resolves them, so the upstream must get them resolved -------------
+
+
+@pytest.mark.parametrize(
+    ("target", "forwarded"),
+    [
+        (b"/private/../public?q=/..", b"/public?q=/.."),
+        (b"/private/%2e%2E/x", b"/x"),
+        (b"/a//../b/./c", b"/b/c"),
+        (b"http://a.test/private/../y", b"/y"),
+    ],
+)
+def test_dot_segments_reach_the_upstream_resolved(
+    site: Site, target: bytes, forwarded: bytes
+) -> None:
+    """``/private/../public`` is routed as ``/public``; the app must not get the raw form,
+    which Gunicorn passes on unresolved (a ``private/<path>`` view would match it)."""
+    before = len(site.seen())
+    assert site.get(target).status == 200
+    assert site.seen()[before:] == [b"GET " + forwarded + b" HTTP/1.1"]

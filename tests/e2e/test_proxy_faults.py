@@ -146,3 +146,19 @@ def test_keepalive_pool_reuses_connections(start_bext: Start) -> None:
             for _ in range(50):
                 assert client.get("/ok").status_code == 200
         assert upstream.connections <= 2
+
+
+def test_upstream_error_lines_name_the_server_and_the_real_outcome(start_bext: Start) -> None:
+    """One line per failure, naming the server; "giving up" when nothing is left to try."""
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port, read_timeout_ms=500))
+        assert httpx.get(server.base_url + "/hang", timeout=10).status_code == 504
+        line = server.wait_for_log(r"upstream app: upstream read timed out \(GET /hang[^\n]*")
+        assert f"on http://127.0.0.1:{upstream.port}" in line.group(0)
+        assert line.group(0).endswith("; giving up")
+    down = free_port()
+    server = start_bext(proxy_config(down))
+    assert httpx.get(server.base_url + "/x").status_code == 502
+    line = server.wait_for_log(r"upstream app: connect to [^\n]*")
+    assert line.group(0).endswith(f"(GET /x on http://127.0.0.1:{down}); giving up")
+    assert "trying" not in server.stderr()  # one server: there was nothing to try next

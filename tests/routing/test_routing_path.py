@@ -199,3 +199,31 @@ def test_absolute_form_host(target: bytes, host: str | None, rest: bytes) -> Non
 def test_absolute_form_host_rejects(target: bytes) -> None:
     with pytest.raises(BadPath):
         absolute_form_host(target)
+
+
+def test_upstream_target_agrees_with_routing() -> None:
+    """What goes upstream normalises to what routing matched, with no dot segment left."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bext.routing.path import BadPath, normalize_path, split_target, upstream_target
+
+    segment = st.sampled_from(["a", "b", ".", "..", "", "%2e", "%2E%2e", "x%2Fy", "%41", "~"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(segment, max_size=8), st.booleans(), st.sampled_from(["", "?q=/../x", "?"]))
+    def check(segments: list[str], absolute: bool, query: str) -> None:
+        raw = ("/" + "/".join(segments) + query).encode()
+        target = b"http://h.test" + raw if absolute else raw
+        try:
+            routed = normalize_path(split_target(target)[0])
+        except BadPath:
+            return  # refused before any proxying
+        sent = upstream_target(target)
+        path = sent.partition(b"?")[0]
+        assert normalize_path(path) == routed
+        assert not any(
+            part in (b".", b"..") for part in path.lower().replace(b"%2e", b".").split(b"/")
+        )
+
+    check()
