@@ -210,6 +210,20 @@ class Exchange:
             except Exception:
                 log.exception("request handler failed for %s %r", request.method, request.target)
                 response = error_response(500, request.header(b"accept"))
+        status = response.status
+        if (
+            response.stream is None
+            and response.file is None
+            and response.tunnel is None
+            and status >= 200
+            and len(response.body) <= sender.whole_limit
+        ):
+            # The common answer (a proxied page, an error): nothing to stream or release.
+            if not sender.gone:
+                sender.send_whole(
+                    request, response, request.method != "HEAD" and status not in NO_BODY_STATUS
+                )
+            return
         done_with = False
         try:
             if not sender.gone:

@@ -83,8 +83,8 @@ class H1Connection(asyncio.Protocol):
         self._input_failed = False
         self._eof = False  # the client half-closed: nothing more will arrive
         self._lingering = False  # closing: input is read and dropped until EOF or deadline
-        self._events: list[Event] = []  # the current read's parsed events ...
-        self._events_left = 0  # ... and how many of them are not handled yet
+        self._events: list[Event] = []  # the last read's parsed events, and the head of
+        self._head: RequestHead | None = None  # the last request: what follows it is unread
         self._tunnel: Tunnel | None = None
         self._plain = True  # no TLS: sendfile is possible, h2c may be spoken
         self._sniff = False  # the first bytes may still turn out to be the HTTP/2 preface
@@ -147,9 +147,7 @@ class H1Connection(asyncio.Protocol):
             self._fail_input(exc)
             return
         self._events = events
-        self._events_left = len(events)
         for event in events:
-            self._events_left -= 1
             kind = type(event)
             if kind is RequestHead:
                 self._on_head(event, now)  # type: ignore[arg-type]
@@ -293,6 +291,7 @@ class H1Connection(asyncio.Protocol):
     # -- requests ---------------------------------------------------------------------------
 
     def _on_head(self, head: RequestHead, now: float) -> None:
+        self._head = head
         has_body = head.has_body
         body = RequestBody(self, head.expect_continue) if has_body else EMPTY_BODY
         request = Request.from_head(
@@ -619,8 +618,7 @@ class H1Connection(asyncio.Protocol):
         unread = (
             self._read_pauses
             or self._queue
-            or self._events_left > 1
-            or (self._events_left == 1 and type(self._events[-1]) is not MessageEnd)
+            or self._events_unhandled()
             or self._receiving is not None
             or self._parser.in_head
             or self._input_failed
@@ -636,6 +634,17 @@ class H1Connection(asyncio.Protocol):
             transport.write_eof()  # after what is buffered: the client sees the end now
         self._timer.cancel()
         self._timer.arm(self._loop.time() + linger)
+
+    def _events_unhandled(self) -> bool:
+        """Whether the last read held more than the request being answered (pipelining)."""
+        events = self._events
+        head = self._head
+        if len(events) <= 2 or head is None:
+            return False
+        for index, event in enumerate(events):
+            if event is head:
+                return any(type(later) is not MessageEnd for later in events[index + 1 :])
+        return False
 
     def _pause_reading(self, reason: int) -> None:
         if not self._read_pauses and self._transport is not None and not self._closed:
