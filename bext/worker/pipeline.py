@@ -201,21 +201,7 @@ class Pipeline:
                     if type(answer) is Response:
                         return self._respond(request, answer)
                     return self._respond(request, self._resume(request, index, answer, routed))  # type: ignore[arg-type]
-        route = self.router.match(request.host, routed)
-        if route is None:
-            return self._respond(request, error_response(404, request.header(b"accept")))
-        request.route = route
-        if route.limit is not None and (refused := route.limit.check(request)) is not None:
-            return self._respond(request, refused)  # route phase: the rule's rate limit
-        result = route.handler(request)
-        response_phases = self.response_phases
-        if not response_phases:
-            return result
-        if type(result) is Response:
-            for phase in response_phases:
-                result = phase(request, result)
-            return result
-        return _respond_later(response_phases, request, result)  # type: ignore[arg-type]
+        return self._respond(request, self._route(request, routed))
 
     def _route(self, request: Request, path: str) -> Response | Awaitable[Response]:
         route = self.router.match(request.host, path)
