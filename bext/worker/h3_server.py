@@ -56,6 +56,7 @@ from aioquic.quic.crypto import CryptoPair
 from aioquic.quic.packet import (
     QuicErrorCode,
     QuicFrameType,
+    QuicHeader,
     QuicPacketType,
     encode_quic_retry,
     encode_quic_version_negotiation,
@@ -287,11 +288,7 @@ class H3Server(asyncio.DatagramProtocol):
         if refusal is not None:
             self.stats.refused += 1
             log.info("HTTP/3: refusing a connection from %s: %s", addr[0], refusal)
-            self.send_datagram(
-                _initial_close(version, header.destination_cid, header.source_cid,
-                               QuicErrorCode.CONNECTION_REFUSED),
-                addr,
-            )  # fmt: skip
+            self._close_initial(version, header, addr, QuicErrorCode.CONNECTION_REFUSED)
             return
         retry_source_cid: bytes | None = None
         if self._retry is None:
@@ -326,20 +323,12 @@ class H3Server(asyncio.DatagramProtocol):
                 )
             except ValueError:
                 self.stats.invalid_tokens += 1
-                self.send_datagram(
-                    _initial_close(version, header.destination_cid, header.source_cid,
-                                   QuicErrorCode.INVALID_TOKEN),
-                    addr,
-                )  # fmt: skip
+                self._close_initial(version, header, addr, QuicErrorCode.INVALID_TOKEN)
                 return
             retry_source_cid = header.destination_cid
         if not self._ctx.reserve(str(addr[0])):  # max_connections_per_ip, shared with TCP
             self.stats.refused += 1
-            self.send_datagram(
-                _initial_close(version, header.destination_cid, header.source_cid,
-                               QuicErrorCode.CONNECTION_REFUSED),
-                addr,
-            )  # fmt: skip
+            self._close_initial(version, header, addr, QuicErrorCode.CONNECTION_REFUSED)
             return
         self._accept(data, addr, header.destination_cid, original_cid, retry_source_cid)
 
@@ -348,6 +337,13 @@ class H3Server(asyncio.DatagramProtocol):
             return "draining"
         ctx = self._ctx
         return self._admission.refusal(len(ctx.connections), ctx.max_connections)
+
+    def _close_initial(self, version: int, header: QuicHeader, addr: NetworkAddress,
+                       code: int) -> None:  # fmt: skip
+        """Answer an Initial with CONNECTION_CLOSE (refused, bad token) and nothing else."""
+        self.send_datagram(
+            _initial_close(version, header.destination_cid, header.source_cid, code), addr
+        )
 
     def _accept(
         self,
