@@ -200,17 +200,29 @@ class Pipeline:
                 if answer is not None:
                     if type(answer) is Response:
                         return self._respond(request, answer)
-                    return self._respond(request, self._resume(request, index, answer, routed))  # type: ignore[arg-type]
-        return self._respond(request, self._route(request, routed))
+                    return self._resume(request, index, answer, routed)  # type: ignore[arg-type]
+        return self._route_and_respond(request, routed)
 
-    def _route(self, request: Request, path: str) -> Response | Awaitable[Response]:
+    def _route_and_respond(self, request: Request, path: str) -> Response | Awaitable[Response]:
+        """Route, the route phases, the handler, then the response phases."""
         route = self.router.match(request.host, path)
         if route is None:
-            return error_response(404, request.header(b"accept"))
-        request.route = route
-        if route.limit is not None and (refused := route.limit.check(request)) is not None:
-            return refused  # route phase: the rule's rate limit
-        return route.handler(request)
+            result: Response | Awaitable[Response] = error_response(404, request.header(b"accept"))
+        else:
+            request.route = route
+            limit = route.limit
+            if limit is not None and (refused := limit.check(request)) is not None:
+                result = refused  # route phase: the rule's rate limit
+            else:
+                result = route.handler(request)
+        phases = self.response_phases
+        if not phases:
+            return result
+        if type(result) is Response:
+            for phase in phases:
+                result = phase(request, result)
+            return result
+        return _respond_later(phases, request, result)  # type: ignore[arg-type]
 
     async def _resume(
         self, request: Request, index: int, pending: Awaitable[Response | None], path: str
@@ -223,13 +235,16 @@ class Pipeline:
             index += 1
             answer = result if result is None or type(result) is Response else await result  # type: ignore[misc]
         if answer is not None:
+            for phase in self.response_phases:  # an early answer: the response phases too
+                answer = phase(request, answer)
             return answer
-        routed = self._route(request, path)
+        routed = self._route_and_respond(request, path)  # response phases applied there
         return routed if type(routed) is Response else await routed  # type: ignore[misc]
 
     def _respond(
         self, request: Request, result: Response | Awaitable[Response]
     ) -> Response | Awaitable[Response]:
+        """The response phases, for an answer given before routing."""
         phases = self.response_phases
         if not phases:
             return result
