@@ -24,9 +24,10 @@ class RequestNotes:
 
     def __init__(self) -> None:
         self.client_ip: str | None = None
-        """The client as the proxy phase worked it out (``trusted_proxies`` applied)."""
+        """The client after ``trusted_proxies``, once a phase needed it (a rate limit's
+        key): :func:`bext.limits.keys.client_ip` computes and notes it."""
         self.upstream: str | None = None
-        """The upstream group a proxy route chose."""
+        """The upstream group a proxy route sent the request to (noted with ``server``)."""
         self.server: str | None = None
         """The server of that group that answered."""
         self.request_id: str | None = None

@@ -86,7 +86,6 @@ class ProxyHandler:
         return self.proxy(request)
 
     async def proxy(self, request: Request) -> Response:
-        request.notes.upstream = self.group.name
         target = upstream_target(request.target)
         spool: RequestSpool | None = None
         content_length: int | None = None
@@ -229,7 +228,8 @@ class ProxyHandler:
                 self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
             self.group.mark_ok(pool)
-            request.notes.server = pool.label
+            notes = request.notes
+            notes.upstream, notes.server = group.name, pool.label
             headers, no_buffering = client_response_headers(response_head.headers)
             if no_buffering and self.response_buffering:
                 buffer.set_limits(STREAMING_MEMORY, 0)

@@ -109,7 +109,6 @@ def upstream_request_head(
     if tokens:
         drop = drop | tokens
     forwarded_for, real_ip = client_addresses(request, trusted)
-    request.notes.client_ip = real_ip.decode("latin-1")
     trusted_peer = bool(trusted) and trusted.trusts(request.client_addr)
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     host = None

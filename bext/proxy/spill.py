@@ -283,7 +283,8 @@ class SpillBuffer:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self._space.give(self._write_pos)
+        if self._write_pos:
+            self._space.give(self._write_pos)
         self._chunks.clear()
         self._tail = None
         self._memory = 0
