@@ -15,14 +15,16 @@ $(STAMP): pyproject.toml
 
 ## make test: install what the tests need, then lint, type-check and run the whole suite
 test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q integrations/django-bext/tests
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bext tests bench demo
-	$(VENV)/bin/ruff format --check bext tests bench demo
+	$(VENV)/bin/ruff check bext tests bench demo integrations
+	$(VENV)/bin/ruff format --check bext tests bench demo integrations
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy bext
+	cd integrations/django-bext && ../../$(VENV)/bin/mypy
 
 ## make demo: the demo Django app under Gunicorn, behind bext on http://127.0.0.1:3000
 ## (DEMO_SERVER=uvicorn for Uvicorn; Ctrl-C stops both)
