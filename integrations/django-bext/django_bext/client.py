@@ -24,7 +24,10 @@ from . import conf
 
 logger = logging.getLogger("django_bext")
 
-MAX_TAG_LENGTH = 1024
+MAX_TAG_LENGTH = 128
+"""The longest tag bext keeps (``bext.cache.tags.MAX_TAG_BYTES``); tags are ASCII."""
+MAX_ITEMS = 1000
+"""Tags, URLs and prefixes one request may carry (bext refuses more with 400)."""
 _MAX_RESPONSE = 1 << 20  # bytes of response body we are willing to read
 
 
@@ -53,7 +56,7 @@ class InvalidationResult:
 def validate_tag(tag: object) -> str:
     """Return ``tag`` if it is a valid cache tag, else raise ``ValueError``.
 
-    A tag is a non-empty ``str`` of at most 1024 visible ASCII characters
+    A tag is a non-empty ``str`` of at most 128 visible ASCII characters
     (0x21-0x7E) other than the comma: no whitespace, no control characters,
     no commas (the ``Cache-Tag`` header is comma-separated).
     """
@@ -117,6 +120,8 @@ def build_payload(
     tag_list = _as_list("tags", tags, validate_tag)
     url_list = _as_list("urls", urls, lambda v: _validate_target("urls", v))
     prefix_list = _as_list("prefixes", prefixes, lambda v: _validate_target("prefixes", v))
+    if len(tag_list) + len(url_list) + len(prefix_list) > MAX_ITEMS:
+        raise ValueError(f"more than {MAX_ITEMS} tags, urls and prefixes in one invalidation")
     if not isinstance(all, bool):
         raise ValueError("all must be a bool")
     if not isinstance(soft, bool):

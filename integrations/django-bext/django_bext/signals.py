@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, router, transaction
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from .client import invalidate
+from .client import MAX_ITEMS, invalidate
 from .tags import instance_tag, model_tag
 
 logger = logging.getLogger("django_bext")
@@ -89,7 +89,8 @@ class _Batch:
         if not tags:
             return
         try:
-            invalidate(tags=tags)
+            for start in range(0, len(tags), MAX_ITEMS):  # bext takes 1000 per request
+                invalidate(tags=tags[start : start + MAX_ITEMS])
         except Exception:  # pragma: no cover - invalidate() does not raise for I/O
             logger.exception("django_bext failed to invalidate %s", tags)
 
