@@ -215,14 +215,7 @@ class Pipeline:
                 result = refused  # route phase: the rule's rate limit
             else:
                 result = route.handler(request)
-        phases = self.response_phases
-        if not phases:
-            return result
-        if type(result) is Response:
-            for phase in phases:
-                result = phase(request, result)
-            return result
-        return _respond_later(phases, request, result)  # type: ignore[arg-type]
+        return self._respond(request, result)
 
     async def _resume(
         self, request: Request, index: int, pending: Awaitable[Response | None], path: str
@@ -244,7 +237,7 @@ class Pipeline:
     def _respond(
         self, request: Request, result: Response | Awaitable[Response]
     ) -> Response | Awaitable[Response]:
-        """The response phases, for an answer given before routing."""
+        """The response phases: every answer, routed or early, goes through here once."""
         phases = self.response_phases
         if not phases:
             return result
