@@ -280,3 +280,18 @@ def test_many_silent_control_clients_hold_a_bounded_number_of_fds(
         for client in clients:
             client.close()
     assert _timed_status(sock_path) < 1.0
+
+
+def test_tcp_listeners_defer_accept_until_the_client_speaks() -> None:
+    """TCP_DEFER_ACCEPT (nginx's ``deferred``) on TCP listeners, never on QUIC's UDP ones:
+    a connect that sends nothing does not wake a worker."""
+    listeners = bind_listeners(("127.0.0.1",), 0, 2, False)
+    quic = bind_listeners(("127.0.0.1",), 0, 1, False, kind=QUIC)
+    try:
+        for sock in listeners[0].sockets:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+        with pytest.raises(OSError):
+            quic[0].sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT)
+    finally:
+        for listener in listeners + quic:
+            listener.close()
