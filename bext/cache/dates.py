@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from email.utils import formatdate
 
 _MONTH_NAMES = (
     b"Jan",
@@ -88,14 +89,4 @@ def parse_http_date(value: bytes | str, *, now: float | None = None) -> int | No
 
 def format_http_date(seconds: float) -> bytes:
     """Format POSIX ``seconds`` as an IMF-fixdate (RFC 9110 §5.6.7), the only format to send."""
-    t = time.gmtime(int(seconds))
-    day = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")[t.tm_wday]
-    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        day,
-        t.tm_mday,
-        _MONTH_NAMES[t.tm_mon - 1],
-        t.tm_year,
-        t.tm_hour,
-        t.tm_min,
-        t.tm_sec,
-    )
+    return formatdate(int(seconds), usegmt=True).encode("ascii")

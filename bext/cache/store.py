@@ -632,17 +632,13 @@ class Store:
                     referenced.add(rec.file)
         removed = 0
         deadline = time.time() - age
-        for directory in (self.path / "bodies").iterdir():
-            if not directory.is_dir():
+        for name, entry in self._body_files():
+            if entry.name.startswith(_TMP_PREFIX) or name in referenced:
                 continue
-            for entry in os.scandir(directory):
-                name = f"{directory.name}/{entry.name}"
-                if entry.name.startswith(_TMP_PREFIX) or name in referenced:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime < deadline:
-                        os.unlink(entry.path)
-                        removed += 1
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime < deadline:
+                    os.unlink(entry.path)
+                    removed += 1
         return removed
 
     def stats(self) -> StoreStats:
@@ -745,16 +741,21 @@ class Store:
     def _body_path(self, name: str) -> str:
         return str(self.path / "bodies" / name)
 
+    def _body_files(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Every file under ``bodies/`` as ``(body file name, entry)``."""
+        for directory in (self.path / "bodies").iterdir():
+            if directory.is_dir():
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        yield f"{directory.name}/{entry.name}", entry
+
     def _clean_temp_files(self) -> None:
         deadline = time.time() - self.temp_max_age
-        for directory in (self.path / "bodies").iterdir():
-            if not directory.is_dir():
-                continue
-            for entry in os.scandir(directory):
-                if entry.name.startswith(_TMP_PREFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        if entry.stat().st_mtime <= deadline:
-                            os.unlink(entry.path)
+        for _, entry in self._body_files():
+            if entry.name.startswith(_TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime <= deadline:
+                        os.unlink(entry.path)
 
 
 def _get_u64(txn: lmdb.Transaction[bytes], db: Any, key: bytes) -> int:

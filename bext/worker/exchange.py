@@ -220,9 +220,7 @@ class Exchange:
         ):
             # The common answer (a proxied page, an error): nothing to stream or release.
             if not sender.gone:
-                sender.send_whole(
-                    request, response, request.method != "HEAD" and status not in NO_BODY_STATUS
-                )
+                sender.send_whole(request, response, with_body(request, status))
             return
         done_with = False
         try:

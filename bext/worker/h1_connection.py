@@ -59,6 +59,8 @@ _PAUSED_BY_UPGRADE = 8
 DRAIN_IDLE_GRACE = 1.0
 """While draining, how long an idle connection may still send a request before closing."""
 _LARGE_BODY = 64 * 1024
+_NO_EVENTS: list[Event] = []
+"""Shared, never appended to: what ``_events`` holds between reads."""
 
 
 class H1Connection(asyncio.Protocol):
@@ -83,7 +85,7 @@ class H1Connection(asyncio.Protocol):
         self._input_failed = False
         self._eof = False  # the client half-closed: nothing more will arrive
         self._lingering = False  # closing: input is read and dropped until EOF or deadline
-        self._events: list[Event] = []  # the last read's parsed events, and the head of
+        self._events: list[Event] = _NO_EVENTS  # the read being handled's events, and the head of
         self._head: RequestHead | None = None  # the last request: what follows it is unread
         self._tunnel: Tunnel | None = None
         self._plain = True  # no TLS: sendfile is possible, h2c may be spoken
@@ -165,6 +167,9 @@ class H1Connection(asyncio.Protocol):
                 if receiving is not None:
                     self._receiving = None
                     receiving.body.end()
+        # Only a close decided while they are handled needs them; an idle connection must
+        # not hold on to the last read's body chunks.
+        self._events = _NO_EVENTS
         pending_error = parser.pending_error
         if pending_error is not None:
             self._fail_input(pending_error)

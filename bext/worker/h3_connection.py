@@ -527,7 +527,7 @@ class H3Connection:
 
     async def _ready(self, stream: _Stream) -> None:
         """Wait while the stream holds more than ``send_buffer`` bytes QUIC has not sent."""
-        if stream.done or self._closing or self._h3 is None:
+        if stream.gone:
             raise ConnectionResetError("stream closed")
         if self._quic.send_backlog(stream.stream_id) > self._limits.send_buffer:
             await self._drain(stream)

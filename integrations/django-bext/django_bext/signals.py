@@ -24,7 +24,7 @@ from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from .client import MAX_ITEMS, invalidate
-from .tags import instance_tag, model_tag
+from .tags import instance_tag, model_tag, pk_tag
 
 logger = logging.getLogger("django_bext")
 
@@ -159,8 +159,6 @@ def _on_m2m(
         tags += _tags(instance)
     if is_registered(model):
         tags.append(model_tag(model))
-        for pk in pk_set or ():
-            obj = model(pk=pk)
-            tags.append(instance_tag(obj))
+        tags.extend(pk_tag(model, pk) for pk in pk_set or ())
     if tags:
         queue_tags(tags, using or router.db_for_write(type(instance), instance=instance))

@@ -29,7 +29,12 @@ def instance_tag(instance: Model) -> str:
     a valid tag (integers and UUIDs are unchanged)."""
     if instance.pk is None:
         raise ValueError(f"cannot tag unsaved {type(instance).__name__} instance (pk is None)")
-    return f"{model_tag(instance)}:{quote(str(instance.pk), safe='')}"
+    return pk_tag(instance, instance.pk)
+
+
+def pk_tag(model: type[Model] | Model, pk: Any) -> str:
+    """:func:`instance_tag` from a model and a primary key, without building an instance."""
+    return f"{model_tag(model)}:{quote(str(pk), safe='')}"
 
 
 def tags_for(*items: Any) -> list[str]:
