@@ -11,7 +11,7 @@ and `rules.py` are written against this, which keeps them to one line per settin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,11 +27,13 @@ __all__ = [
     "checked",
     "is_int",
     "key_repr",
+    "named_tables",
     "show_value",
     "string_list",
 ]
 
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _T = TypeVar("_T")
 
 
@@ -284,6 +286,32 @@ def string_list(ctx: Context, path: str, value: Any) -> list[tuple[str, str]]:
         if ctx.expect(f"{path}[{i}]", item, "str"):
             items.append((f"{path}[{i}]", item))
     return items
+
+
+def named_tables(t: Table, noun: str, *, skip_bad_names: bool) -> Iterator[tuple[str, Table]]:
+    """The `[SECTION.NAME]` tables of section `t`, in file order, each with its name.
+
+    A name that is not letters, digits, '-' and '_' (starting with a letter or digit) is
+    reported, and its table skipped with `skip_bad_names`; a value that is not a table is
+    reported and skipped.
+    """
+    for name in list(t.raw):
+        raw = t.take(name)
+        path = t.sub(name)
+        if not _NAME_RE.fullmatch(name):
+            t.ctx.error(
+                path,
+                f"{noun} names may use letters, digits, '-' and '_', "
+                f"and must start with a letter or digit, got {quote(name)}",
+            )
+            if skip_bad_names:
+                continue
+        if not isinstance(raw, dict):
+            t.ctx.error(
+                path, f"expected a table ([{t.path}.{key_repr(name)}]), got {show_value(raw)}"
+            )
+            continue
+        yield name, Table(t.ctx, path, raw)
 
 
 def checked(ctx: Context, path: str, check: Callable[[str], _T], value: str) -> _T | None:

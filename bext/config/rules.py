@@ -14,7 +14,16 @@ from pathlib import Path
 
 from bext.config import values
 from bext.config.errors import did_you_mean, quote
-from bext.config.reader import MISSING, Context, Table, checked, is_int, key_repr, show_value
+from bext.config.reader import (
+    MISSING,
+    Context,
+    Table,
+    checked,
+    is_int,
+    key_repr,
+    named_tables,
+    show_value,
+)
 from bext.config.schema import (
     DEFAULT_CONTENT_TYPE,
     REDIRECT_STATUSES,
@@ -88,20 +97,8 @@ def _read_rule(
         )
         render = None
     root = t.get_path("root", app_dir)
-    proxy = t.get_opt_str("proxy")
-    if proxy is not None and proxy not in upstream_names:
-        if upstream_names:
-            hint = did_you_mean(proxy, upstream_names)
-        else:
-            hint = " (no [upstreams.NAME] sections are defined)"
-        ctx.error(t.sub("proxy"), f"no upstream named {quote(proxy)}{hint}")
-    limit = t.get_opt_str("limit")
-    if limit is not None and limit not in limit_names:
-        if limit_names:
-            hint = did_you_mean(limit, limit_names)
-        else:
-            hint = " (no [limits.NAME] sections are defined)"
-        ctx.error(t.sub("limit"), f"no limit named {quote(limit)}{hint}")
+    proxy = _read_reference(ctx, t, "proxy", upstream_names, "upstream", "upstreams")
+    limit = _read_reference(ctx, t, "limit", limit_names, "limit", "limits")
     respond = _read_respond(ctx, t)
     redirect = _read_redirect(ctx, t)
     headers = _read_headers(ctx, t)
@@ -149,6 +146,21 @@ def _read_rule(
         allow_symlinks=allow_symlinks,
         limit=limit,
     )
+
+
+def _read_reference(
+    ctx: Context, t: Table, key: str, names: Sequence[str], noun: str, section: str
+) -> str | None:
+    """`key`: the name of a `[SECTION.NAME]` table; one not among `names` is reported
+    (and still returned, so later checks see the rule as written)."""
+    name = t.get_opt_str(key)
+    if name is not None and name not in names:
+        if names:
+            hint = did_you_mean(name, names)
+        else:
+            hint = f" (no [{section}.NAME] sections are defined)"
+        ctx.error(t.sub(key), f"no {noun} named {quote(name)}{hint}")
+    return name
 
 
 def _read_respond(ctx: Context, rule: Table) -> RespondAction | None:
@@ -271,7 +283,6 @@ def _check_reachability(ctx: Context, rules: Iterable[RouteRule]) -> None:
 
 # -- [limits.NAME] ------------------------------------------------------------------------
 
-_LIMIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _RATE_RE = re.compile(r"\s*(\d+)\s*r?\s*/\s*([A-Za-z]+)\s*")
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
             "h": 3600.0, "hour": 3600.0}  # fmt: skip
@@ -284,20 +295,8 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 def read_limits(ctx: Context, t: Table) -> tuple[LimitConfig, ...]:
     """`[limits.NAME]` tables, in file order: named request rates for route rules."""
     result: list[LimitConfig] = []
-    for name in list(t.raw):
-        raw = t.take(name)
-        path = t.sub(name)
-        if not _LIMIT_NAME_RE.fullmatch(name):
-            ctx.error(
-                path,
-                "limit names may use letters, digits, '-' and '_', "
-                f"and must start with a letter or digit, got {quote(name)}",
-            )
-            continue
-        if not isinstance(raw, dict):
-            ctx.error(path, f"expected a table ([limits.{key_repr(name)}]), got {show_value(raw)}")
-            continue
-        limit = _read_limit(ctx, Table(ctx, path, raw), name)
+    for name, table in named_tables(t, "limit", skip_bad_names=True):
+        limit = _read_limit(ctx, table, name)
         if limit is not None:
             result.append(limit)
     return tuple(result)

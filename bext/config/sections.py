@@ -23,6 +23,7 @@ from bext.config.reader import (
     checked,
     is_int,
     key_repr,
+    named_tables,
     show_value,
     string_list,
 )
@@ -66,7 +67,6 @@ __all__ = [
     "read_waf",
 ]
 
-_UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _MAX_WORKERS = 1024
 _MEDIA_RANGE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/(\*|[A-Za-z0-9!#$&^_.+-]+)")
 
@@ -222,22 +222,15 @@ def _read_http3(ctx: Context, t: Table) -> H3Limits:
 def _read_temp_path(ctx: Context, t: Table) -> Path:
     """`temp_path`: a directory (made by the operator, checked when the pipeline is built);
     NUL and control characters are refused here, before any system call sees them."""
-    raw = t.take("temp_path")
-    if raw is MISSING:
-        return Path(tempfile.gettempdir())
-    if not ctx.expect(t.sub("temp_path"), raw, "str"):
-        return Path(tempfile.gettempdir())
-    if not raw or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+    raw = t.raw.get("temp_path")
+    if isinstance(raw, str) and (not raw or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw)):
+        t.take("temp_path")
         ctx.error(
             t.sub("temp_path"),
             f"expected a directory path without control characters, got {quote(raw)}",
         )
         return Path(tempfile.gettempdir())
-    try:
-        return values.resolve_path(ctx.base_dir, raw)
-    except ValueError as exc:
-        ctx.error(t.sub("temp_path"), str(exc))
-        return Path(tempfile.gettempdir())
+    return t.get_path("temp_path", ctx.base_dir) or Path(tempfile.gettempdir())
 
 
 def _read_workers(ctx: Context, t: Table) -> int:
@@ -347,22 +340,10 @@ def _read_certificates(ctx: Context, tls: Table) -> tuple[TLSCertificate, ...]:
 
 def read_upstreams(ctx: Context, t: Table) -> tuple[UpstreamConfig, ...]:
     """`[upstreams.NAME]` tables, in file order (the order `bext check` shows)."""
-    result: list[UpstreamConfig] = []
-    for name in list(t.raw):
-        raw = t.take(name)
-        path = t.sub(name)
-        if not _UPSTREAM_NAME_RE.fullmatch(name):
-            ctx.error(
-                path,
-                "upstream names may use letters, digits, '-' and '_', "
-                f"and must start with a letter or digit, got {quote(name)}",
-            )
-        if not isinstance(raw, dict):
-            ctx.error(
-                path, f"expected a table ([upstreams.{key_repr(name)}]), got {show_value(raw)}"
-            )
-            continue
-        result.append(_read_upstream(ctx, Table(ctx, path, raw), name))
+    result = [
+        _read_upstream(ctx, table, name)
+        for name, table in named_tables(t, "upstream", skip_bad_names=False)
+    ]
     total = sum(len(u.servers) for u in result)
     if total > MAX_UPSTREAM_SERVERS:
         ctx.error(

@@ -42,6 +42,7 @@ from bext.master.generations import (
     Generation,
     GenerationError,
     build_generation,
+    health_keys,
     release,
 )
 from bext.master.listeners import INHERIT_ENV, Listener, export_listeners, inherit_listeners
@@ -398,9 +399,7 @@ class Arbiter:
         except Exception as exc:  # the master must never die on a file it is given
             raise GenerationError(f"cannot load the configuration: "
                                   f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
-        keep: set[int] = set()
-        for generation in self._generations():
-            keep |= generation.health_keys()  # draining workers still use theirs
+        keep = health_keys(self._generations())  # draining workers still use theirs
         try:
             # The number after the current one, even after an abandoned reload: its
             # counter block (by parity) must differ from the running workers'.

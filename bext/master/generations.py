@@ -102,10 +102,15 @@ def release(generation: Generation, survivors: Iterable[Generation], segment: Se
         if id(listener) not in kept:
             listener.close()
     generation.close()
+    retain(segment, health_keys(survivors))
+
+
+def health_keys(generations: Iterable[Generation]) -> set[int]:
+    """The health-table keys that the configurations of ``generations`` name."""
     keys: set[int] = set()
-    for survivor in survivors:
-        keys |= survivor.health_keys()
-    retain(segment, keys)
+    for generation in generations:
+        keys |= generation.health_keys()
+    return keys
 
 
 def build_generation(
@@ -248,4 +253,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-__all__ = ["INVALID", "Generation", "GenerationError", "build_generation", "release"]
+__all__ = [
+    "INVALID",
+    "Generation",
+    "GenerationError",
+    "build_generation",
+    "health_keys",
+    "release",
+]
