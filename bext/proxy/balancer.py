@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from bext.config.schema import UpstreamConfig
+from bext.limits.throttle import LogThrottle
 from bext.proxy.pool import ConnectionPool
 from bext.shm.health import LOCK_REGION, HealthEntry, InFlight, server_key
 from bext.shm.layout import Segment
@@ -40,9 +41,9 @@ COOL_DOWN = 5.0
 QUEUE_POLL = 0.005
 """How often the first waiter of a worker's queue looks for room freed by other workers."""
 OVERLOAD_LOG_INTERVAL = 10.0
+"""At most one log line per upstream and worker this often about refused requests."""
 RETRY_AFTER = b"5"
 """``Retry-After`` (seconds) of a ``503`` for a request refused by the queue."""
-"""At most one log line per upstream and worker this often about refused requests."""
 
 
 class Overloaded(Exception):
@@ -153,7 +154,7 @@ class UpstreamGroup:
         self.limited = bool(self._slots)
         """Some server has ``max_conns``: requests go through :meth:`admit`."""
         self._waiters: deque[_Waiter] = deque()
-        self._overload_logged = 0.0
+        self._overload_log = LogThrottle(OVERLOAD_LOG_INTERVAL)
 
     def candidates(self) -> Iterator[ConnectionPool]:
         """Pools to try for one request: the round-robin pick first, then the others."""
@@ -245,9 +246,7 @@ class UpstreamGroup:
         return None
 
     def _overloaded(self, reason: str) -> Overloaded:
-        now = time.monotonic()
-        if now - self._overload_logged >= OVERLOAD_LOG_INTERVAL:
-            self._overload_logged = now
+        if self._overload_log.due():
             log.warning(
                 "upstream %s: every server is at max_conns and %s; answering 503 "
                 "(this message at most every %gs)",

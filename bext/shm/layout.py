@@ -19,7 +19,8 @@ signed 64-bit integer; names never go in, only indexes and hashed ids.
                     (bext/shm/peers.py); the master clears a dead worker's entries
 
 The rate and client tables are split into 256 partitions, each guarded by one stripe of a
-``StripedLock`` (region 0: rate limits, region 1: client connections).
+``StripedLock`` (region 0: rate limits, region 1: client connections; region 2 guards the
+upstream in-flight counts of the health table, region 3 the cache tag generations).
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ the same process from each other, only other processes.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from bext.shm.layout import SIZE, Segment
 
@@ -38,11 +37,29 @@ class StripedLock:
         self._stripes = stripes
         self._base = SIZE + region * stripes
 
-    @contextmanager
-    def hold(self, key: int) -> Iterator[None]:
-        offset = self._base + key % self._stripes
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, offset)
-        try:
-            yield
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+    def hold(self, key: int) -> _Stripe:
+        """``with lock.hold(key):`` the stripe of ``key``, held for the block."""
+        return _Stripe(self._fd, self._base + key % self._stripes)
+
+
+class _Stripe:
+    """One stripe as a context manager: a plain class, not ``@contextmanager``, since it
+    runs for every rate check, client connection and upstream request it guards (about a
+    microsecond less each)."""
+
+    __slots__ = ("_fd", "_offset")
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+
+    def __enter__(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, self._offset)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)

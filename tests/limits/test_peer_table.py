@@ -17,6 +17,7 @@ from bext.shm.peers import (
     peer_key,
     release_owner,
 )
+from tests.support.forking import run_forked
 
 
 def used_entries(segment: Segment) -> int:
@@ -88,29 +89,14 @@ def test_forked_workers_never_exceed_the_limit() -> None:
     """Four processes race for one address's 10 slots: exactly 10 are taken."""
     segment = Segment()
     key = peer_key("198.51.100.1")
-    pids, reads = [], []
-    for _ in range(4):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.close(read_fd)
-                table = PeerTable(segment, os.getpid())
-                taken = sum(table.acquire(key, 10) == ADMITTED for _ in range(50))
-                os.write(write_fd, str(taken).encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        pids.append(pid)
-        reads.append(read_fd)
-    taken = 0
-    for pid, read_fd in zip(pids, reads, strict=True):
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        taken += int(os.read(read_fd, 32))
-        os.close(read_fd)
+
+    def work(_: int) -> int:
+        table = PeerTable(segment, os.getpid())
+        return sum(table.acquire(key, 10) == ADMITTED for _ in range(50))
+
+    children = run_forked(4, work)
+    pids = [pid for pid, _ in children]
+    taken = sum(result or 0 for _, result in children)
     assert taken == 10
     assert PeerTable(segment, 1).total(key) == 10
     for pid in pids:

@@ -3,11 +3,10 @@ processes (forked children stand in for workers)."""
 
 from __future__ import annotations
 
-import os
-
 from bext.limits.keys import KeyHasher
 from bext.limits.rate import PARTITIONS, PER_PARTITION, WINDOW, RateTable
 from bext.shm.layout import Segment
+from tests.support.forking import run_forked
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -73,28 +72,9 @@ def test_forked_workers_share_one_decision_per_key() -> None:
     table = RateTable(segment)
     now = 100 * SECOND
     burst, children, tries = 9, 4, 200
-    reads = []
-    pids = []
-    for _ in range(children):
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.close(read_fd)
-                passed = sum(table.take(42, now, MINUTE, burst * MINUTE) == 0
-                             for _ in range(tries))  # fmt: skip
-                os.write(write_fd, str(passed).encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        reads.append(read_fd)
-        pids.append(pid)
-    passed = 0
-    for pid, read_fd in zip(pids, reads, strict=True):
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        passed += int(os.read(read_fd, 32))
-        os.close(read_fd)
+
+    def work(_: int) -> int:
+        return sum(table.take(42, now, MINUTE, burst * MINUTE) == 0 for _ in range(tries))
+
+    passed = sum(result or 0 for _, result in run_forked(children, work))
     assert passed == burst + 1

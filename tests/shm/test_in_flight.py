@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from bext.shm.health import (
     FIRST_OWNER,
     IN_FLIGHT,
@@ -16,6 +14,7 @@ from bext.shm.health import (
 )
 from bext.shm.layout import HEALTH_ENTRIES, Segment
 from bext.shm.locks import StripedLock
+from tests.support.forking import run_forked
 
 KEY = server_key("app", "http://127.0.0.1:8000")
 
@@ -24,30 +23,12 @@ def in_flight(segment: Segment, key: int = KEY) -> InFlight:
     return InFlight(HealthEntry(segment, key), StripedLock(segment, LOCK_REGION))
 
 
-def run_children(count: int, body: object) -> None:
-    """Fork ``count`` children running ``body()``; each must exit 0."""
-    pids = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                body()  # type: ignore[operator]
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-
-
 def test_forked_workers_never_exceed_the_limit_together() -> None:
     segment = Segment()
     slots = in_flight(segment)  # built before the fork, as the master builds the pipeline
     total = HealthEntry(segment, KEY).index + IN_FLIGHT
 
-    def work() -> None:
+    def work(_: int) -> None:
         held = 0
         for _ in range(2000):
             if held < 3 and slots.take(3):
@@ -59,7 +40,7 @@ def test_forked_workers_never_exceed_the_limit_together() -> None:
         for _ in range(held):
             slots.give_back()
 
-    run_children(4, work)
+    run_forked(4, work)
     assert slots.count == 0
 
 
@@ -67,10 +48,10 @@ def test_a_dead_workers_count_is_dropped_when_the_server_looks_full() -> None:
     segment = Segment()
     slots = in_flight(segment)
 
-    def die_holding_two() -> None:
+    def die_holding_two(_: int) -> None:
         assert slots.take(2) and slots.take(2)  # and never given back: killed
 
-    run_children(1, die_holding_two)
+    run_forked(1, die_holding_two)
     assert slots.count == 2  # nobody noticed yet, and nothing needed to
     assert slots.take(2)  # full: the dead pid's cell is dropped, then one is taken
     assert slots.count == 1

@@ -6,6 +6,7 @@ import os
 
 from bext.shm.layout import RATE_OFFSET, Segment
 from bext.shm.locks import StripedLock
+from tests.support.forking import run_forked
 
 
 def test_forked_processes_increment_a_shared_word_without_losing_updates() -> None:
@@ -13,22 +14,13 @@ def test_forked_processes_increment_a_shared_word_without_losing_updates() -> No
     lock = StripedLock(segment, region=0)
     index = RATE_OFFSET
     per_child, children = 3000, 4
-    pids = []
-    for _ in range(children):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                for _ in range(per_child):
-                    with lock.hold(7):
-                        value = segment.words[index]
-                        os.sched_yield()  # invite the race the lock must prevent
-                        segment.words[index] = value + 1
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+
+    def work(_: int) -> None:
+        for _ in range(per_child):
+            with lock.hold(7):
+                value = segment.words[index]
+                os.sched_yield()  # invite the race the lock must prevent
+                segment.words[index] = value + 1
+
+    run_forked(children, work)
     assert segment.words[index] == per_child * children

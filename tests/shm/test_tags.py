@@ -8,12 +8,7 @@ import pytest
 
 from bext.shm.layout import TAG_ENTRIES, TAGS_OFFSET, Segment
 from bext.shm.tags import ALL, TagTable, tag_hash
-
-
-def _wait(pids: list[int]) -> None:
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+from tests.support.forking import fork, run_forked, wait_all
 
 
 def test_basic_generation_and_invalidate() -> None:
@@ -131,24 +126,23 @@ def test_invalidation_is_seen_by_a_forked_process_and_the_other_way() -> None:
     table = TagTable(segment)
     stored = table.snapshot([b"products"])
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(write_fd)
-            os.read(read_fd, 1)  # wait for the parent's invalidation
-            child = TagTable(Segment(segment.fd))  # as a worker maps the inherited fd
-            if not child.fresh(stored) and child.generation(b"products") == 1:
-                child.invalidate([b"users"])
-                child.invalidate_all()
-                code = 0
-        finally:
-            os._exit(code)
+
+    def child() -> None:
+        os.close(write_fd)
+        os.read(read_fd, 1)  # wait for the parent's invalidation
+        child = TagTable(Segment(segment.fd))  # as a worker maps the inherited fd
+        if not child.fresh(stored) and child.generation(b"products") == 1:
+            child.invalidate([b"users"])
+            child.invalidate_all()
+        else:
+            raise RuntimeError("the child did not see the parent's invalidation")
+
+    pid = fork(child)
     os.close(read_fd)
     table.invalidate([b"products"])
     os.write(write_fd, b"x")
     os.close(write_fd)
-    _wait([pid])
+    wait_all([pid])
     assert table.generation(b"users") == 1
     assert table.all_generation() == 1
 
@@ -157,22 +151,15 @@ def test_concurrent_invalidations_from_four_processes_lose_no_increment() -> Non
     segment = Segment()
     table = TagTable(segment)
     per_child, children = 1500, 4
-    pids = []
-    for n in range(children):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                for i in range(per_child):
-                    table.invalidate([b"hot", f"own{n}".encode()])
-                    if i % 3 == 0:
-                        table.invalidate_all()
-                    os.sched_yield()
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    _wait(pids)
+
+    def work(n: int) -> None:
+        for i in range(per_child):
+            table.invalidate([b"hot", f"own{n}".encode()])
+            if i % 3 == 0:
+                table.invalidate_all()
+            os.sched_yield()
+
+    run_forked(children, work)
     own = [f"own{n}".encode() for n in range(children)]
     assert len({table.slot(tag) for tag in [b"hot", *own]}) == children + 1  # no collision
     assert table.generation(b"hot") == per_child * children
