@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from bext.config.schema import UpstreamConfig
 from bext.limits.throttle import LogThrottle
@@ -156,9 +156,11 @@ class UpstreamGroup:
         self._waiters: deque[_Waiter] = deque()
         self._overload_log = LogThrottle(OVERLOAD_LOG_INTERVAL)
 
-    def candidates(self) -> Iterator[ConnectionPool]:
+    def candidates(self) -> list[ConnectionPool]:
         """Pools to try for one request: the round-robin pick first, then the others."""
         peers = self._peers
+        if len(peers) == 1:
+            return [peers[0].pool]  # the usual single server: tried whatever its health
         now = time.monotonic()
         live = [peer for peer in peers if peer.usable(now)]
         if not live:
@@ -166,22 +168,16 @@ class UpstreamGroup:
             # One that refuses connections still gives a fast 502; one that only fails its
             # probe (wrong Host, a view that errors) keeps the site up.
             live = peers
-        if len(peers) == 1:
-            yield live[0].pool
-            return
         best = live[0]
         for peer in live:
             peer.current += peer.weight
             if peer.current > best.current:
                 best = peer
         best.current -= sum(peer.weight for peer in live)
-        yield best.pool
-        for peer in live:
-            if peer is not best:
-                yield peer.pool
-        for peer in peers:
-            if peer not in live:
-                yield peer.pool
+        order = [best.pool]
+        order += [peer.pool for peer in live if peer is not best]
+        order += [peer.pool for peer in peers if peer not in live]
+        return order
 
     # -- max_conns and the queue -----------------------------------------------------------
 

@@ -59,6 +59,8 @@ _MESSAGES = {
     502: "the upstream server is unavailable",
     504: "the upstream server did not answer in time",
 }
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+"""Methods whose request always says how long its (maybe empty) body is."""
 _NO_TEMP_SPACE = "no room for the request body right now; try again later"
 
 
@@ -83,6 +85,18 @@ class ProxyHandler:
         self.counters = counters or NullCounters()
 
     def __call__(self, request: Request) -> Coroutine[None, None, Response]:
+        if request.body is EMPTY_BODY:
+            # The common request (a GET): the head is built now, and the exchange is the
+            # only coroutine it costs.
+            head = upstream_request_head(
+                request,
+                upstream_target(request.target),
+                self.trusted,
+                0 if request.method in _BODY_METHODS else None,
+                False,
+                _requested_upgrade(request),
+            )
+            return self._exchange(request, head, None, False)
         return self.proxy(request)
 
     async def proxy(self, request: Request) -> Response:
@@ -104,7 +118,7 @@ class ProxyHandler:
                     content_length = int(declared)
                 else:
                     chunked = True
-        elif request.method in ("POST", "PUT", "PATCH"):
+        elif request.method in _BODY_METHODS:
             content_length = 0
         try:
             upgrade = _requested_upgrade(request)
@@ -170,7 +184,10 @@ class ProxyHandler:
             else:
                 pool, fresh = attempts.pop(0)
             try:
-                conn = await pool.acquire(IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE, fresh)
+                max_age = IDLE_TIMEOUT if idempotent else SAFE_REUSE_AGE
+                conn = (None if fresh else pool.take_idle(max_age)) or await pool.acquire(
+                    max_age, fresh
+                )
                 if conn.requests and not idempotent and conn.peer_closed():
                     # A request that must not be sent twice never goes out on a pooled
                     # connection the upstream has already closed.

@@ -38,6 +38,11 @@ _SET_BY_BEXT = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"forwarded"}
 )
 _REQUEST_DROP = HOP_BY_HOP | _SET_BY_BEXT | {b"content-length", b"expect"}
+_METHODS = {
+    method: method.encode("ascii")
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
+"""The request line's method for the common ones, without an encode per request."""
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,18 +74,10 @@ class TrustedProxies:
         return any(ip in net for net in self._networks)
 
 
-def _connection_tokens(headers: Headers) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection" or name == b"proxy-connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
-
-
 def client_addresses(request: Request, trusted: TrustedProxies) -> tuple[bytes, bytes]:
     """(X-Forwarded-For to send, the real client IP) for ``request``."""
     peer = request.client_addr.encode("ascii")
-    if not trusted or not trusted.trusts(request.client_addr):
+    if not trusted._networks or not trusted.trusts(request.client_addr):
         return peer, peer
     incoming = [value for name, value in request.headers if name == b"x-forwarded-for"]
     if not incoming:
@@ -94,6 +91,9 @@ def client_addresses(request: Request, trusted: TrustedProxies) -> tuple[bytes, 
     return chain + b", " + peer, real
 
 
+_SCHEMES = {"http": b"http", "https": b"https"}
+
+
 def upstream_request_head(
     request: Request,
     target: bytes,
@@ -101,21 +101,26 @@ def upstream_request_head(
     content_length: int | None,
     chunked: bool,
     upgrade: bytes | None = None,
+    drop: frozenset[bytes] = _REQUEST_DROP,
 ) -> bytes:
-    """The HTTP/1.1 request head bext sends upstream for ``request``."""
-    headers = request.headers
-    drop = _REQUEST_DROP
-    tokens = _connection_tokens(headers)
-    if tokens:
-        drop = drop | tokens
+    """The HTTP/1.1 request head bext sends upstream for ``request``.
+
+    ``drop``: the field names not forwarded as they are; the fields that ``Connection``
+    names join it (RFC 9110 §7.6.1), in a second pass in the rare case that they are not
+    hop-by-hop already.
+    """
     forwarded_for, real_ip = client_addresses(request, trusted)
-    trusted_peer = bool(trusted) and trusted.trusts(request.client_addr)
-    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    trusted_peer = bool(trusted._networks) and trusted.trusts(request.client_addr)
+    method = request.method
+    parts = [_METHODS.get(method) or method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     host = None
+    named: set[bytes] | None = None
     underscores = trusted.underscores_in_headers
-    for name, value in headers:
+    for name, value in request.headers:
         if name in drop:
-            if name == b"forwarded" and trusted_peer:
+            if name == b"connection" or name == b"proxy-connection":
+                named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
+            elif name == b"forwarded" and trusted_peer:
                 parts += [name, b": ", value, b"\r\n"]
             continue
         if not underscores and b"_" in name:
@@ -123,13 +128,18 @@ def upstream_request_head(
         if name == b"host":
             host = value
         parts += [name, b": ", value, b"\r\n"]
+    if named and not named <= drop:
+        return upstream_request_head(
+            request, target, trusted, content_length, chunked, upgrade, drop | named
+        )
     if host is None and request.host is not None:
         host = request.host.encode("latin-1")
         parts += [b"host: ", host, b"\r\n"]
     parts += [
         b"x-forwarded-for: ", forwarded_for, b"\r\n",
         b"x-real-ip: ", real_ip, b"\r\n",
-        b"x-forwarded-proto: ", request.scheme.encode("ascii"), b"\r\n",
+        b"x-forwarded-proto: ", _SCHEMES.get(request.scheme) or request.scheme.encode("ascii"),
+        b"\r\n",
     ]  # fmt: skip
     if host is not None:
         parts += [b"x-forwarded-host: ", host, b"\r\n"]
@@ -149,12 +159,14 @@ def client_response_headers(headers: Headers) -> tuple[Headers, bool]:
     ``X-Accel-Buffering: no`` (nginx's convention, which Django apps already use for
     streaming responses) turns response buffering off for this response.
     """
-    tokens = _connection_tokens(headers)
     out: Headers = []
     no_buffering = False
+    named: set[bytes] | None = None  # what Connection names: hop-by-hop too (RFC 9110 §7.6.1)
     for name, value in headers:
-        lowered = name.lower()
-        if lowered in _RESPONSE_DROP or lowered in tokens:
+        lowered = name.lower()  # upstream names come as sent: "Connection", "X-Accel-..."
+        if lowered in _RESPONSE_DROP:
+            if lowered == b"connection" or lowered == b"proxy-connection":
+                named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
             continue
         if lowered.startswith(b"x-accel-"):
             if lowered == b"x-accel-buffering" and value.strip().lower() == b"no":
@@ -163,4 +175,6 @@ def client_response_headers(headers: Headers) -> tuple[Headers, bool]:
         if lowered == b"content-type" and value.startswith(b"text/event-stream"):
             no_buffering = True
         out.append((name, value))
+    if named:  # rare: the Connection field may come after the fields it names
+        out = [(name, value) for name, value in out if name.lower() not in named]
     return out, no_buffering

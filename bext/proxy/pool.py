@@ -63,16 +63,34 @@ class ConnectionPool:
         Pooled connections idle for longer than ``max_idle_age`` are closed, not used;
         ``fresh`` skips the pool (a retry after a stale keep-alive connection).
         """
+        if not fresh:
+            conn = self.take_idle(max_idle_age)
+            if conn is not None:
+                return conn
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return await self._connect(loop)
+
+    def take_idle(self, max_idle_age: float = IDLE_TIMEOUT) -> PooledConnection | None:
+        """The newest pooled connection idle for less than ``max_idle_age``, or None.
+
+        Synchronous, so that the common case (a warm pool) costs the proxy no coroutine;
+        older ones are closed on the way.
+        """
+        idle = self._idle
+        if not idle:
+            return None
         loop = self._loop
         if loop is None:  # a pool lives in one worker's loop; asking each time costs a getpid
             loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
-        while self._idle and not fresh:
-            conn = self._idle.pop()
+        while idle:
+            conn = idle.pop()
             if not conn.closed and now - conn.idle_since < max_idle_age:
                 return conn
             conn.close()
-        return await self._connect(loop)
+        return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> PooledConnection:
         server = self.server
