@@ -443,6 +443,11 @@ def _format_status(status: dict[str, Any]) -> str:
         f"rate limited (429) {counters.get('rate_limited', 0)}, connections refused "
         f"(max_connections_per_ip) {counters.get('connections_refused', 0)}"
     )
+    if any(key.startswith("cache_") for key in counters):
+        lines.append(
+            "cache: hit {cache_hit}, miss {cache_miss}, stale {cache_stale}, revalidated "
+            "{cache_revalidated}, bypass {cache_bypass}, stored {cache_stored}".format(**counters)
+        )
     for upstream in status.get("upstreams", []):
         lines.append(f"upstream {upstream['upstream']} {upstream['server']}: {upstream['state']}")
     return "\n".join(lines)

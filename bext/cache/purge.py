@@ -12,7 +12,8 @@ control characters in any string, no duplicate keys in the object.
 URLs and prefixes are absolute ``http``/``https`` URLs or paths starting with ``/``; both
 are normalised by :func:`normalise_target` to ``(host or None, path-with-query)``: the
 path as :func:`bext.routing.path.normalize_path` makes it (percent-decoded, dot segments
-resolved, slashes merged, ``%2F`` kept as text), the query verbatim, the host lower-cased
+resolved, slashes merged, ``%2F`` kept as text) with ``%`` and ``?`` escaped again
+(:func:`bext.cache.key.escape_path`), the query verbatim, the host lower-cased
 without the scheme's default port. The cache key must use the same function so that a
 purge finds what a request stored. ``None`` as host means "every host".
 
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from bext.cache.key import escape_path
 from bext.routing.path import BadPath, absolute_form_host, normalize_path, split_target
 
 __all__ = [
@@ -120,7 +122,7 @@ def normalise_target(text: str, kind: str = "urls") -> Target:
         if authority is None and raw[:1] != b"/":
             _fail(f"{kind}: {_show(text)} is neither a path starting with '/' nor an http(s) URL")
         path, query = split_target(origin)
-        normalised = normalize_path(path)
+        normalised = escape_path(normalize_path(path))
     except BadPath as exc:
         _fail(f"{kind}: {_show(text)}: {exc.reason}")
     if b"?" in origin:

@@ -114,6 +114,8 @@ class StoredResponse:
     body: bytes | None = None
     fd: int | None = None
     offset: int = 0
+    stale: bool = False
+    """A soft purge marked it stale (:meth:`Store.mark_stale`)."""
 
     def close(self) -> None:
         """Close the body's file descriptor, if any."""
@@ -158,6 +160,8 @@ class _Record:
     fields: tuple[tuple[bytes, bytes | None], ...]
     length: int
     file: str | None
+    stale: bool = False
+    """Marked stale by a soft purge: served stale at most while it is refreshed."""
 
     def encode(self) -> bytes:
         doc: dict[str, Any] = {
@@ -174,6 +178,8 @@ class _Record:
             "n": self.length,
             "f": self.file,
         }
+        if self.stale:
+            doc["x"] = 1
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -194,6 +200,7 @@ class _Record:
                 fields=tuple((_b(n), None if v is None else _b(v)) for n, v in doc["vf"]),
                 length=int(doc["n"]),
                 file=doc["f"],
+                stale=bool(doc.get("x", 0)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -359,6 +366,7 @@ class Store:
                 tag_generations=rec.tag_generations,
                 secondary=SecondaryKey(rec.fields),
                 length=rec.length,
+                stale=rec.stale,
             )
             if rec.file is None:
                 if body is None or len(body) != rec.length:
@@ -557,9 +565,11 @@ class Store:
         *,
         request_time: float | None = None,
         response_time: float | None = None,
+        tag_generations: tuple[tuple[int, int], ...] | None = None,
     ) -> bool:
         """Replace a variant's stored headers (after a 304, RFC 9111 §4.3.4), and its
-        request and response times when given; ``False`` when the variant is gone."""
+        request and response times and tag generations when given; a soft purge's stale
+        mark goes (the response was just validated). ``False`` when the variant is gone."""
         env = self._opened()
         eid = entry_id(primary, secondary_digest)
         with self._write(env) as w:
@@ -572,6 +582,9 @@ class Store:
                 rec.request_time = request_time
             if response_time is not None:
                 rec.response_time = response_time
+            if tag_generations is not None:
+                rec.tag_generations = tuple(tag_generations)
+            rec.stale = False
             encoded = rec.encode()
             w.txn.put(eid, encoded, db=self._dbs["meta"])
             w.total += len(encoded) - len(raw)
@@ -584,23 +597,54 @@ class Store:
         with self._write(env) as w:
             return self._delete_primary(w, index_key(primary), primary)
 
-    def delete_prefix(self, prefix: bytes) -> int:
+    def delete_prefix(self, prefix: bytes, match: Callable[[bytes], bool] | None = None) -> int:
         """Remove every variant of every primary key starting with ``prefix`` (purge by URL
-        prefix); the number removed."""
+        prefix) and, if given, for which ``match(primary)`` is true; the number removed."""
         env = self._opened()
-        scan = prefix[:_INDEX_KEY_MAX]
         with self._write(env) as w:
-            matches: list[tuple[bytes, bytes]] = []
-            cursor = w.txn.cursor(db=self._dbs["index"])
-            if cursor.set_range(scan):
-                for key, raw in cursor:
-                    if not key.startswith(scan):
-                        break
-                    full, _ = _decode_index(raw)
-                    if full.startswith(prefix):
-                        matches.append((key, full))
-            cursor.close()
-            return sum(self._delete_primary(w, key, full) for key, full in matches)
+            found = self._primaries(w, prefix, match)
+            return sum(self._delete_primary(w, key, full) for key, full in found)
+
+    def mark_stale(self, prefix: bytes, match: Callable[[bytes], bool] | None = None) -> int:
+        """Mark every variant of the primary keys that :meth:`delete_prefix` would remove
+        as stale instead (a soft purge); the number marked."""
+        env = self._opened()
+        marked = 0
+        with self._write(env) as w:
+            for _, full in self._primaries(w, prefix, match):
+                raw_index = w.txn.get(index_key(full), db=self._dbs["index"])
+                if raw_index is None:
+                    continue
+                for digest in _decode_index(raw_index)[1]:
+                    eid = entry_id(full, digest)
+                    raw = w.txn.get(eid, db=self._dbs["meta"])
+                    rec = _Record.decode(raw) if raw is not None else None
+                    if raw is None or rec is None or rec.stale:
+                        continue
+                    rec.stale = True
+                    encoded = rec.encode()
+                    w.txn.put(eid, encoded, db=self._dbs["meta"])
+                    w.total += len(encoded) - len(raw)
+                    marked += 1
+        return marked
+
+    def _primaries(
+        self, w: _Write, prefix: bytes, match: Callable[[bytes], bool] | None
+    ) -> list[tuple[bytes, bytes]]:
+        """``(index key, primary key)`` of every primary starting with ``prefix`` (and that
+        ``match`` accepts): one ordered range of the index."""
+        scan = prefix[:_INDEX_KEY_MAX]
+        found: list[tuple[bytes, bytes]] = []
+        cursor = w.txn.cursor(db=self._dbs["index"])
+        if cursor.set_range(scan):
+            for key, raw in cursor:
+                if not key.startswith(scan):
+                    break
+                full, _ = _decode_index(raw)
+                if full.startswith(prefix) and (match is None or match(full)):
+                    found.append((key, full))
+        cursor.close()
+        return found
 
     def clear(self) -> int:
         """Remove every entry; the number removed."""

@@ -22,9 +22,10 @@ exactly the headers a GET would; the connection drops the body itself.
 
 Bodies by kind:
 
-* bytes (``respond`` rules, small static files from memory): compressed in one go, the
-  result kept in a byte-bounded LRU when the response has an ETag, so a page asked for
-  again is not compressed again. Without an ETag it is compressed each time.
+* bytes (``respond`` rules, small static files from memory, cache hits): compressed in one
+  go, the result kept in a byte-bounded LRU when the response has an ETag or an
+  ``identity`` (a cache entry names its body), so a page asked for again is not
+  compressed again. Without either it is compressed each time.
 * a file (``sendfile`` static files): compressed while read, and kept in the cache when it
   ends if the ETag is strong. Files above ``MAX_BUFFERED_SIZE`` go out uncompressed with
   ``sendfile``: a text file that large is rare (big JSON dumps, source maps), and
@@ -148,7 +149,11 @@ class Compressor:
         body = response.body
         key: Hashable = None
         compressed: bytes | None = None
-        if etag is not None:
+        if response.identity is not None:
+            # The body has a name (a cache entry): a hit is compressed once, not per request.
+            key = (response.identity, encoding)
+            compressed = self.cache.get(key)
+        elif etag is not None:
             # Content-addressed as well as by ETag: two resources may share an ETag (nginx
             # style "mtime-size" tags do), two different bodies practically never share
             # length and (per-process keyed) hash as well. A shared body (``respond``,
@@ -175,10 +180,13 @@ class Compressor:
         file = response.file
         assert file is not None
         key: Hashable = None
-        if etag is not None and etag.startswith(b'"') and self.cache.max_entry > 0:
+        if response.identity is not None and self.cache.max_entry > 0:
+            key = (response.identity, encoding, file.offset, file.count)
+        elif etag is not None and etag.startswith(b'"') and self.cache.max_entry > 0:
             # A strong ETag promises identical bytes for this resource only, so the key
             # names the resource (host and path) as well as the validator.
             key = (etag, encoding, file.offset, file.count, request.host, request.path)
+        if key is not None:
             cached = self.cache.get(key)
             if cached is not None:
                 file.close()

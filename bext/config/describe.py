@@ -76,12 +76,10 @@ def config_notes(config: Config) -> list[str]:
     """What `bext check` should tell the operator besides "ok".
 
     First, settings that are valid but have no effect yet in this release: silence would
-    let an operator believe the cache or WAF protects them. Then the loader's warnings
+    let an operator believe the WAF protects them. Then the loader's warnings
     (`config.warnings`): legal but probably unintended, such as a duplicated rule.
     """
     notes: list[str] = []
-    if config.cache.enabled:
-        notes.append("cache: enabled, but the response cache arrives in a later release; ignored")
     if config.waf.enabled:
         notes.append("waf: enabled, but the WAF arrives in a later release; ignored")
     notes.extend(config.warnings)

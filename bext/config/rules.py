@@ -37,7 +37,7 @@ __all__ = ["read_limits", "read_rules"]
 
 _ACTIONS = ("render", "proxy", "respond", "redirect")
 _STATIC_ONLY = ("root", "index", "allow_symlinks")
-_PROXY_ONLY = ("request_buffering", "response_buffering")
+_PROXY_ONLY = ("request_buffering", "response_buffering", "cache", "cache_set_cookie")
 
 
 def read_rules(
@@ -113,6 +113,8 @@ def _read_rule(
     request_buffering = t.get_bool("request_buffering", True)
     response_buffering = t.get_bool("response_buffering", True)
     allow_symlinks = t.get_bool("allow_symlinks", False)
+    cache = t.get_bool("cache", True) if t.has("cache") else None
+    cache_set_cookie = t.get_bool("cache_set_cookie", False)
     t.finish()
 
     present = [action for action in _ACTIONS if t.has(action)]
@@ -145,6 +147,8 @@ def _read_rule(
         response_buffering=response_buffering,
         allow_symlinks=allow_symlinks,
         limit=limit,
+        cache=cache,
+        cache_set_cookie=cache_set_cookie,
     )
 
 

@@ -13,6 +13,7 @@ loader's validation; build through `parse_config` when the input is user-supplie
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -291,6 +292,10 @@ class RouteRule:
     allow_symlinks: bool = False
     limit: str | None = None
     """The `[limits.NAME]` rate limit applied once this rule matched."""
+    cache: bool | None = None
+    """Proxy rules only: whether the response cache serves this rule (None: `[cache] enabled`)."""
+    cache_set_cookie: bool = False
+    """Proxy rules only: store responses that set cookies (never, by default)."""
 
     @property
     def action(self) -> str:
@@ -324,12 +329,42 @@ def default_static_root(rule: RouteRule, app_dir: Path) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
-    """`[cache]`: the response cache. Validated for shape; the cache arrives later."""
+    """`[cache]`: the shared response cache in front of proxy rules (RFC 9111).
+
+    `path` is the store's directory (LMDB plus body files), shared by every worker and
+    kept across reloads, upgrades and restarts; `max_size` bounds it (least recently used
+    entries go first) and `max_object_size` each response (larger ones pass through
+    unstored). `max_memory` is each worker's memory tier for small hot entries.
+    `lock_timeout` bounds how long concurrent misses wait for the one request that fills
+    the entry. `default_ttl` is the lifetime of responses that give none (0: not stored).
+    """
 
     enabled: bool = False
-    max_memory: int = 256 * MiB
+    path: Path | None = None
+    max_size: int = 1024 * MiB
     max_object_size: int = 8 * MiB
+    max_memory: int = 64 * MiB
     default_ttl: float = 0.0
+    lock_timeout: float = 5.0
+
+    def store_path(self) -> Path:
+        """`path`, or the default for a config file in the current directory."""
+        return self.path if self.path is not None else default_cache_path(Path.cwd())
+
+
+def default_cache_path(config_dir: Path) -> Path:
+    """Where the store lives without `[cache] path`: under systemd's `$CACHE_DIRECTORY`
+    (the package's `/var/cache/bext`), `/var/cache/bext` for root, else under
+    `$XDG_CACHE_HOME/bext` (`~/.cache/bext`) in a directory named after the config's
+    folder, so that two sites of one user never share a store."""
+    directory = os.environ.get("CACHE_DIRECTORY")
+    if directory:
+        return Path(directory.split(":")[0]) / "responses"
+    if os.geteuid() == 0:
+        return Path("/var/cache/bext/responses")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(str(config_dir.absolute()).encode()).hexdigest()[:16]
+    return Path(base) / "bext" / digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from bext.config.schema import (
     UpstreamConfig,
     UpstreamServer,
     WafConfig,
+    default_cache_path,
 )
 from bext.config.units import format_duration, format_size, parse_duration
 from bext.protocol.h2_limits import H2Limits
@@ -517,23 +518,29 @@ def _read_expect_status(ctx: Context, t: Table) -> tuple[int, int]:
 
 
 def read_cache(ctx: Context, t: Table) -> CacheConfig:
-    """`[cache]`; shape only until the response cache lands."""
+    """`[cache]`: the response cache (see `CacheConfig`)."""
     enabled = t.get_bool("enabled", False)
-    max_memory = t.get_size("max_memory", 256 * MiB)
-    max_object_size = t.get_size("max_object_size", 8 * MiB)
+    path = t.get_path("path", ctx.base_dir) or default_cache_path(ctx.base_dir)
+    max_size = t.get_size("max_size", 1024 * MiB, lo=1 * MiB)
+    max_object_size = t.get_size("max_object_size", 8 * MiB, lo=1)
+    max_memory = t.get_size("max_memory", 64 * MiB)
     default_ttl = t.get_duration("default_ttl", 0.0)
+    lock_timeout = t.get_duration("lock_timeout", 5.0)
     t.finish()
-    if max_object_size > max_memory:
+    if max_object_size > max_size:
         ctx.error(
             t.sub("max_object_size"),
-            f"must not exceed cache.max_memory ({format_size(max_memory)}), "
+            f"must not exceed cache.max_size ({format_size(max_size)}), "
             f"got {format_size(max_object_size)}",
         )
     return CacheConfig(
         enabled=enabled,
-        max_memory=max_memory,
+        path=path,
+        max_size=max_size,
         max_object_size=max_object_size,
+        max_memory=max_memory,
         default_ttl=default_ttl,
+        lock_timeout=lock_timeout,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import TYPE_CHECKING
 
 from bext.http.body import RequestBody
@@ -128,6 +128,13 @@ class Request:
             notes = self._notes = RequestNotes()
         return notes
 
+    @property
+    def cached(self) -> str | None:
+        """The cache's outcome for this request (``HIT``, ``MISS`` ...), if it went
+        through the cache: a read that makes no notes."""
+        notes = self._notes
+        return notes.cache if notes is not None else None
+
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or None."""
         for key, value in self.headers:
@@ -159,6 +166,7 @@ class Response:
         "content_length",
         "file",
         "headers",
+        "identity",
         "shared",
         "status",
         "stream",
@@ -184,6 +192,9 @@ class Response:
         self.trailers: Headers | None = None
         self.wire_cache: dict[object, bytes] | None = None
         """For shared responses: serialised parts a protocol writer may reuse."""
+        self.identity: Hashable | None = None
+        """A name for the body's exact bytes, when the handler has one (a cache entry):
+        later phases may key what they derive from the body by it (compression)."""
         self.headers: Headers = headers if headers is not None else []
         self.body = body
         self.stream = stream

@@ -1,5 +1,8 @@
 """The access log: combined log format (plus request time) or JSON lines.
 
+Requests that went through the response cache end their line with ``cache=HIT`` (or
+``MISS``, ``STALE``, ``REVALIDATED``, ``BYPASS``); in JSON, a ``cache`` field.
+
 Lines are buffered per worker and written in batches no larger than ``PIPE_BUF``, so lines
 from several workers sharing one stdout pipe or one ``O_APPEND`` file never interleave, and
 a busy worker does one ``write`` per batch rather than one per request.
@@ -80,30 +83,33 @@ class AccessLog:
         referer: bytes | None,
         user_agent: bytes | None,
         duration: float,
+        cache: str | None = None,
     ) -> None:
         if not self.enabled:
             return
         ref = referer.decode("latin-1") if referer else "-"
         agent = user_agent.decode("latin-1") if user_agent else "-"
         if self._json:
-            line = json.dumps(
-                {
-                    "time": self._timestamp(),
-                    "remote_addr": client,
-                    "request": request_line,
-                    "status": status,
-                    "bytes_sent": sent,
-                    "referer": ref,
-                    "user_agent": agent,
-                    "request_time": round(duration, 3),
-                },
-                ensure_ascii=True,
-            )
+            document: dict[str, object] = {
+                "time": self._timestamp(),
+                "remote_addr": client,
+                "request": request_line,
+                "status": status,
+                "bytes_sent": sent,
+                "referer": ref,
+                "user_agent": agent,
+                "request_time": round(duration, 3),
+            }
+            if cache is not None:
+                document["cache"] = cache
+            line = json.dumps(document, ensure_ascii=True)
         else:
             line = (
                 f'{client} - - [{self._timestamp()}] "{_escape(request_line)}" {status} {sent} '
                 f'"{_escape(ref)}" "{_escape(agent)}" {duration:.3f}'
             )
+            if cache is not None:
+                line += f" cache={cache}"
         self._lines.append(line)
         if len(self._lines) >= _FLUSH_LINES:
             self.flush()

@@ -10,8 +10,8 @@ from bext.shm.layout import Field, Segment, block_index, field_index
 class SlotCounters:
     """Indexes are plain ints computed once: this runs for every response."""
 
-    __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_open", "_rate_limited", "_refused",
-                 "_requests", "_status", "_upstream_errors", "_words")  # fmt: skip
+    __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_cache", "_open", "_rate_limited",
+                 "_refused", "_requests", "_status", "_upstream_errors", "_words")  # fmt: skip
 
     def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
         words = self._words = segment.words
@@ -31,6 +31,11 @@ class SlotCounters:
         self._upstream_errors = base + int(Field.UPSTREAM_ERRORS)
         self._rate_limited = base + int(Field.RATE_LIMITED)
         self._refused = base + int(Field.CONNECTIONS_REFUSED)
+        self._cache = {
+            field.name[len("CACHE_") :].lower(): base + int(field)
+            for field in Field
+            if field.name.startswith("CACHE_")
+        }
         self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -62,6 +67,11 @@ class SlotCounters:
         """A connection closed at once by ``max_connections_per_ip``."""
         self._words[self._refused] += 1
 
+    def cache(self, outcome: str) -> None:
+        """One cache outcome: ``hit``, ``miss``, ``stale``, ``bypass``, ``stored`` or
+        ``revalidated`` (the ``CACHE_*`` fields)."""
+        self._words[self._cache[outcome]] += 1
+
 
 class NullCounters(SlotCounters):
     """For connections served outside a master (tests, tools): counts nothing."""
@@ -91,6 +101,9 @@ class NullCounters(SlotCounters):
         pass
 
     def connection_refused(self) -> None:
+        pass
+
+    def cache(self, outcome: str) -> None:
         pass
 
 

@@ -11,16 +11,19 @@ signed 64-bit integer; names never go in, only indexes and hashed ids.
                     old and the new worker of a slot never share a block
     upstream health HEALTH_ENTRIES x 64 x int64 (id hash, state, streak, changed_ms,
                     requests in flight, then per-process in-flight cells: shm/health.py)
-    cache tags      TAG_ENTRIES x int64 generations   (reserved: the cache issue)
+    cache tags      TAG_ENTRIES x int64 generations (bext/shm/tags.py)
     rate limits     RATE_ENTRIES x 2 x int64 (key hash, theoretical arrival time in ns):
                     one GCRA bucket per limit and key (bext/limits/rate.py)
     client conns    PEER_ENTRIES x 3 x int64 (address hash, owner pid, open connections):
                     max_connections_per_ip, one entry per address and worker
                     (bext/shm/peers.py); the master clears a dead worker's entries
+    cache fills     FILL_ENTRIES x 3 x int64 (key hash, owner pid, expiry ms): which
+                    worker is fetching a missing cache entry (bext/shm/fills.py)
 
 The rate and client tables are split into 256 partitions, each guarded by one stripe of a
 ``StripedLock`` (region 0: rate limits, region 1: client connections; region 2 guards the
-upstream in-flight counts of the health table, region 3 the cache tag generations).
+upstream in-flight counts of the health table, region 3 the cache tag generations, region
+4 the cache fill table).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import mmap
 import os
 
 MAGIC = 0x4245585453484D31  # "BEXTSHM1"
-VERSION = 2
+VERSION = 3
 MAX_SLOTS = 256
 HEALTH_ENTRIES = 1024
 TAG_ENTRIES = 65536
@@ -56,9 +59,15 @@ class Field(enum.IntEnum):
     UPSTREAM_ERRORS = 12
     RATE_LIMITED = 13  # requests answered 429 by a [limits.NAME] rule
     CONNECTIONS_REFUSED = 14  # closed at once: server.max_connections_per_ip
+    CACHE_HIT = 15  # served from the cache (fresh, or stale where allowed)
+    CACHE_MISS = 16  # nothing stored: forwarded
+    CACHE_STALE = 17  # served stale (stale-while-revalidate, stale-if-error, soft purge)
+    CACHE_BYPASS = 18  # went through a cached route without a lookup (method, Authorization)
+    CACHE_STORED = 19  # responses stored
+    CACHE_REVALIDATED = 20  # a stored response validated with the upstream (304)
 
 
-FIELDS = 16  # room to add counters without moving the tables behind them
+FIELDS = 24  # room to add counters without moving the tables behind them
 BLOCKS = MAX_SLOTS * 2
 HEALTH_FIELDS = 64
 
@@ -70,7 +79,10 @@ RATE_FIELDS = 2
 PEER_ENTRIES = 65536
 PEER_FIELDS = 3
 PEER_OFFSET = RATE_OFFSET + RATE_ENTRIES * RATE_FIELDS
-TOTAL_FIELDS = PEER_OFFSET + PEER_ENTRIES * PEER_FIELDS
+FILL_ENTRIES = 4096
+FILL_FIELDS = 3
+FILL_OFFSET = PEER_OFFSET + PEER_ENTRIES * PEER_FIELDS
+TOTAL_FIELDS = FILL_OFFSET + FILL_ENTRIES * FILL_FIELDS
 SIZE = TOTAL_FIELDS * 8
 
 

@@ -220,6 +220,7 @@ class WorkerContext:
                 request.header(b"referer"),
                 request.header(b"user-agent"),
                 now - request.start_time,
+                request.cached,
             )
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:

@@ -218,6 +218,7 @@ class Worker:
             h3.close()
         housekeeping.cancel()
         ctx.access_log.flush()
+        self.spec.pipeline.close()
         return 0
 
     def _request_stop(self, fast: bool) -> None:

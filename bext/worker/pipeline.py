@@ -9,15 +9,18 @@ ARCHITECTURE.md, decision 5):
 2. **request phases**; each may answer early (return a Response, or an awaitable of one
    or of None) or pass (None): first the admin endpoints (``/__bext/...``; other paths
    pay one prefix comparison for them), then :attr:`Pipeline.request_phases` in order,
-   where the WAF and the cache lookup join, in that order.
+   where the WAF joins.
 3. **route**: the first matching ``[[route_rules]]`` entry (``404`` if none), noted on
    the request (:attr:`~bext.http.message.Request.route`).
-4. **route phases**: what the matched rule carries besides its handler. Today its rate
-   limit (``limit = "NAME"``, :class:`~bext.limits.rate.RateLimit`): one shared decision
-   per key for all workers, ``429`` with ``Retry-After`` when over the rate.
+4. **route phases**: what the matched rule carries besides its handler. Its rate limit
+   (``limit = "NAME"``, :class:`~bext.limits.rate.RateLimit`): one shared decision per
+   key for all workers, ``429`` with ``Retry-After`` when over the rate. Then, on proxy
+   rules it serves, the response cache (:class:`~bext.cache.handler.CacheHandler`), which
+   wraps the rule's proxy handler: lookup before it, store after it, so a hit never
+   reaches the handler and only cacheable rules pay for a lookup.
 5. **handler**: the route's static, proxy, respond or redirect handler.
 6. **response phases**, in :attr:`Pipeline.response_phases` order, see every response,
-   early answers included: compression today; the cache store joins here.
+   early answers included: compression.
 7. **logging** runs once per exchange after the last byte or the failure
    (:mod:`bext.worker.exchange` calls the worker's ``record``: counters, access log).
 
@@ -36,12 +39,16 @@ response phase; a new way to answer a matched route is a handler
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bext.admin.endpoints import PREFIX as ADMIN_PREFIX
 from bext.admin.endpoints import AdminEndpoints
+from bext.cache.admin import invalidate_endpoint
+from bext.cache.engine import ResponseCache
+from bext.cache.handler import CacheHandler
 from bext.compress.filter import Compressor
 from bext.config import Config
 from bext.config.schema import RouteRule
@@ -103,6 +110,8 @@ def compile_route(
     upstreams: dict[str, UpstreamGroup],
     temp: TempSpace | None = None,
     limits: Mapping[str, RateLimit] | None = None,
+    cache: ResponseCache | None = None,
+    admin: AdminEndpoints | None = None,
 ) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     handler: Handler
@@ -122,10 +131,25 @@ def compile_route(
             extra_headers=headers,
             temp=temp,
         )
+        if cache is not None and caches(rule, config):
+            handler = CacheHandler(
+                cache,
+                handler,
+                set_cookie=rule.cache_set_cookie,
+                allowed=admin.allowed if admin is not None else lambda request: False,
+            )
     else:
         handler = static_handler(rule, config, headers)
     limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
     return Route(rule.pattern, rule.host, rule.index, handler, limit)
+
+
+def caches(rule: RouteRule, config: Config) -> bool:
+    """Whether the response cache serves ``rule``: proxy rules only, by the rule's own
+    ``cache`` or else ``[cache] enabled``."""
+    if rule.proxy is None:
+        return False
+    return rule.cache if rule.cache is not None else config.cache.enabled
 
 
 class Pipeline:
@@ -145,13 +169,25 @@ class Pipeline:
         for limit in config.limits:
             with _building(f"limits.{limit.name}"):
                 self.limits[limit.name] = RateLimit(limit, config.server.trusted_proxies, segment)
+        with _building("admin"):
+            self.admin = AdminEndpoints(config.admin)
+        self.cache: ResponseCache | None = None
+        """The response cache, when some rule uses it (bound in each worker)."""
+        if any(caches(rule, config) for rule in config.route_rules):
+            with _building("cache.path"):
+                self.cache = ResponseCache(config.cache, segment)
+                self.cache.check()
+            self.admin.endpoints["cache/invalidate"] = {"POST": invalidate_endpoint(self.cache)}
         routes = []
         for position, rule in enumerate(config.route_rules):
             with _building(f"route_rules[{position}]"):
-                routes.append(compile_route(rule, config, self.upstreams, self.temp, self.limits))
+                routes.append(
+                    compile_route(
+                        rule, config, self.upstreams, self.temp, self.limits, self.cache,
+                        self.admin,
+                    )
+                )  # fmt: skip
         self.router: Router[Route] = Router(routes)
-        with _building("admin"):
-            self.admin = AdminEndpoints(config.admin)
         self.reject_encoded_slash = config.server.reject_encoded_slash
         self.request_phases: tuple[RequestPhase, ...] = ()
         """After the admin endpoints, which only paths under ``/__bext/`` reach."""
@@ -162,16 +198,24 @@ class Pipeline:
         self.response_phases: tuple[ResponsePhase, ...] = tuple(response_phases)
 
     def bind_counters(self, counters: SlotCounters) -> None:
-        """Give the handlers that count things this worker's shared-memory slot.
+        """Give the handlers that count things this worker's shared-memory slot, and open
+        what must be opened in the worker's own process (the cache store).
 
         Called once in each worker after fork: the pipeline itself is built (and shared
         copy-on-write) by the master, which has no slot of its own.
         """
+        if self.cache is not None:
+            self.cache.bind(counters, os.getpid())
         for route in self.router.rules:
             if isinstance(route.handler, ProxyHandler):
                 route.handler.counters = counters
         for limit in self.limits.values():
             limit.counters = counters
+
+    def close(self) -> None:
+        """Release what :meth:`bind_counters` opened (the worker is leaving)."""
+        if self.cache is not None:
+            self.cache.close()
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         target = request.target

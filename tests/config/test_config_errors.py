@@ -398,10 +398,17 @@ BAD_CONFIGS = [
     ),
     (
         "cache-size",
-        '[cache]\nmax_memory = "1MB"',
+        '[cache]\nmax_size = "4MB"\nmax_object_size = "5MB"',
         "cache.max_object_size",
-        "must not exceed cache.max_memory (1MiB)",
+        "must not exceed cache.max_size (4MiB)",
     ),
+    (
+        "cache-rule-static",
+        '[[route_rules]]\npattern = "/static/**"\nrender = "static"\ncache = true',
+        "route_rules[0].cache",
+        "only applies to proxy rules",
+    ),
+    ("cache-lock", '[cache]\nlock_timeout = "soon"', "cache.lock_timeout", "expected a duration"),
     ("cache-ttl", '[cache]\ndefault_ttl = "forever"', "cache.default_ttl", "expected a duration"),
     (
         "cache-enabled-type",

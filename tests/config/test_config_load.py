@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,10 @@ def test_empty_file_gives_defaults(load: Load, tmp_path: Path) -> None:
     assert server.pidfile is None and server.control_socket is None and server.tls is None
     assert config.framework.type == "proxy"
     assert config.upstreams == () and config.route_rules == ()
-    assert config.cache == CacheConfig()
-    assert config.cache.max_memory == 256 * 1024 * 1024
+    assert dataclasses.replace(config.cache, path=None) == CacheConfig()
+    assert config.cache.path is not None and "bext" in config.cache.path.parts
+    assert config.cache.max_memory == 64 * 1024 * 1024
+    assert config.cache.max_size == 1024 * 1024 * 1024 and config.cache.lock_timeout == 5.0
     assert config.cache.max_object_size == 8 * 1024 * 1024
     assert config.waf == WafConfig()
     assert config.log == LogConfig()
@@ -325,9 +328,12 @@ def test_sections_for_later_features(load: Load, tmp_path: Path) -> None:
         """
         [cache]
         enabled = true
+        path = "cachedir"
+        max_size = "2GB"
         max_memory = "1GB"
         max_object_size = "16MB"
         default_ttl = "5m"
+        lock_timeout = "2s"
 
         [waf]
         mode = "detect"
@@ -339,7 +345,15 @@ def test_sections_for_later_features(load: Load, tmp_path: Path) -> None:
         level = "debug"
         """
     )
-    assert config.cache == CacheConfig(True, 1024**3, 16 * 1024**2, 300.0)
+    assert config.cache == CacheConfig(
+        enabled=True,
+        path=tmp_path / "cachedir",
+        max_size=2 * 1024**3,
+        max_object_size=16 * 1024**2,
+        max_memory=1024**3,
+        default_ttl=300.0,
+        lock_timeout=2.0,
+    )
     assert config.waf == WafConfig(enabled=False, mode="detect", paranoia=3)
     assert config.log == LogConfig(access="off", access_format="json", level="debug")
 

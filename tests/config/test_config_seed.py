@@ -80,7 +80,6 @@ def test_seed_describe(seed: Config, tmp_path: Path) -> None:
     ]
     assert describe_listeners(seed) == "http://0.0.0.0:3000, http://[::]:3000"
     assert config_notes(seed) == [
-        "cache: enabled, but the response cache arrives in a later release; ignored",
         "waf: enabled, but the WAF arrives in a later release; ignored",
     ]
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bext.shm.layout import TAG_ENTRIES, TAGS_OFFSET, Segment
-from bext.shm.tags import ALL, TagTable, tag_hash
+from bext.shm.tags import ALL, FRESH, HARD, SOFT, SOFT_BITS, TagTable, tag_hash
 from tests.support.forking import fork, run_forked, wait_all
 
 
@@ -72,18 +72,20 @@ def test_the_region_is_not_overrun() -> None:
         table.invalidate([str(i).encode()])
     table.invalidate_all()
     slots = {table.slot(str(i).encode()) for i in range(20000)}
-    assert 0 not in slots
+    assert 0 not in slots and 1 not in slots  # the global generation, the sequence
     assert max(slots) < TAG_ENTRIES
     assert segment.words[TAGS_OFFSET + TAG_ENTRIES] == 0  # first rate-limit word untouched
     assert segment.words[TAGS_OFFSET - 1] == 0  # last health word untouched
-    total = sum(segment.words[TAGS_OFFSET : TAGS_OFFSET + TAG_ENTRIES])
-    assert total == 20000 + 1
+    total = sum(segment.words[TAGS_OFFSET + 2 : TAGS_OFFSET + TAG_ENTRIES]) >> SOFT_BITS
+    assert total == 20000
+    assert table.all_generation() == 1
+    assert table.sequence() == 20000 + 1
 
 
 def test_colliding_tags_share_a_generation() -> None:
-    table = TagTable(Segment(), entries=2)  # one tag word: every tag collides
+    table = TagTable(Segment(), entries=3)  # one tag word: every tag collides
     first, second = b"products", b"users"
-    assert table.slot(first) == table.slot(second) == 1
+    assert table.slot(first) == table.slot(second) == 2
     stored = table.snapshot([second])
     table.invalidate([first])
     assert not table.fresh(stored)  # an extra miss, never a stale hit
@@ -100,10 +102,10 @@ def test_small_table_collisions_never_leave_an_invalidated_entry_fresh() -> None
     table.invalidate(tags[:50])
     for tag in tags[:50]:
         assert not table.fresh(stored[tag])
-    assert {table.slot(tag) for tag in tags} <= set(range(1, 17))
+    assert {table.slot(tag) for tag in tags} <= set(range(2, 17))
 
 
-@pytest.mark.parametrize("entries", [0, 1, TAG_ENTRIES + 1])
+@pytest.mark.parametrize("entries", [0, 1, 2, TAG_ENTRIES + 1])
 def test_table_size_is_bounded_by_the_region(entries: int) -> None:
     with pytest.raises(ValueError):
         TagTable(Segment(), entries=entries)
@@ -170,6 +172,42 @@ def test_concurrent_invalidations_from_four_processes_lose_no_increment() -> Non
 def test_generation_wraps_within_int64() -> None:
     segment = Segment()
     table = TagTable(segment)
-    segment.words[TAGS_OFFSET + table.slot(b"a")] = (1 << 63) - 1
+    segment.words[TAGS_OFFSET + table.slot(b"a")] = (1 << 63) - 1  # soft bits all set too
     table.invalidate([b"a"])
-    assert table.generation(b"a") == -(1 << 63)
+    assert table.generation(b"a") == -(1 << (63 - SOFT_BITS))
+    table.invalidate([b"a"], soft=True)
+    assert table.generation(b"a") == -(1 << (63 - SOFT_BITS))
+
+
+def test_soft_invalidation_is_told_apart_from_hard() -> None:
+    table = TagTable(Segment())
+    stored = table.snapshot([b"products"])
+    assert table.state(stored) == FRESH
+    table.invalidate([b"products"], soft=True)
+    assert table.state(stored) == SOFT
+    assert not table.fresh(stored)
+    assert table.generation(b"products") == 0  # soft invalidations are not counted there
+    refreshed = table.snapshot([b"products"])
+    assert table.state(refreshed) == FRESH
+    table.invalidate([b"products"])
+    assert table.state(stored) == HARD
+    assert table.state(refreshed) == HARD
+    assert table.generation(b"products") == 1
+    again = table.snapshot([b"products"])
+    table.invalidate_all(soft=True)
+    assert table.state(again) == SOFT
+    table.invalidate_all()
+    assert table.state(again) == HARD
+    assert table.all_generation() == 1
+
+
+def test_stamp_and_check_by_slot() -> None:
+    table = TagTable(Segment())
+    stamp = table.stamp([b"a", b"b", b"a"])
+    assert [slot for slot, _ in stamp] == [0, table.slot(b"a"), table.slot(b"b")]
+    assert table.check(stamp) == FRESH
+    table.invalidate([b"b"], soft=True)
+    assert table.check(stamp) == SOFT
+    table.invalidate([b"a"])
+    assert table.check(stamp) == HARD
+    assert table.check(((TAG_ENTRIES + 5, 0),)) == HARD  # a slot this table does not have
