@@ -74,6 +74,10 @@ POLL_INTERVAL = 0.01
 _UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
 """Statuses after which ``stale-if-error`` may serve a stored response (RFC 5861 §4)."""
 
+INLINE_BODY = 256 * 1024
+"""A streamed body announced at most this long is read whole before the client is answered
+(it is stored inline, and the answer comes from the stored entry, as a hit's would)."""
+
 _JSON = (b"Content-Type", b"application/json")
 _NO_STORE = (b"Cache-Control", b"no-store")
 
@@ -183,8 +187,8 @@ class CacheHandler:
             request_time = time.time()
             response = await _call(self.inner, fetch)
             status = CacheStatus(fwd=fwd, fwd_status=response.status)
-            return self._store(request, key, fetch, response, request_time, sequence, status,
-                               release_fill)  # fmt: skip
+            return await self._store(request, key, fetch, response, request_time, sequence,
+                                     status, release_fill)  # fmt: skip
         except BaseException:
             release_fill()
             raise
@@ -231,7 +235,7 @@ class CacheHandler:
 
     # -- storing --------------------------------------------------------------------------
 
-    def _store(
+    async def _store(
         self,
         request: Request,
         key: bytes,
@@ -243,7 +247,8 @@ class CacheHandler:
         release_fill: Callable[[], None],
     ) -> Response:
         """Store ``response`` if it may be, and answer the client: from the stored entry
-        for a body that arrived whole, relaying (and copying) a streamed one."""
+        for a small body (read whole first, as it is stored inline anyway), relaying (and
+        copying) a larger streamed one."""
         cache = self.cache
         config = cache.config
         response_time = time.time()
@@ -277,6 +282,19 @@ class CacheHandler:
             tag_generations=cache.stamp(tags),
         )
         secondary = secondary_key(response.headers, fetch.headers)
+        if response.stream is not None and length is not None and length <= INLINE_BODY:
+            try:
+                body = b"".join([chunk async for chunk in response.stream])
+            except Exception as exc:
+                log.warning("cache: the upstream's body broke off (%s); not stored", exc)
+                release_fill()
+                return error_response(502, request.header(b"accept"))
+            finally:
+                await release(response)
+            if len(body) != length:
+                release_fill()
+                return error_response(502, request.header(b"accept"))
+            response = Response(response.status, response.headers, body)
         if response.stream is None:
             body = response.body
             saved = cache.put(key, secondary, meta, body)
@@ -330,8 +348,8 @@ class CacheHandler:
             cache.counters.cache("miss")
             request.notes.cache = "MISS"
             status = CacheStatus(fwd=Fwd.STALE, fwd_status=response.status)
-            return self._store(request, key, fetch, response, request_time, sequence, status,
-                               release_fill)  # fmt: skip
+            return await self._store(request, key, fetch, response, request_time, sequence,
+                                     status, release_fill)  # fmt: skip
         except BaseException:
             stored.close()
             release_fill()
@@ -391,8 +409,8 @@ class CacheHandler:
                     return
             if response.status == 304:
                 return  # it no longer matches what is stored: the next miss refetches
-            relayed = self._store(fetch, key, fetch, response, request_time, sequence,
-                                  CacheStatus(fwd=Fwd.STALE), release_fill)  # fmt: skip
+            relayed = await self._store(fetch, key, fetch, response, request_time, sequence,
+                                        CacheStatus(fwd=Fwd.STALE), release_fill)  # fmt: skip
             try:
                 if relayed.stream is not None:
                     async for _ in relayed.stream:

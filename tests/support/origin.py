@@ -22,6 +22,10 @@ class Answer:
     body: bytes = b""
     delay: float = 0.0
     """Seconds to wait before answering (to make misses overlap)."""
+    pieces: int = 1
+    """Send the body in this many pieces ..."""
+    piece_delay: float = 0.0
+    """... this many seconds apart (a slow upstream, to act in the middle of a body)."""
 
 
 Script = Callable[["Request"], Answer]
@@ -75,7 +79,13 @@ class Origin:
                     self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 if self.command != "HEAD" and answer.status not in (204, 304):
-                    self.wfile.write(answer.body)
+                    body = answer.body
+                    size = -(-len(body) // answer.pieces) if body else 0
+                    for start in range(0, len(body), size or 1):
+                        if start and answer.piece_delay:
+                            time.sleep(answer.piece_delay)
+                        self.wfile.write(body[start : start + size])
+                        self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
 
