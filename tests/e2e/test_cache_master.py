@@ -142,10 +142,12 @@ def test_a_worker_killed_in_the_middle_of_a_fill_leaves_no_broken_entry(
 
     def download() -> None:
         try:
-            with httpx.Client(base_url=server.base_url, timeout=30) as client:
-                with client.stream("GET", "/large") as response:
-                    for _ in response.iter_bytes():
-                        received.set()
+            with (
+                httpx.Client(base_url=server.base_url, timeout=30) as client,
+                client.stream("GET", "/large") as response,
+            ):
+                for _ in response.iter_bytes():
+                    received.set()
         except httpx.HTTPError:
             pass  # the worker died under it
 
