@@ -239,6 +239,49 @@ def gunicorn_django(collectstatic: bool = False) -> Fixture:
     return fixture
 
 
+def gunicorn_cached_page(path: str, max_age: int) -> Fixture:
+    """Gunicorn serving the demo Django app as :func:`gunicorn_django` (2 workers x 2
+    threads, ``migrate`` and ``collectstatic`` first), with ``bench/cache_settings.py``:
+    the demo's settings and URLs plus the demo's template page ``/`` at ``path`` with
+    ``Cache-Control: public, max-age=MAX_AGE`` (see :mod:`cache_urls`).
+
+    Gunicorn's access log goes to ``{{root}}/backend-access.log``, one line per request
+    (yielded as ``backend_access_log``): the runner counts the requests that got past the
+    caches. Behind a cache that hits, logging costs the backend nothing during the run.
+    """
+
+    @contextmanager
+    def fixture(ctx: FixtureContext) -> Iterator[Mapping[str, str]]:
+        site = _demo(ctx)
+        env = _django_env()  # migrate and collectstatic: the demo's own settings
+        _manage(ctx, site, env, "migrate", "--noinput")
+        _manage(ctx, site, env, "collectstatic", "--noinput")
+        access_log = ctx.root / "backend-access.log"
+        cache_env = _django_env(
+            DJANGO_SETTINGS_MODULE="cache_settings",
+            BENCH_CACHED_PAGE_PATH=path,
+            BENCH_CACHED_PAGE_MAX_AGE=str(max_age),
+        )
+        managed, port = _start_gunicorn(
+            ctx,
+            site,
+            cache_env,
+            "backend-gunicorn",
+            2,
+            2,
+            "--pythonpath",
+            str(BENCH),
+            "--access-logfile",
+            str(access_log),
+        )
+        try:
+            yield {"backend_port": str(port), "backend_access_log": str(access_log)}
+        finally:
+            ctx.processes.stop_one(managed)
+
+    return fixture
+
+
 WHITENOISE_WORKERS = 2
 WHITENOISE_THREADS = 2
 

@@ -99,6 +99,8 @@ class Prepared:
     lua_path: Path | None
     targets: dict[str, Endpoint] = field(default_factory=dict)
     """Extra comparison targets, started by the scenario's target fixtures."""
+    backend_log: Path | None = None
+    """``Scenario.backend_log`` filled in: one line per request the backend answered."""
 
 
 def prepare(
@@ -122,6 +124,9 @@ def prepare(
         name: stack.enter_context(target(scenario_context))
         for name, target in scenario.targets.items()
     }
+    backend_log = None
+    if scenario.backend_log is not None:
+        backend_log = Path(fill(scenario.backend_log, values, f"{scenario.name} backend_log"))
     lua_path = None
     if scenario.lua_script is not None:
         lua_path = root / "wrk.lua"
@@ -134,6 +139,7 @@ def prepare(
         bext_routes=fill(scenario.bext_routes, values, f"{scenario.name} bext_routes"),
         lua_path=lua_path,
         targets=targets,
+        backend_log=backend_log,
     )
 
 
@@ -250,9 +256,11 @@ class Probe:
     body_length: int
     head_length: int
     """Bytes of status line and header fields as received, a fairness check."""
+    cache_status: str | None = None
+    """In a cache scenario (``Scenario.cache_hit``): the value of the server's hit header."""
 
 
-def probe(url: str, headers: Mapping[str, str]) -> Probe:
+def probe(url: str, headers: Mapping[str, str], cache_header: str | None = None) -> Probe:
     request = urllib.request.Request(url, headers=dict(headers))
     try:
         with OPENER.open(request, timeout=10) as response:
@@ -262,7 +270,47 @@ def probe(url: str, headers: Mapping[str, str]) -> Probe:
     except OSError as exc:
         raise BenchError(f"GET {url} failed: {exc}") from exc
     head = len(f"HTTP/1.1 {status} XX\r\n") + len(msg.as_bytes())
-    return Probe(status, len(body), head)
+    cache_status = msg.get(cache_header, "") if cache_header else None
+    return Probe(status, len(body), head, cache_status)
+
+
+HIT_WAIT = 2.0
+"""Seconds a cache may take to make the warm-up response a hit (nginx renames its temp file
+into the cache once the upstream response is complete, which can be just after the client
+has it)."""
+HIT_CHECKS = 4
+"""Requests (each on a new connection, so likely on different workers) that must all be
+hits before a cache scenario is measured."""
+
+
+def is_hit(value: str, token: str) -> bool:
+    """Whether the last member of a (``Cache-Status``-like) list field has ``token`` among
+    its ``;``-separated parts: ``bext;hit;ttl=59`` has ``hit``, ``HIT`` has ``HIT``."""
+    last = value.rsplit(",", 1)[-1]
+    return token in (part.strip() for part in last.split(";"))
+
+
+def check_hits(prepared: Prepared, server: Server, header: str, token: str) -> Probe:
+    """After the verification request has filled ``server``'s cache: wait up to
+    :data:`HIT_WAIT` for a hit, then require :data:`HIT_CHECKS` hits in a row."""
+    url = server.base_url + prepared.path
+    headers = prepared.scenario.request_headers
+    deadline = time.monotonic() + HIT_WAIT
+    result = probe(url, headers, header)
+    while not is_hit(result.cache_status or "", token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        result = probe(url, headers, header)
+    for _ in range(HIT_CHECKS - 1):
+        if not is_hit(result.cache_status or "", token):
+            break
+        result = probe(url, headers, header)
+    if not is_hit(result.cache_status or "", token):
+        raise BenchError(
+            f"scenario {prepared.scenario.name}: {server.name} is not answering from its "
+            f"cache: {header}: {result.cache_status!r}, expected {token!r} "
+            f"(status {result.status})"
+        )
+    return result
 
 
 def verify(prepared: Prepared, servers: Sequence[Server]) -> dict[str, Probe]:
@@ -283,6 +331,19 @@ def verify(prepared: Prepared, servers: Sequence[Server]) -> dict[str, Probe]:
         )
     if problems:
         raise BenchError(f"scenario {scenario.name} fails verification: " + "; ".join(problems))
+    # A cache scenario: the requests above filled the caches (one miss per server); what
+    # gets measured, and so what the probes report (head size included), are hits.
+    for server in servers:
+        if server.name in scenario.cache_hit:
+            header, token = scenario.cache_hit[server.name]
+            hit = check_hits(prepared, server, header, token)
+            if hit.body_length != probes[server.name].body_length:
+                raise BenchError(
+                    f"scenario {scenario.name}: {server.name}'s cache hit has a "
+                    f"{hit.body_length}-byte body, the response it stored "
+                    f"{probes[server.name].body_length}"
+                )
+            probes[server.name] = hit
     return probes
 
 
@@ -320,6 +381,9 @@ class WrkResult:
     backend_cpu: float
     """CPU of the proxy scenarios' backends (all of them; idle ones use ~0), in cores."""
     output: str = field(repr=False)
+    backend_requests: int | None = None
+    """Requests the scenario's backend answered during the run (``Scenario.backend_log``
+    lines), when the scenario counts them."""
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -411,11 +475,13 @@ def measure(
         by_group = cpu_seconds_by_group(groups)
         return by_group[server.pgid], sum(by_group[g] for g in backend_pgids)
 
+    log_lines0 = count_lines(prepared.backend_log)
     (cpu0, backend0), wrk0, t0 = cpu_split(), children_cpu(), time.monotonic()
     machine0 = machine_cpu()
     output = run_tool(argv, seconds)
     wall = time.monotonic() - t0
     (cpu1, backend1), wrk1, machine1 = cpu_split(), children_cpu(), machine_cpu()
+    log_lines1 = count_lines(prepared.backend_log)
     total, idle, steal, tasks = (b - a for b, a in zip(machine1, machine0, strict=True))
     server_cpu, wrk_cpu = (cpu1 - cpu0) / wall, (wrk1 - wrk0) / wall
     backend_cpu = (backend1 - backend0) / wall
@@ -438,7 +504,21 @@ def measure(
         machine_idle=idle / total if total else 0.0,
         machine_steal=steal / total if total else 0.0,
         output=output,
+        backend_requests=(
+            None if log_lines0 is None or log_lines1 is None else log_lines1 - log_lines0
+        ),
     )
+
+
+def count_lines(path: Path | None) -> int | None:
+    """Lines in ``path`` (a backend's access log), 0 if it does not exist yet."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as file:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
 
 
 # -- profiling --------------------------------------------------------------------------------
@@ -551,6 +631,21 @@ class ScenarioResult:
     def p99_ratio(self) -> float:
         nginx = self.best("nginx").p99_ms
         return self.best("bext").p99_ms / nginx if nginx > 0 else float("inf")
+
+    @property
+    def backend_requests(self) -> dict[str, int] | None:
+        """Per server, the backend requests of all its measured rounds (the requests its
+        cache let through), when the scenario counts them."""
+        if any(r.backend_requests is None for r in self.rounds):
+            return None
+        return {s: sum(r.backend_requests or 0 for r in self.rounds if r.server == s)
+                for s in self.servers}  # fmt: skip
+
+    def backend_requests_line(self) -> str | None:
+        counts = self.backend_requests
+        if counts is None:
+            return None
+        return "backend requests during run: " + ", ".join(f"{s} {n}" for s, n in counts.items())
 
 
 def _ms(value: float) -> str:
@@ -675,6 +770,7 @@ def markdown(
         f"- `{r.name}` (response head: "
         + ", ".join(f"{n} {p.head_length} B" for n, p in r.probes.items())
         + f"): {r.description}"
+        + (f"; {line}" if (line := r.backend_requests_line()) else "")
         for r in results
     )
     alternation = ", ".join(["nginx", "bext", *targets] * 2) + ", ..."
@@ -775,6 +871,7 @@ def measure_scenario(
         f"\n== {item.scenario.name}: verified "
         + ", ".join(
             f"{n} {p.status}, {p.body_length} B body + {p.head_length} B head"
+            + (f" ({item.scenario.cache_hit[n][0]}: {p.cache_status})" if p.cache_status else "")
             for n, p in probes.items()
         )
     )
@@ -795,7 +892,10 @@ def measure_scenario(
                     f"   WARNING: {result.socket_errors} socket errors, "
                     f"{result.non_2xx} non-2xx/3xx responses"
                 )
-    return ScenarioResult(item.scenario.name, item.scenario.description, probes, results)
+    result = ScenarioResult(item.scenario.name, item.scenario.description, probes, results)
+    if (line := result.backend_requests_line()) is not None:
+        log(f"   {line}")
+    return result
 
 
 def json_document(
@@ -831,6 +931,7 @@ def json_document(
                 "rps_ratio": r.rps_ratio,
                 "p99_ratio": r.p99_ratio,
                 "target_rps_ratios": {t: r.ratio_to(t) for t in r.targets},
+                "backend_requests": r.backend_requests,
             }
             for r in results
         ],
@@ -900,6 +1001,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     print()
     for scenario_result in results:
         print(rounds_table(scenario_result))
+        if (line := scenario_result.backend_requests_line()) is not None:
+            print(f"  {line}")
         print()
     print(summary_table(results))
     print("\n---- markdown for bench/RESULTS.md ----\n")

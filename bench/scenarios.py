@@ -22,6 +22,13 @@ Adding a scenario never touches the runner:
   (Gunicorn + Django + WhiteNoise serving the same files). The runner verifies and loads
   them in the same alternation as nginx and bext (nginx, bext, whitenoise, nginx, ...) and
   reports bext/target as an extra ratio column.
+* ``cache_hit`` makes a scenario a cache scenario: the verification request is also the
+  warm-up request that fills each server's cache, and further requests must then carry the
+  given header with the given token (``X-Cache-Status: HIT`` from nginx, ``Cache-Status:
+  bext;hit;...`` from bext) before anything is measured.
+* ``backend_log`` names a file with one line per request the backend answered (Gunicorn's
+  access log, say): the runner counts its new lines during every measured round, so a
+  cache scenario shows how many requests got past each server's cache.
 
 Placeholders ``{{name}}`` in ``nginx_server``, ``nginx_http``, ``bext_routes``, ``path`` and
 ``lua_script`` are replaced before use: ``{{root}}`` is the scenario's directory (absolute
@@ -33,11 +40,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backends import (
     Fixture,
     TargetFixture,
+    gunicorn_cached_page,
     gunicorn_django,
     gunicorn_whitenoise,
     nginx_backend,
@@ -69,6 +77,13 @@ class Scenario:
     """Upper bound for wrk's ``-c`` in this scenario (``--connections`` above it is lowered)."""
     targets: Mapping[str, TargetFixture] = field(default_factory=dict)
     """Extra comparison targets by name (not ``nginx``/``bext``), measured alongside them."""
+    cache_hit: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Server name -> (response header, token): after the verification request has filled
+    the caches, that server's responses must be hits, i.e. the header's last list member
+    must have the token among its ``;``-separated parts (``("Cache-Status", "hit")``)."""
+    backend_log: str | None = None
+    """A file (placeholders allowed) the backend writes one line per request to; its new
+    lines are counted during each measured round (``backend requests`` in the report)."""
 
     def __post_init__(self) -> None:
         reserved = {"nginx", "bext"} & set(self.targets)
@@ -186,6 +201,61 @@ def proxy_scenario(
     )
 
 
+CACHE_TTL = 60
+"""The origin's ``Cache-Control: public, max-age=60`` in the cache-hit scenario: a run of
+``2 x warmup + 2 x rounds x duration`` seconds must stay below it, or entries expire."""
+
+
+def cache_scenario(name: str, description: str, path: str) -> Scenario:
+    """nginx (``proxy_cache``) and bext (the response cache) in front of one Gunicorn that
+    serves the demo's template page with ``Cache-Control: public, max-age=60`` at ``path``
+    (:func:`backends.gunicorn_cached_page`).
+
+    The proxying is :func:`proxy_scenario`'s (same upstream settings and forwarded header
+    fields), plus on each side its cache with default settings:
+
+    * nginx: ``proxy_cache_path {{root}}/nginx-cache keys_zone=NAME:1m`` (default key
+      ``$scheme$proxy_host$request_uri``, no ``proxy_cache_valid``: the origin's max-age
+      decides), ``proxy_cache NAME`` and ``add_header X-Cache-Status
+      $upstream_cache_status`` so that a hit can be told from a miss.
+    * bext: ``[cache] path = "{{root}}/bext-cache"`` (the LMDB store) and ``cache = true``
+      on the proxy rule: the same as ``[cache] enabled = true`` for this rule only, so the
+      other proxy scenarios of a run stay uncached. Hits carry ``Cache-Status: bext;hit``.
+
+    The verification request fills both caches (one miss each); more requests must be hits
+    before anything is measured, and the backend's access log counts the requests that
+    still reach it during the measured rounds (expected: 0).
+    """
+    base = proxy_scenario(
+        name,
+        description,
+        path,
+        f"= {path}",
+        path,
+        gunicorn_cached_page(path, CACHE_TTL),
+    )
+    zone = "bench_" + name.replace("-", "_")
+    nginx_http = (
+        f"proxy_cache_path {{{{root}}}}/nginx-cache levels=1:2 keys_zone={zone}:1m;\n"
+        + base.nginx_http
+    )
+    nginx_server = base.nginx_server.replace(
+        "    proxy_pass ",
+        f"    proxy_cache {zone};\n"
+        "    add_header X-Cache-Status $upstream_cache_status;\n"
+        "    proxy_pass ",
+    )
+    bext = base.bext_routes + "cache = true\n\n[cache]\n" + 'path = "{{root}}/bext-cache"\n'
+    return replace(
+        base,
+        nginx_http=nginx_http,
+        nginx_server=nginx_server,
+        bext_routes=bext,
+        cache_hit={"nginx": ("X-Cache-Status", "HIT"), "bext": ("Cache-Status", "hit")},
+        backend_log="{{backend_access_log}}",
+    )
+
+
 STATIC_DOCROOT = "docroot"
 """Below the scenario directory: the one document root nginx, bext and WhiteNoise share."""
 
@@ -292,6 +362,13 @@ SCENARIOS: dict[str, Scenario] = _registry(
         "/",
         gunicorn_django(collectstatic=True),
         max_connections=16,
+    ),
+    cache_scenario(
+        "cache-hit",
+        "the template page of proxy-django-page, sent by Django with Cache-Control: public, "
+        "max-age=60 and answered from each server's cache (nginx proxy_cache, bext [cache] "
+        "with its LMDB store) after one warm-up request each; 64 connections",
+        "/cache-hit",
     ),
     static_scenario(
         "static-1k",

@@ -117,7 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "status":
             sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(func=cmd_control, command=verb)
+    _add_cache_verbs(verbs)
     return parser
+
+
+def _add_cache_verbs(verbs: Any) -> None:
+    """``bext cache purge``: invalidate cached responses through the running master."""
+    cache = verbs.add_parser("cache", help="response cache helpers: purge",
+                             description="Act on the running master's response cache.")  # fmt: skip
+    cache_verbs = cache.add_subparsers(dest="cache_verb", metavar="COMMAND", required=True)
+    purge = cache_verbs.add_parser(
+        "purge",
+        help="invalidate cached responses by tag, URL, prefix or all",
+        description="Ask the running master to invalidate cached responses: those stored "
+        "with a tag (Cache-Tag), those of a URL (a path like /page?q=1, every host, or an "
+        "http(s) URL for one host), those under a path prefix, or everything. --soft marks "
+        "them stale instead: each is served once more (Cache-Status detail=soft-purged) "
+        "while it is refreshed. Options may be repeated; --all goes alone.",
+    )
+    purge.add_argument("--tag", action="append", metavar="TAG", help="a cache tag")
+    purge.add_argument("--url", action="append", metavar="URL", help="a path or http(s) URL")
+    purge.add_argument("--prefix", action="append", metavar="PREFIX",
+                       help="a path prefix or http(s) URL prefix")  # fmt: skip
+    purge.add_argument("--all", action="store_true", help="every cached response")
+    purge.add_argument("--soft", action="store_true",
+                       help="mark stale (served while refreshed) instead of removing")  # fmt: skip
+    _add_config_option(purge)
+    purge.set_defaults(func=cmd_cache_purge)
 
 
 def _add_scaffold_verbs(verbs: Any) -> None:
@@ -385,22 +411,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-def cmd_control(args: argparse.Namespace) -> int:
-    """reload / status / stop: talk to the running master over its control socket."""
-    import json
-
+def _send(path: Path, command: str) -> str | None:
+    """The running master's reply to ``command``, or None (and a report) if none answers."""
     from bext.master.control import send_command
 
-    path: Path = args.config
     socket_path = control_path(path)
     try:
-        answer = send_command(socket_path, args.command)
+        return send_command(socket_path, command)
     except OSError as exc:
         print(
             f"bext: no running master for {path} (control socket {socket_path}: "
             f"{exc.strerror or exc})",
             file=sys.stderr,
         )
+        return None
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """reload / status / stop: talk to the running master over its control socket."""
+    import json
+
+    answer = _send(args.config, args.command)
+    if answer is None:
         return EXIT_FAILURE
     if args.command == "status":
         if args.json:
@@ -413,6 +445,60 @@ def cmd_control(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"bext: {args.command} failed: {answer.removeprefix('error: ')}", file=sys.stderr)
     return EXIT_CONFIG if answer.startswith("error: invalid configuration") else EXIT_FAILURE
+
+
+def cmd_cache_purge(args: argparse.Namespace) -> int:
+    """``bext cache purge``: checked here (usage errors), carried out by the master.
+
+    The master is sent ``cache-purge <JSON>``, the JSON being the admin endpoint's body
+    (``POST /__bext/cache/invalidate``), and parses it again; it replies ``ok: <JSON>``
+    with the counts or ``error: <reason>``.
+    """
+    import json
+
+    from bext.cache.purge import MAX_BODY_BYTES, PurgeError, parse_shell
+
+    try:
+        parse_shell(args.tag, args.url, args.prefix, args.all, args.soft)
+    except PurgeError as exc:
+        print(f"bext cache purge: {exc.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    document: dict[str, object] = {"soft": args.soft}
+    for name, values in (("tags", args.tag), ("urls", args.url), ("prefixes", args.prefix)):
+        if values:
+            document[name] = values
+    if args.all:
+        document["all"] = True
+    body = json.dumps(document, separators=(",", ":"))
+    if len(body) > MAX_BODY_BYTES:
+        print(f"bext cache purge: too many or too long targets for one command (over "
+              f"{MAX_BODY_BYTES} bytes); split the purge", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    answer = _send(args.config, f"cache-purge {body}")
+    if answer is None:
+        return EXIT_FAILURE
+    if answer.startswith("ok: "):
+        try:
+            result = json.loads(answer[4:])
+            print(_format_purge(result, args.soft))
+        except (ValueError, TypeError, KeyError):
+            print(f"bext: {answer[4:]}")
+        return EXIT_OK
+    print(f"bext: cache purge failed: {answer.removeprefix('error: ')}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _format_purge(result: dict[str, Any], soft: bool) -> str:
+    """``purged: 1 tag, 0 entries`` (``marked stale: ...`` for --soft)."""
+
+    def count(number: object, one: str, many: str) -> str:
+        return f"{number} {one if number == 1 else many}"
+
+    done = "marked stale" if soft else "purged"
+    entries = count(result["entries"], "entry", "entries")
+    if result["all"]:
+        return f"{done}: everything" if soft else f"{done}: everything ({entries})"
+    return f"{done}: {count(result['tags'], 'tag', 'tags')}, {entries}"
 
 
 def _format_status(status: dict[str, Any]) -> str:

@@ -32,17 +32,22 @@ _NOT_MODIFIED_FIELDS = frozenset(
 """What a 304 carries of the stored response (RFC 9110 §15.4.5)."""
 
 
-def client_headers(stored: Headers, age: float, status: CacheStatus) -> Headers:
-    """The stored fields as the client sees them, with ``Age`` and ``Cache-Status``."""
-    out = [(name, value) for name, value in stored if name.lower() not in NOT_SENT]
-    out.append((b"Age", age_header_value(age)))
-    out.append((b"Cache-Status", status.serialise()))
-    return out
+def client_headers(stored: Headers) -> Headers:
+    """The stored fields a client may see (before ``Age`` and ``Cache-Status``)."""
+    return [(name, value) for name, value in stored if name.lower() not in NOT_SENT]
 
 
-def answer(request: Request, stored: StoredResponse, age: float, status: CacheStatus) -> Response:
-    """The response to ``request`` from ``stored``; takes over ``stored.fd``."""
-    headers = client_headers(stored.headers, age, status)
+def answer(
+    request: Request,
+    stored: StoredResponse,
+    age: float,
+    status: CacheStatus,
+    sent: Headers | None = None,
+) -> Response:
+    """The response to ``request`` from ``stored``; takes over ``stored.fd``. ``sent`` is
+    :func:`client_headers` of ``stored.headers`` when the caller has it already."""
+    headers = [*(client_headers(stored.headers) if sent is None else sent),
+               (b"Age", age_header_value(age)), (b"Cache-Status", status.serialise())]  # fmt: skip
     if stored.status == 200 and _not_modified(request, stored.headers):
         stored.close()
         kept = [(n, v) for n, v in headers if n.lower() in _NOT_MODIFIED_FIELDS]

@@ -23,7 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from bext.cache.answer import client_headers
+from bext.cache.directives import response_cache_control
+from bext.cache.freshness import freshness_lifetime, initial_age
 from bext.cache.key import host_key, key_host, url_prefix
+from bext.cache.memory import Held, MemoryTier
 from bext.cache.purge import PurgeRequest
 from bext.cache.store import EntryMeta, Store, StoredResponse
 from bext.cache.vary import SecondaryKey
@@ -33,6 +37,7 @@ from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.fills import FillTable
 from bext.shm.layout import Segment
 from bext.shm.tags import HARD, TagTable
+from bext.shm.versions import EntryVersions, version_slot
 
 log = logging.getLogger("bext")
 
@@ -41,11 +46,17 @@ __all__ = ["Found", "PurgeResult", "ResponseCache"]
 
 @dataclass(slots=True)
 class Found:
-    """A stored response that a lookup may serve, and why it might be stale."""
+    """A stored response that a lookup may serve, its policy numbers, and why it might be
+    stale. ``stored`` may be shared with other requests (the memory tier): copy it before
+    changing it."""
 
-    stored: StoredResponse
+    held: Held
     soft_purged: bool
     """A soft purge (of a tag, a URL or everything) marked it stale since it was stored."""
+
+    @property
+    def stored(self) -> StoredResponse:
+        return self.held.stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,9 @@ class ResponseCache:
         self.store = Store(self.path, config.max_size, config.max_object_size)
         self._segment = segment if segment is not None else Segment()
         self.tags = TagTable(self._segment)
+        self.versions = EntryVersions(self._segment)
+        self.memory = MemoryTier(config.max_memory)
+        """This worker's decoded copies of small hot entries."""
         self.fills: FillTable | None = None
         self.counters: SlotCounters = NullCounters()
         self.filling: dict[bytes, asyncio.Future[None]] = {}
@@ -107,20 +121,44 @@ class ResponseCache:
 
     def lookup(self, key: bytes, request_headers: Headers) -> Found | None:
         """The stored response for ``key`` that the request selects (Vary), if its tags
-        still allow it. Hard-invalidated entries are not removed here (that is a write):
-        the next store replaces them."""
-        try:
-            stored = self.store.get(key, request_headers)
-        except Exception:
-            log.exception("cache: lookup failed; forwarding the request")
-            return None
-        if stored is None:
-            return None
+        still allow it: from the memory tier while the key's version word says the copy
+        is current, else from the store. Hard-invalidated entries are not removed here
+        (that is a write): the next store replaces them."""
+        slot = version_slot(key)
+        version = self.versions.get(slot)
+        held = self.memory.get(key, request_headers, version)
+        if held is None:
+            try:
+                stored = self.store.get(key, request_headers)
+            except Exception:
+                log.exception("cache: lookup failed; forwarding the request")
+                return None
+            if stored is None:
+                return None
+            held = self._hold(stored, version, slot)
+            if stored.body is not None:
+                self.memory.put(key, held)
+        stored = held.stored
         state = self.tags.check(stored.tag_generations)
         if state == HARD:
             stored.close()
             return None
-        return Found(stored, soft_purged=bool(state) or stored.stale)
+        return Found(held, soft_purged=bool(state) or stored.stale)
+
+    def _hold(self, stored: StoredResponse, version: int, slot: int) -> Held:
+        """The policy numbers of a stored response, computed once per copy."""
+        headers = stored.headers
+        lifetime = freshness_lifetime(
+            stored.status,
+            headers,
+            response_time=stored.response_time,
+            default_ttl=self.config.default_ttl,
+        ).seconds
+        age = initial_age(
+            headers, request_time=stored.request_time, response_time=stored.response_time
+        )
+        plain = not response_cache_control(headers).no_cache
+        return Held(stored, lifetime, age, plain, client_headers(headers), version, slot)
 
     def stamp(self, tags: Iterable[bytes]) -> tuple[tuple[int, int], ...]:
         """The tag generations an entry is stored with (:meth:`TagTable.stamp`)."""
@@ -139,6 +177,8 @@ class ResponseCache:
         except Exception:
             log.exception("cache: storing a response failed")
             return False
+        finally:
+            self.versions.bump(key)
         if stored:
             self.counters.cache("stored")
         return stored
@@ -164,12 +204,23 @@ class ResponseCache:
             )
         except Exception:
             log.exception("cache: updating stored headers failed")
+        finally:
+            self.versions.bump(key)
 
     # -- invalidation ---------------------------------------------------------------------
 
-    def invalidate_url(self, host: str | None, path_and_query: str) -> int:
-        """Remove every entry of one URL (both schemes; every host for None)."""
-        return self.store.delete_prefix(url_prefix(host, path_and_query))
+    def remove(
+        self, prefix: bytes, match: Callable[[bytes], bool] | None = None, soft: bool = False
+    ) -> int:
+        """Remove (or with ``soft`` mark stale) every entry whose key starts with
+        ``prefix`` (and that ``match`` accepts); the number of entries."""
+        changed: list[bytes] = []
+        act = self.store.mark_stale if soft else self.store.delete_prefix
+        try:
+            return act(prefix, match, changed)
+        finally:
+            for key in changed:
+                self.versions.bump(key)
 
     def purge(self, request: PurgeRequest) -> PurgeResult:
         """Carry out a purge from the admin endpoint, ``PURGE`` or ``bext cache purge``.
@@ -186,13 +237,12 @@ class ResponseCache:
             return PurgeResult(entries=entries, all=True)
         if request.tags:
             self.tags.invalidate(request.tags, soft=soft)
-        act = self.store.mark_stale if soft else self.store.delete_prefix
         entries = 0
         for host, target in request.urls:
-            entries += act(url_prefix(host, target))
+            entries += self.remove(url_prefix(host, target), soft=soft)
         for host, prefix in request.prefixes:
             encoded = prefix.encode("utf-8", "surrogateescape")
-            entries += act(encoded, _on_host(host) if host is not None else None)
+            entries += self.remove(encoded, _on_host(host) if host is not None else None, soft)
         return PurgeResult(tags=len(request.tags), entries=entries)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -133,24 +134,36 @@ class CacheHandler:
     ) -> Response | Awaitable[Response]:
         """Answer from a stored response, or go on to validate or refetch it."""
         cache = self.cache
-        stored = found.stored
-        lifetime, age = _lifetime_and_age(stored, cache.config.default_ttl, time.time())
-        decision = evaluate(request.headers, stored.headers, lifetime=lifetime, age=age)
-        outcome = decision.outcome
+        held = found.held
+        stored = held.stored
+        age = held.initial_age + max(0.0, time.time() - stored.response_time)
+        remaining = held.lifetime - age
+        if (
+            remaining > 0
+            and held.plain
+            and not found.soft_purged
+            and not _has_directives(request.headers)
+        ):
+            outcome = Outcome.FRESH  # the common hit: nothing in the request to weigh
+        else:
+            decision = evaluate(request.headers, stored.headers, lifetime=held.lifetime, age=age)
+            outcome = decision.outcome
         if found.soft_purged and outcome in (Outcome.FRESH, Outcome.STALE_ALLOWED):
             stale_forbidden = forbids_stale(response_cache_control(stored.headers))
             outcome = Outcome.MUST_VALIDATE if stale_forbidden else Outcome.STALE_WHILE_REVALIDATE
-        ttl = int(decision.ttl)
+        ttl = int(remaining)
         if outcome is Outcome.FRESH or outcome is Outcome.STALE_ALLOWED:
             cache.counters.cache("hit")
             request.notes.cache = "HIT"
-            return answer(request, stored, age, CacheStatus(hit=True, ttl=ttl, collapsed=collapsed))
+            status = CacheStatus(hit=True, ttl=ttl, collapsed=collapsed)
+            return answer(request, stored, age, status, held.client_headers)
         if outcome is Outcome.STALE_WHILE_REVALIDATE:
             self._refresh_later(request, key, stored.headers, stored.digest)
             cache.counters.cache("stale")
             request.notes.cache = "STALE"
             detail = "soft-purged" if found.soft_purged else "stale-while-revalidate"
-            return answer(request, stored, age, CacheStatus(hit=True, ttl=ttl, detail=detail))
+            status = CacheStatus(hit=True, ttl=ttl, detail=detail)
+            return answer(request, stored, age, status, held.client_headers)
         if outcome is Outcome.GATEWAY_TIMEOUT:
             stored.close()
             return self._unsatisfied(request)
@@ -366,6 +379,7 @@ class CacheHandler:
         """The stored response updated from a 304 that selects it, or None."""
         if response.status != 304 or not matches_not_modified(stored.headers, response.headers):
             return None
+        stored = copy.copy(stored)  # it may be the memory tier's, shared with other requests
         cache = self.cache
         response_time = time.time()
         headers = freshen_headers(stored.headers, response.headers)
@@ -434,9 +448,8 @@ class CacheHandler:
     def _invalidate_after(self, request: Request, response_headers: Headers) -> None:
         cache = self.cache
         host = host_key(request.host, request.scheme)
-        own = request_key(request).rsplit(SEPARATOR, 1)[0] + SEPARATOR
         try:
-            cache.store.delete_prefix(own)
+            cache.remove(_url_prefix(request))
             target = f"{request.scheme}://{request.host or 'localhost'}{request.path}"
             uris = invalidation_targets(request.method, 200, target, response_headers)[1:]
             for uri in uris:
@@ -444,21 +457,34 @@ class CacheHandler:
                     _, path = normalise_target(uri)
                 except PurgeError:
                     continue
-                cache.store.delete_prefix(path.encode("utf-8", "surrogateescape") + SEPARATOR
-                                          + host + SEPARATOR)  # fmt: skip
+                encoded = path.encode("utf-8", "surrogateescape")
+                cache.remove(encoded + SEPARATOR + host + SEPARATOR)
         except Exception:
             log.exception("cache: invalidation after %s %s failed", request.method, request.path)
 
     def _purge(self, request: Request) -> Response:
         """``PURGE`` on a URL: remove its stored responses (all variants, both schemes)."""
-        own = request_key(request).rsplit(SEPARATOR, 1)[0] + SEPARATOR
         try:
-            removed = self.cache.store.delete_prefix(own)
+            removed = self.cache.remove(_url_prefix(request))
         except Exception:
             log.exception("cache: PURGE %s failed", request.path)
             return error_response(500, request.header(b"accept"))
         body = b'{"purged":%d}\n' % removed
         return Response(200, [_JSON, _NO_STORE], body)
+
+
+def _url_prefix(request: Request) -> bytes:
+    """The key prefix of every entry of the request's URL (both schemes, all variants)."""
+    return request_key(request).rsplit(SEPARATOR, 1)[0] + SEPARATOR
+
+
+_DIRECTIVE_FIELDS = frozenset({b"cache-control", b"pragma", b"authorization"})
+"""Request fields that can change what a fresh stored response may do (RFC 9111 §5.2.1,
+§5.4, §3.5)."""
+
+
+def _has_directives(headers: Headers) -> bool:
+    return any(name in _DIRECTIVE_FIELDS for name, _ in headers)
 
 
 def fresh_age(stored: StoredResponse) -> float:

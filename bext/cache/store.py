@@ -309,13 +309,17 @@ class Store:
             readahead=False,
             lock=True,
         )
-        if env.info()["map_size"] < self.map_size:
-            env.set_mapsize(self.map_size)
-        with env.begin(write=True) as txn:
-            self._dbs = {
-                name: env.open_db(name.encode(), txn=txn)
-                for name in ("index", "meta", "body", "atime", "lru", "info")
-            }
+        try:
+            if env.info()["map_size"] < self.map_size:
+                env.set_mapsize(self.map_size)
+            with env.begin(write=True) as txn:
+                self._dbs = {
+                    name: env.open_db(name.encode(), txn=txn)
+                    for name in ("index", "meta", "body", "atime", "lru", "info")
+                }
+        except BaseException:
+            env.close()  # opened but unusable: not left for the garbage collector
+            raise
         self._env = env
         self._pid = os.getpid()
         self._clean_temp_files()
@@ -597,21 +601,37 @@ class Store:
         with self._write(env) as w:
             return self._delete_primary(w, index_key(primary), primary)
 
-    def delete_prefix(self, prefix: bytes, match: Callable[[bytes], bool] | None = None) -> int:
+    def delete_prefix(
+        self,
+        prefix: bytes,
+        match: Callable[[bytes], bool] | None = None,
+        changed: list[bytes] | None = None,
+    ) -> int:
         """Remove every variant of every primary key starting with ``prefix`` (purge by URL
-        prefix) and, if given, for which ``match(primary)`` is true; the number removed."""
+        prefix) and, if given, for which ``match(primary)`` is true; the number removed.
+        The primary keys found are appended to ``changed`` when it is given."""
         env = self._opened()
         with self._write(env) as w:
             found = self._primaries(w, prefix, match)
+            if changed is not None:
+                changed.extend(full for _, full in found)
             return sum(self._delete_primary(w, key, full) for key, full in found)
 
-    def mark_stale(self, prefix: bytes, match: Callable[[bytes], bool] | None = None) -> int:
+    def mark_stale(
+        self,
+        prefix: bytes,
+        match: Callable[[bytes], bool] | None = None,
+        changed: list[bytes] | None = None,
+    ) -> int:
         """Mark every variant of the primary keys that :meth:`delete_prefix` would remove
         as stale instead (a soft purge); the number marked."""
         env = self._opened()
         marked = 0
         with self._write(env) as w:
-            for _, full in self._primaries(w, prefix, match):
+            found = self._primaries(w, prefix, match)
+            if changed is not None:
+                changed.extend(full for _, full in found)
+            for _, full in found:
                 raw_index = w.txn.get(index_key(full), db=self._dbs["index"])
                 if raw_index is None:
                     continue

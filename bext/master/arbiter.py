@@ -725,8 +725,47 @@ class Arbiter:
         elif command == "stop":
             reply(conn, "ok: stopping")
             self.handle_sigterm()
+        elif command.partition(" ")[0] == "cache-purge":
+            reply(conn, self.cache_purge(command.partition(" ")[2]))
         else:
-            reply(conn, f"error: unknown command {command!r}")
+            shown = repr(command[:60]) + ("..." if len(command) > 60 else "")
+            reply(conn, f"error: unknown command {shown}")
+
+    def cache_purge(self, argument: str) -> str:
+        """``bext cache purge``: ``argument`` is the admin endpoint's JSON body, parsed
+        again here (whoever can reach the socket). The reply line: ``ok: <counts JSON>`` or
+        ``error: <reason>``; nothing raises.
+
+        Tags and "all" are generation words in the shared segment; URLs, prefixes and a
+        hard "all" need the LMDB store, which is opened here for this purge only and
+        closed before returning, so no environment is left open in the master for a
+        later fork to inherit (workers open their own).
+        """
+        try:
+            from bext.cache.purge import PurgeError, parse_body
+
+            try:
+                request = parse_body(argument.encode("utf-8", "surrogateescape"))
+            except PurgeError as exc:
+                return f"error: invalid purge request: {exc.reason}"
+            cache = self.current.pipeline.cache
+            if cache is None:
+                return "error: the cache is not enabled in this configuration"
+            soft = request.soft
+            needs_store = bool(request.urls or request.prefixes or (request.all and not soft))
+            try:
+                if needs_store:
+                    cache.store.open()
+                result = cache.purge(request)
+            finally:
+                if needs_store:
+                    cache.store.close()
+        except Exception as exc:  # a disk error, a bug: reported, the master goes on
+            log.exception("cache purge failed")
+            return f"error: cache purge failed: {type(exc).__name__}: {exc}"
+        log.info("cache purge%s: %s", " (soft)" if request.soft else "",
+                 json.dumps(result.as_json()))  # fmt: skip
+        return f"ok: {json.dumps(result.as_json())}"
 
     def status(self) -> dict[str, object]:
         """What ``bext status`` shows: processes, generation, counters."""

@@ -1,4 +1,5 @@
-"""The control socket: how ``bext reload`` / ``status`` / ``stop`` reach a running master.
+"""The control socket: how ``bext reload`` / ``status`` / ``stop`` / ``cache purge`` reach a
+running master.
 
 A Unix stream socket served from the master's own loop (no thread): a client connects,
 sends one command line, reads one reply and the connection closes. Signals can do most of
@@ -26,7 +27,10 @@ import socket
 import time
 from pathlib import Path
 
-MAX_COMMAND = 256
+MAX_COMMAND = 66 * 1024
+"""The longest command line: ``cache-purge`` carries a JSON body of up to 64 KiB (the
+admin endpoint's limit, :data:`bext.cache.purge.MAX_BODY_BYTES`); a longer line is refused
+with an error reply, never cut short and run."""
 MAX_PENDING = 16
 """Clients connected without a complete command line yet; the oldest goes beyond this."""
 PENDING_TIMEOUT = 10.0
@@ -117,7 +121,7 @@ class ControlServer:
             self._drop(fd)
             return None
         pending.data += data
-        if data and b"\n" not in data and len(pending.data) < MAX_COMMAND:
+        if data and b"\n" not in data and len(pending.data) <= MAX_COMMAND:
             return None  # more to come
         self._poll.unregister(fd)
         del self._pending[fd]
@@ -126,7 +130,10 @@ class ControlServer:
             conn.close()  # connected and left without a word
             return None
         conn.settimeout(REPLY_TIMEOUT)
-        line = bytes(pending.data[:MAX_COMMAND]).split(b"\n", 1)[0]
+        line, newline, _ = bytes(pending.data[: MAX_COMMAND + 1]).partition(b"\n")
+        if not newline and len(line) > MAX_COMMAND:
+            reply(conn, f"error: command longer than {MAX_COMMAND} bytes")
+            return None
         return conn, line.decode("utf-8", "replace").strip()
 
     def _expire(self, now: float) -> None:

@@ -58,9 +58,9 @@ class WorkerSpec:
     ready_fd: int
     segment: Segment
     pipeline: CompiledPipeline
-    """Built by the master before the fork (shared copy-on-write); the worker gives it its
+    r"""Built by the master before the fork (shared copy-on-write); the worker gives it its
     counters with ``bind_counters`` (which also opens what must be opened after fork: the
-    cache store), serves with it, and ``close``\ s it on the way out."""
+    cache store), serves with it, and closes it on the way out."""
     access_log: AccessLog
     """Opened by the master (so an unopenable path refuses the generation at once); the
     worker writes to its inherited copy and reopens it on SIGUSR1."""

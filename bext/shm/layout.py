@@ -19,11 +19,13 @@ signed 64-bit integer; names never go in, only indexes and hashed ids.
                     (bext/shm/peers.py); the master clears a dead worker's entries
     cache fills     FILL_ENTRIES x 3 x int64 (key hash, owner pid, expiry ms): which
                     worker is fetching a missing cache entry (bext/shm/fills.py)
+    entry versions  VERSION_ENTRIES x int64: bumped when a stored entry changes, so that
+                    workers' memory tiers notice (bext/shm/versions.py)
 
 The rate and client tables are split into 256 partitions, each guarded by one stripe of a
 ``StripedLock`` (region 0: rate limits, region 1: client connections; region 2 guards the
 upstream in-flight counts of the health table, region 3 the cache tag generations, region
-4 the cache fill table).
+4 the cache fill table, region 5 the entry versions).
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ PEER_OFFSET = RATE_OFFSET + RATE_ENTRIES * RATE_FIELDS
 FILL_ENTRIES = 4096
 FILL_FIELDS = 3
 FILL_OFFSET = PEER_OFFSET + PEER_ENTRIES * PEER_FIELDS
-TOTAL_FIELDS = FILL_OFFSET + FILL_ENTRIES * FILL_FIELDS
+VERSION_ENTRIES = 65536
+VERSIONS_OFFSET = FILL_OFFSET + FILL_ENTRIES * FILL_FIELDS
+TOTAL_FIELDS = VERSIONS_OFFSET + VERSION_ENTRIES
 SIZE = TOTAL_FIELDS * 8
 
 

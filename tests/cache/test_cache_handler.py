@@ -171,7 +171,7 @@ def test_soft_purge_serves_stale_once_then_the_refreshed_entry(cache: ResponseCa
 
     seen = asyncio.run(scenario())
     assert seen[0][0] == b"body 1"
-    assert seen[1] == (b"body 1", seen[1][1]) and "detail=\"soft-purged\"" in seen[1][1]
+    assert seen[1] == (b"body 1", seen[1][1]) and 'detail="soft-purged"' in seen[1][1]
     assert seen[2][0] == b"body 2" and seen[2][1].startswith("bext;hit")
 
 

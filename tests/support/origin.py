@@ -60,7 +60,9 @@ class Origin:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                request = Request(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}
+                )
                 with origin._lock:
                     origin.count[self.path] += 1
                     origin.seen.append(request)
