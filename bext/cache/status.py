@@ -60,6 +60,14 @@ class CacheStatus:
 
     def serialise(self) -> bytes:
         """The member as RFC 8941 §4.1.3 serialises an Item with Parameters."""
+        if (
+            self.hit
+            and self.fwd is None
+            and self.ttl is not None
+            and not (self.stored or self.collapsed or self.detail or self.fwd_status)
+            and self.name == CACHE_NAME
+        ):
+            return b"bext;hit;ttl=%d" % max(-_SF_INTEGER_MAX, min(_SF_INTEGER_MAX, self.ttl))
         parts = [self.name]
         if self.hit:
             parts.append("hit")
