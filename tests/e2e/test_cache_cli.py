@@ -19,7 +19,7 @@ import pytest
 
 from bext.cli import EXIT_FAILURE, EXIT_USAGE, control_path
 from bext.master.control import MAX_COMMAND, send_command
-from tests.support.origin import Answer, Origin
+from tests.support.origin import Answer, Origin, cache_config
 from tests.support.server import BextProcess, config
 
 Start = Callable[..., BextProcess]
@@ -33,23 +33,6 @@ def origin() -> Iterator[Origin]:
         server.route(path, lambda request: Answer(200, TAGGED, f"body of {request.path}".encode()))
     yield server
     server.stop()
-
-
-def cache_config(origin: Origin, store: Path | None, workers: int = 1) -> str:
-    cache = f'[cache]\nenabled = true\npath = "{store}"\n' if store is not None else ""
-    return config(
-        f"""
-{cache}
-[upstreams.app]
-[[upstreams.app.servers]]
-url = "http://127.0.0.1:{origin.port}"
-
-[[route_rules]]
-pattern = "/**"
-proxy = "app"
-""",
-        workers=workers,
-    )
 
 
 def bext(*args: str, config_path: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -122,7 +105,7 @@ def test_purge_makes_the_next_request_a_miss(
 def test_soft_purge_serves_stale_once_then_refreshes(
     start_bext: Start, origin: Origin, tmp_path: Path
 ) -> None:
-    server = start_bext(cache_config(origin, tmp_path / "store"))
+    server = start_bext(cache_config(origin, tmp_path / "store", workers=1))
     cached(server, origin, "/page")
     result = bext("cache", "purge", "--tag", "products", "--soft", config_path=server.config_path)
     assert result.returncode == 0, result.stderr
@@ -179,7 +162,7 @@ def test_no_running_master(tmp_path: Path) -> None:
 
 
 def test_a_config_without_the_cache_is_a_clear_error(start_bext: Start, origin: Origin) -> None:
-    server = start_bext(cache_config(origin, None))
+    server = start_bext(cache_config(origin, None, workers=1))
     result = bext("cache", "purge", "--tag", "products", config_path=server.config_path)
     assert result.returncode == EXIT_FAILURE
     assert result.stderr.strip() == (
@@ -191,7 +174,7 @@ def test_a_config_without_the_cache_is_a_clear_error(start_bext: Start, origin: 
 def test_malformed_control_commands_get_an_error_and_the_master_goes_on(
     start_bext: Start, origin: Origin, tmp_path: Path
 ) -> None:
-    server = start_bext(cache_config(origin, tmp_path / "store"))
+    server = start_bext(cache_config(origin, tmp_path / "store", workers=1))
     cached(server, origin, "/page")
     socket_path = control_path(server.config_path)
     for command, error in [

@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +21,8 @@ import httpx
 import pytest
 
 from bext.cache.store import Store
-from tests.support.origin import Answer, Origin
-from tests.support.server import BextProcess, config
+from tests.support.origin import Answer, Origin, cache_config
+from tests.support.server import BextProcess, bext_cli
 
 Start = Callable[..., BextProcess]
 PUBLIC = ("Cache-Control", "public, max-age=300")
@@ -37,49 +35,17 @@ def origin() -> Iterator[Origin]:
     server.stop()
 
 
-def cache_config(origin: Origin, store: Path, **server: object) -> str:
-    return config(
-        f"""
-[cache]
-enabled = true
-path = "{store}"
-
-[log]
-access = "stdout"
-
-[upstreams.app]
-[[upstreams.app.servers]]
-url = "http://127.0.0.1:{origin.port}"
-
-[[route_rules]]
-pattern = "/**"
-proxy = "app"
-""",
-        **server,
-    )
-
-
 def fresh_get(server: BextProcess, path: str, **kwargs: object) -> httpx.Response:
     """One request on a new connection (so that the kernel spreads them over workers)."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         return client.get(path, **kwargs)  # type: ignore[arg-type]
 
 
-def bext_cli(server: BextProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bext", *args, "-c", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=server.workdir,
-    )
-
-
 def test_one_miss_then_hits_on_every_worker(
     start_bext: Start, origin: Origin, tmp_path: Path
 ) -> None:
     origin.fixed("/page", b"the page\n", PUBLIC, ("Content-Type", "text/html"))
-    server = start_bext(cache_config(origin, tmp_path / "store"))
+    server = start_bext(cache_config(origin, tmp_path / "store", access="stdout"))
     first = fresh_get(server, "/page")
     assert first.headers["cache-status"] == "bext;fwd=uri-miss;fwd-status=200;stored"
     for _ in range(40):

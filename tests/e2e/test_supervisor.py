@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import BextProcess, config
+from tests.support.server import BextProcess, bext_cli, config
 
 Start = Callable[..., BextProcess]
 
@@ -27,16 +27,6 @@ def routes(version: int) -> str:
 pattern = "/**"
 respond = {{ status = 200, body = "v{version}" }}
 """
-
-
-def bext_cli(server: BextProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bext", *args, "-c", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=server.workdir,
-    )
 
 
 class Answer:

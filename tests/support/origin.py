@@ -13,6 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.support.server import config
 
 
 @dataclass
@@ -110,3 +113,28 @@ class Origin:
     def fixed(self, path: str, body: bytes, *headers: tuple[str, str], status: int = 200) -> None:
         """Always the same answer; the body may differ per request only through ``script``."""
         self.routes[path] = lambda request: Answer(status, list(headers), body)
+
+
+def cache_config(
+    origin: Origin, store: Path | None, *, access: str = "off", **server: object
+) -> str:
+    """A config proxying everything to ``origin``, with the cache in ``store`` (no
+    ``[cache]`` section when it is None), the access log to ``access``, and ``server``
+    settings for :func:`tests.support.server.config`."""
+    cache = f'[cache]\nenabled = true\npath = "{store}"\n' if store is not None else ""
+    return config(
+        f"""
+{cache}
+[log]
+access = "{access}"
+
+[upstreams.app]
+[[upstreams.app.servers]]
+url = "http://127.0.0.1:{origin.port}"
+
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+""",
+        **server,
+    )

@@ -119,3 +119,14 @@ def config(routes: str = "", **server: object) -> str:
         else:
             lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n\n" + routes
+
+
+def bext_cli(server: BextProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bext ARGS -c <the server's config>``, as an operator runs it next to the master."""
+    return subprocess.run(
+        [sys.executable, "-m", "bext", *args, "-c", str(server.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=server.workdir,
+    )
