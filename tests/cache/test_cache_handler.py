@@ -281,7 +281,9 @@ def test_concurrent_misses_in_one_worker_go_upstream_once(cache: ResponseCache) 
     assert sum("collapsed" in status_of(a) for a in answers) == 19
 
 
-def test_a_streamed_body_is_stored_when_it_ends(cache: ResponseCache) -> None:
+def streaming() -> Upstream:
+    """Answers 400,000 bytes in four pieces, as a streamed body (over the inline size)."""
+
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(4):
             yield b"x" * 100_000
@@ -289,7 +291,11 @@ def test_a_streamed_body_is_stored_when_it_ends(cache: ResponseCache) -> None:
     def script(req: Request) -> Response:
         return Response(200, [PUBLIC], stream=chunks(), content_length=400_000)
 
-    upstream = Upstream(script)
+    return Upstream(script)
+
+
+def test_a_streamed_body_is_stored_when_it_ends(cache: ResponseCache) -> None:
+    upstream = streaming()
     handler = CacheHandler(cache, upstream)
     assert len(run(handler, request()).body) == 400_000
     hit = run(handler, request())
@@ -298,14 +304,7 @@ def test_a_streamed_body_is_stored_when_it_ends(cache: ResponseCache) -> None:
 
 
 def test_an_abandoned_stream_stores_nothing(cache: ResponseCache) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(4):
-            yield b"x" * 100_000
-
-    def script(req: Request) -> Response:
-        return Response(200, [PUBLIC], stream=chunks(), content_length=400_000)
-
-    upstream = Upstream(script)
+    upstream = streaming()
     handler = CacheHandler(cache, upstream)
 
     async def abandon() -> None:
