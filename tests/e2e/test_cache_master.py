@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -173,3 +174,27 @@ def test_a_bad_cache_path_refuses_the_reload_and_keeps_serving(
     assert result.returncode == 78
     assert "cache.path" in result.stderr + result.stdout
     assert fresh_get(server, "/page").status_code == 200
+
+
+def test_an_entry_stored_over_http1_is_a_hit_over_http2(
+    start_bext: Start, origin: Origin, tmp_path: Path
+) -> None:
+    origin.fixed("/both", b"0123456789", PUBLIC, ("ETag", '"b1"'))
+    server = start_bext(cache_config(origin, tmp_path / "store"))
+    assert "stored" in fresh_get(server, "/both").headers["cache-status"]
+
+    def h2(*args: str) -> str:
+        result = subprocess.run(
+            ["curl", "-s", "--http2-prior-knowledge", "-D", "-", *args,
+             f"{server.base_url}/both"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        return result.stdout
+
+    full = h2()
+    assert full.startswith("HTTP/2 200") and "cache-status: bext;hit;ttl=" in full
+    assert full.endswith("0123456789")
+    ranged = h2("-H", "Range: bytes=2-4")
+    assert ranged.startswith("HTTP/2 206") and ranged.endswith("234")
+    assert h2("-H", 'If-None-Match: "b1"').startswith("HTTP/2 304")
+    assert origin.count["/both"] == 1
