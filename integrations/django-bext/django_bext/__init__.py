@@ -27,6 +27,7 @@ __all__ = [
     "tag_response",
     "tags_for",
     "unregister",
+    "untagged",
     "validate_tag",
 ]
 
@@ -37,6 +38,7 @@ _LAZY = {
     "tag_response": "tags",
     "tags_for": "tags",
     "get_tags": "tags",
+    "untagged": "tags",
     "model_tag": "tags",
     "instance_tag": "tags",
     "register": "signals",

@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "BEXT_ENABLED": True,
     "BEXT_AUTO_INVALIDATE": [],
     "BEXT_CHECK_REACHABLE": False,
+    "BEXT_CHECK_UNTAGGED": True,
 }
 
 INVALIDATE_PATH = "/__bext/cache/invalidate"

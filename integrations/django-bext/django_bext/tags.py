@@ -14,6 +14,11 @@ from .client import validate_tag
 
 HEADER = "Cache-Tag"
 
+#: Attribute set by :func:`cache_tags` on the wrappers it returns (a tuple of tags).
+MARKER = "bext_cache_tags"
+#: Attribute set by :func:`untagged` (``True``).
+UNTAGGED = "bext_untagged"
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -101,6 +106,12 @@ def cache_tags(*items: Any) -> Callable[[F], F]:
     (``@cache_tags("products")`` on a ``View`` subclass wraps its
     ``dispatch``).  Tags are computed once, at decoration time, from strings or
     model classes; use :func:`tag_response` in the view for instance tags.
+
+    The wrapper it returns carries the marker attribute ``bext_cache_tags``
+    (:data:`MARKER`): a tuple of the tags it adds, merged with those of an
+    inner ``@cache_tags``.  ``functools.wraps`` copies it onto outer wrappers
+    and ``View.as_view()`` onto the view function; the ``django_bext.W005``
+    system check looks for it.
     """
     tags = tags_for(*items)
     if not tags:
@@ -120,7 +131,7 @@ def cache_tags(*items: Any) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return add_tags(await view(*args, **kwargs), tags)
 
-            return async_wrapper  # type: ignore[return-value]
+            return _mark(async_wrapper, view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,9 +140,29 @@ def cache_tags(*items: Any) -> Callable[[F], F]:
                 return _await_and_tag(response)
             return add_tags(response, tags)
 
-        return wrapper  # type: ignore[return-value]
+        return _mark(wrapper, view)
+
+    def _mark(wrapper: Any, view: F) -> F:
+        inner = getattr(view, MARKER, None)
+        inner = tuple(inner) if isinstance(inner, tuple | list) else ()
+        setattr(wrapper, MARKER, tuple(dict.fromkeys([*inner, *tags])))
+        return wrapper  # type: ignore[no-any-return]
 
     return decorator
+
+
+def untagged(view: F) -> F:
+    """Mark a view (function, view method or class-based view) as cached
+    without static tags on purpose, silencing the ``django_bext.W005`` system
+    check for it.
+
+    Use it on views that tag their responses at runtime with
+    :func:`tag_response` (which the check cannot see), or whose pages may
+    only be purged by URL.  Sets ``bext_untagged = True`` (:data:`UNTAGGED`)
+    on the view and returns it unchanged; it does not alter responses.
+    """
+    setattr(view, UNTAGGED, True)
+    return view
 
 
 #: Alias for use on methods of class-based views; ``cache_tags`` works there too.
