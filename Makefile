@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test lint typecheck unit demo bench deb deb-test clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml integrations/django-bext/pyproject.toml
 	scripts/system-deps.sh test
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e integrations/django-bext
 	touch $(STAMP)
 
 ## make test: install what the tests need, then lint, type-check and run the whole suite

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The Django demo behind bext (run by `make demo`; Ctrl-C stops everything).
 #
-#   1. makes sure .venv/ exists with bext (editable);
+#   1. makes sure .venv/ exists with bext and django-bext (editable);
 #   2. builds the demo into build/demosite with demo/build.py: `bext new demosite` (the
 #      starter template, exactly as users get it) plus the example app in demo/app; a
 #      previous build is replaced, database included; then installs the project's
 #      requirements.txt, runs migrate and collectstatic, and makes the superuser admin / admin;
 #   3. starts the app server on 127.0.0.1:$DEMO_APP_PORT (Gunicorn, or Uvicorn), then
-#      `bext run -c build/demosite/bext.config.toml`, both in the background;
+#      `bext run -c build/demosite/bext.config.toml`, both in the background; the app's
+#      django-bext sends cache invalidations to this bext (BEXT_ADMIN_URL), and bext's
+#      response cache lives in build/demosite/.cache/responses (the starter's config keeps
+#      the default store location, which $CACHE_DIRECTORY moves, as systemd's does), so a
+#      rebuild empties it with the database;
 #   4. waits until both answer /health, prints the URLs, and stays in the foreground.
 # On Ctrl-C, SIGTERM, or when either server dies, both are stopped (SIGTERM, then SIGKILL
 # after 15 s) and waited for, so nothing is left running.
@@ -86,6 +90,10 @@ if ! "$PY" -c "import bext" 2>/dev/null; then
     say "installing bext into $VENV"
     "$PY" -m pip install -q -e "$ROOT"
 fi
+if ! "$PY" -c "import django_bext" 2>/dev/null; then
+    say "installing django-bext into $VENV"
+    "$PY" -m pip install -q -e "$ROOT/integrations/django-bext"
+fi
 
 # -- 2. the Django project --------------------------------------------------------------
 port_busy() { # port_busy PORT: true when something accepts connections on 127.0.0.1:PORT
@@ -110,6 +118,7 @@ cd "$SITE"
 "$VENV/bin/bext" check -c "$CONFIG" >/dev/null
 
 # -- 3. the servers ---------------------------------------------------------------------
+export BEXT_ADMIN_URL="http://127.0.0.1:$PORT" # where django-bext sends invalidations
 say "starting $SERVER on 127.0.0.1:$APP_PORT"
 if [[ "$SERVER" == gunicorn ]]; then
     "$VENV/bin/gunicorn" --chdir "$SITE" --bind "127.0.0.1:$APP_PORT" \
@@ -121,7 +130,7 @@ fi
 APP_PID=$!
 
 say "starting bext on 127.0.0.1:$PORT"
-"$VENV/bin/bext" run -c "$CONFIG" &
+CACHE_DIRECTORY="$SITE/.cache" "$VENV/bin/bext" run -c "$CONFIG" &
 BEXT_PID=$!
 
 wait_for() { # wait_for NAME PID URL: until URL answers 200, the process dies, or 30 s pass
@@ -156,6 +165,9 @@ cat >&2 <<EOF
     events    $BASE/events
     download  $BASE/download?size=1048576
     upload    curl --data-binary @FILE $BASE/upload
+    products  $BASE/products/   (cached by bext for 60 s: see the Cache-Status header;
+              saving a product in the admin purges it)
+    vary      $BASE/lang/   no cache: $BASE/cookie/   stale-if-error: $BASE/stale-if-error/
 EOF
 cat >&2 <<EOF
 

@@ -170,7 +170,9 @@ class CacheHandler:
         if outcome is Outcome.UNUSABLE:
             stored.close()
             return self._miss(request, key, Fwd.REQUEST)
-        return self._validate(request, key, stored)
+        # Fresh but the request's directives (no-cache, max-age) asked for validation:
+        # RFC 9211 calls that fwd=request; otherwise the entry was stale.
+        return self._validate(request, key, stored, Fwd.REQUEST if remaining > 0 else Fwd.STALE)
 
     def _unsatisfied(self, request: Request) -> Response:
         """``only-if-cached`` with nothing usable stored: 504 (RFC 9111 §5.2.1.7)."""
@@ -186,14 +188,25 @@ class CacheHandler:
         """Go upstream for ``key``, unless another fetch of it is on its way already: then
         wait for that one (``lock_timeout``) and answer from what it stored."""
         cache = self.cache
-        if fwd is Fwd.URI_MISS and await self._wait_for_fill(key):
-            found = cache.lookup(key, request.headers)
-            if found is not None:
-                served = self._serve(request, key, found, collapsed=True)
-                return served if isinstance(served, Response) else await served
+        release_fill: Callable[[], None] | None = None
+        if fwd is Fwd.URI_MISS:
+            # Twice at most: another worker may claim the key between our look at the fill
+            # table and our own claim; then we wait for it too rather than fetch as well.
+            for _ in range(2):
+                if await self._wait_for_fill(key):
+                    found = cache.lookup(key, request.headers)
+                    if found is not None:
+                        served = self._serve(request, key, found, collapsed=True)
+                        return served if isinstance(served, Response) else await served
+                release_fill, claimed = self._claim(key)
+                if claimed:
+                    break
+                release_fill()
+                release_fill = None
+        if release_fill is None:
+            release_fill, _ = self._claim(key)
         cache.counters.cache("miss")
         request.notes.cache = "MISS"
-        release_fill = self._claim(key)
         try:
             fetch = _fetch_request(request, revalidation_request(request.headers, []))
             sequence = cache.tags.sequence()
@@ -226,15 +239,17 @@ class CacheHandler:
             await asyncio.sleep(POLL_INTERVAL)
         return True
 
-    def _claim(self, key: bytes) -> Callable[[], None]:
+    def _claim(self, key: bytes) -> tuple[Callable[[], None], bool]:
         """Announce a fetch of ``key`` (to this worker's other misses and, through the fill
-        table, to the other workers); returns what ends the announcement (idempotent)."""
+        table, to the other workers); returns what ends the announcement (idempotent), and
+        False if another worker's claim on the key came first."""
         cache = self.cache
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         cache.filling[key] = future
         fills = cache.fills
         shared = fill_key(key)
         claimed = fills is not None and fills.claim(shared, cache.config.lock_timeout)
+        first = fills is None or claimed
 
         def done() -> None:
             if cache.filling.get(key) is future:
@@ -244,7 +259,7 @@ class CacheHandler:
             if claimed and fills is not None:
                 fills.release(shared)
 
-        return done
+        return done, first
 
     # -- storing --------------------------------------------------------------------------
 
@@ -332,10 +347,12 @@ class CacheHandler:
 
     # -- validation -----------------------------------------------------------------------
 
-    async def _validate(self, request: Request, key: bytes, stored: StoredResponse) -> Response:
+    async def _validate(
+        self, request: Request, key: bytes, stored: StoredResponse, fwd: Fwd
+    ) -> Response:
         """Ask the upstream whether the stored response still holds (RFC 9111 §4.3)."""
         cache = self.cache
-        release_fill = self._claim(key)
+        release_fill, _ = self._claim(key)
         try:
             fetch = _fetch_request(request, revalidation_request(request.headers, stored.headers))
             sequence = cache.tags.sequence()
@@ -346,7 +363,7 @@ class CacheHandler:
                 release_fill()
                 cache.counters.cache("revalidated")
                 request.notes.cache = "REVALIDATED"
-                status = CacheStatus(fwd=Fwd.STALE, fwd_status=304)
+                status = CacheStatus(fwd=fwd, fwd_status=304)
                 return answer(request, fresh, fresh_age(fresh), status)
             if response.status in _UPSTREAM_ERRORS and self._may_serve_stale(request, stored):
                 release_fill()
@@ -360,7 +377,7 @@ class CacheHandler:
             stored.close()
             cache.counters.cache("miss")
             request.notes.cache = "MISS"
-            status = CacheStatus(fwd=Fwd.STALE, fwd_status=response.status)
+            status = CacheStatus(fwd=fwd, fwd_status=response.status)
             return await self._store(request, key, fetch, response, request_time, sequence,
                                      status, release_fill)  # fmt: skip
         except BaseException:
@@ -402,7 +419,10 @@ class CacheHandler:
         fills = cache.fills
         if key in cache.filling or (fills is not None and fills.busy(fill_key(key))):
             return
-        release_fill = self._claim(key)
+        release_fill, claimed = self._claim(key)
+        if not claimed:
+            release_fill()  # another worker refreshes it
+            return
         fetch = _fetch_request(request, revalidation_request(request.headers, headers))
         task = asyncio.get_running_loop().create_task(self._refresh(fetch, key, release_fill))
         cache.background.add(task)

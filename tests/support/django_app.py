@@ -58,12 +58,23 @@ def prepare(parent: Path) -> DemoSite:
 
 
 class AppServer:
-    def __init__(self, kind: str, site: DemoSite, bind: str, workers: int = 2) -> None:
+    def __init__(
+        self,
+        kind: str,
+        site: DemoSite,
+        bind: str,
+        workers: int = 2,
+        access_log: Path | None = None,
+    ) -> None:
+        """``access_log`` (Gunicorn only): where Gunicorn writes one line per request it
+        answered, so a test can count what reached the app."""
         self.kind = kind
         self.bind = bind
         if kind == "gunicorn":
             argv = [str(BIN / "gunicorn"), "--bind", bind, "--workers", str(workers),
                     "--timeout", "60", "demosite.wsgi"]  # fmt: skip
+            if access_log is not None:
+                argv[1:1] = ["--access-logfile", str(access_log)]
         else:
             host, port = bind.rsplit(":", 1)
             argv = [str(BIN / "uvicorn"), "shop.asgi:application", "--host", host,
@@ -109,9 +120,11 @@ class AppServer:
                 self.proc.wait(5)
 
 
-def start_gunicorn(site: DemoSite, port: int, workers: int = 1) -> AppServer:
+def start_gunicorn(
+    site: DemoSite, port: int, workers: int = 1, access_log: Path | None = None
+) -> AppServer:
     """A Gunicorn serving the demo on 127.0.0.1:``port``, answering ``/health``."""
-    app = AppServer("gunicorn", site, f"127.0.0.1:{port}", workers=workers)
+    app = AppServer("gunicorn", site, f"127.0.0.1:{port}", workers=workers, access_log=access_log)
     try:
         app.wait_ready(f"http://127.0.0.1:{port}/health")
     except BaseException:

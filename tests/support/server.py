@@ -33,9 +33,13 @@ class BextProcess:
 
     def start(self, timeout: float = 15.0) -> BextProcess:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            # A config without [cache] path stores under $CACHE_DIRECTORY: this master's
+            # own, so that no two tests (nor two runs of the suite) share a store.
+            env = {**os.environ, "CACHE_DIRECTORY": str(self.workdir / "cache")}
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bext", "run", "-c", str(self.config_path)],
                 cwd=self.workdir,
+                env=env,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,

@@ -6,6 +6,7 @@ end-to-end tests ask a real master from 127.0.0.1 and ::1.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tomllib
 from collections.abc import Callable
@@ -17,8 +18,9 @@ import pytest
 from bext.admin.endpoints import is_loopback
 from bext.config import ConfigError
 from bext.config.load import parse_config
-from bext.http.body import EMPTY_BODY
+from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.message import Request, Response
+from bext.shm.counters import NullCounters
 from bext.worker.pipeline import Pipeline
 from tests.support.server import BextProcess, config
 
@@ -132,3 +134,60 @@ def test_health_on_a_real_master_from_127_0_0_1_and_ipv6_loopback(start_bext: St
         assert r.status_code == 200 and r.text == "ok\n", host
         assert r.headers["cache-control"] == "no-store"
         assert httpx.get(f"http://{host}:{server.port}/other").text == "site"
+
+
+class _Flow:
+    """A connection that never needs to pause a body already complete."""
+
+    def pause_body(self) -> None: ...
+    def resume_body(self) -> None: ...
+    def send_continue(self) -> None: ...
+
+
+def _json_body(data: bytes) -> RequestBody:
+    body = RequestBody(_Flow())
+    body.feed(data)
+    body.end()
+    return body
+
+
+def test_cache_invalidation_is_an_admin_endpoint_like_the_others(tmp_path: Path) -> None:
+    site = f"""
+[admin]
+token = "{TOKEN}"
+[cache]
+enabled = true
+path = "{tmp_path / "store"}"
+[upstreams.app]
+[[upstreams.app.servers]]
+url = "http://127.0.0.1:9"
+[[route_rules]]
+pattern = "/__bext/**"
+respond = {{ status = 200, body = "from the site" }}
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+"""
+    pipe = pipeline(site)
+    pipe.bind_counters(NullCounters())
+    try:
+
+        def post(peer: str, headers: list[tuple[bytes, bytes]]) -> Response:
+            request = Request("POST", b"/__bext/cache/invalidate", headers, "1.1", "http", peer,
+                              1, 80, _json_body(b'{"tags": ["products"]}'), 0.0)  # fmt: skip
+            result = pipe.handle(request)
+            return result if isinstance(result, Response) else asyncio.run(result)  # type: ignore[arg-type]
+
+        wrong = [(b"authorization", b"Bearer " + TOKEN.encode() + b"x")]
+        for headers in ([], wrong):
+            outside = post("192.0.2.7", headers)
+            assert outside.body == b"from the site"  # just a path of the site
+        right = [(b"authorization", b"Bearer " + TOKEN.encode())]
+        for peer, headers in (("192.0.2.7", right), ("127.0.0.1", [])):
+            answer = post(peer, headers)
+            assert answer.status == 200
+            assert answer.body == b'{"ok":true,"tags":1,"entries":0,"all":false}\n'
+        generation = pipe.cache.tags.generation(b"products") if pipe.cache else -1
+        assert generation == 2
+    finally:
+        pipe.close()

@@ -19,5 +19,11 @@ urlpatterns = [
     path("upload", views.upload, name="upload"),
     path("download", views.download, name="download"),
     path("slow", views.slow, name="slow"),
+    path("products/", views.products, name="products"),
+    path("products/async/", views.products_async, name="products-async"),
+    path("lang/", views.accept_language, name="lang"),
+    path("cookie/", views.sets_cookie, name="cookie"),
+    path("slow-cached/", views.slow_cached, name="slow-cached"),
+    path("stale-if-error/", views.stale_if_error, name="stale-if-error"),
     *site_urlpatterns,
 ]

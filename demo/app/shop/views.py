@@ -1,5 +1,11 @@
 """The demo views. The e2e tests rely on every URL, status and JSON shape here.
 
+The cache views (/products/, /products/async/, /lang/, /cookie/, /slow-cached/,
+/stale-if-error/) say what bext's response cache may keep and for how long, with Django's
+own decorators (``cache_control``, ``vary_on_headers``) and django-bext's ``cache_tags``;
+each page carries a ``rendered`` id (uuid4) so that a copy served from the cache can be
+told from a fresh one.
+
 Streaming views (/stream, /events, /download) hand Django a synchronous iterator under
 WSGI (Gunicorn) and an asynchronous one under ASGI (Uvicorn): Django consumes a
 synchronous iterator under ASGI (and an asynchronous one under WSGI) into a list before
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,11 +31,14 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
+from django_bext import cache_tags, untagged
 
 from shop.forms import MessageForm
-from shop.models import Message
+from shop.models import Message, Product
 from shop.payload import apayload_chunks, payload_chunks, payload_sha256
 from shop.uploads import HashingUploadHandler
 
@@ -41,6 +51,8 @@ DOWNLOAD_MAX_SIZE = 2 * 1024 * 1024 * 1024
 SLOW_MAX_SECONDS = 300.0
 READ_CHUNK = 64 * 1024
 SESSION_KEY = "last_message"
+CACHED_SECONDS = 60
+SLOW_CACHED_SECONDS = 0.5
 
 
 def _is_asgi(request: HttpRequest) -> bool:
@@ -221,3 +233,72 @@ async def slow(request: HttpRequest) -> HttpResponse:
         return _bad_request(f"seconds must be between 0 and {SLOW_MAX_SECONDS:g}")
     await asyncio.sleep(seconds)
     return HttpResponse("done", content_type="text/plain; charset=utf-8")
+
+
+# -- what bext's response cache keeps --------------------------------------------------------
+
+
+def _rendered() -> str:
+    return uuid.uuid4().hex
+
+
+@require_safe
+@cache_control(public=True, max_age=CACHED_SECONDS)
+@cache_tags("products", Product)
+def products(request: HttpRequest) -> HttpResponse:
+    """The product list, cacheable for 60 s and tagged ``products, shop.product``: saving a
+    Product purges it from bext (django-bext's automatic invalidation)."""
+    context = {"products": Product.objects.all(), "view": "sync", "rendered": _rendered()}
+    return render(request, "shop/products.html", context)
+
+
+@require_safe
+@cache_control(public=True, max_age=CACHED_SECONDS)
+@cache_tags("products", Product)
+async def products_async(request: HttpRequest) -> HttpResponse:
+    """/products/ as an async view (the queryset read with ``async for``)."""
+    items = [product async for product in Product.objects.all()]
+    context = {"products": items, "view": "async", "rendered": _rendered()}
+    return render(request, "shop/products.html", context)
+
+
+@require_safe
+@cache_control(public=True, max_age=CACHED_SECONDS)
+@vary_on_headers("Accept-Language")
+@cache_tags("lang")
+def accept_language(request: HttpRequest) -> JsonResponse:
+    """The Accept-Language this view saw: bext keeps one copy per value (``Vary``)."""
+    return JsonResponse(
+        {"accept_language": request.headers.get("Accept-Language"), "rendered": _rendered()}
+    )
+
+
+@require_safe
+@untagged  # never stored, so nothing to purge (django_bext.W005 would ask for tags)
+@cache_control(public=True, max_age=CACHED_SECONDS)
+def sets_cookie(request: HttpRequest) -> JsonResponse:
+    """Public and fresh for 60 s, but it sets a cookie: bext never stores it (unless the
+    rule says ``cache_set_cookie = true``), or every client would get this one's cookie."""
+    rendered = _rendered()
+    response = JsonResponse({"rendered": rendered})
+    response.set_cookie("demo_visit", rendered, max_age=3600, samesite="Lax")
+    return response
+
+
+@require_safe
+@cache_control(public=True, max_age=CACHED_SECONDS)
+@cache_tags("slow")
+async def slow_cached(request: HttpRequest) -> JsonResponse:
+    """Takes 0.5 s, cacheable for 60 s: concurrent misses for it wait for one fetch."""
+    await asyncio.sleep(SLOW_CACHED_SECONDS)
+    return JsonResponse({"rendered": _rendered()})
+
+
+@require_safe
+@cache_tags("stale-if-error")
+def stale_if_error(request: HttpRequest) -> JsonResponse:
+    """Fresh for 1 s; for 5 minutes after that bext may still serve it if the app fails
+    (``stale-if-error``, RFC 5861), e.g. while Gunicorn is down."""
+    response = JsonResponse({"rendered": _rendered()})
+    response["Cache-Control"] = "public, max-age=1, stale-if-error=300"
+    return response
