@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -8,6 +9,21 @@ import pytest
 from tests.support.server import BextProcess
 
 ENGINES = ("httptools", "h11")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where a config without ``[cache] path`` keeps its store, for everything the suite
+    runs (pipelines built in process, ``bext`` subprocesses): a temporary directory, never
+    ``/var/cache/bext`` or ``~/.cache/bext`` (the package test checks the former is absent
+    before it installs)."""
+    previous = os.environ.get("CACHE_DIRECTORY")
+    os.environ["CACHE_DIRECTORY"] = str(tmp_path_factory.mktemp("cache-directory"))
+    yield
+    if previous is None:
+        del os.environ["CACHE_DIRECTORY"]
+    else:
+        os.environ["CACHE_DIRECTORY"] = previous
 
 
 @pytest.fixture

@@ -96,10 +96,19 @@ class ResponseCache:
         aside and every request goes upstream."""
 
     def check(self) -> None:
-        """Refuse a store directory that cannot be used (for the master, before fork)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise PermissionError(f"{self.path} is not writable")
+        """Refuse a store directory that cannot be used (for the master, before fork):
+        it, or the nearest folder above it that exists, must be a writable directory.
+        Nothing is created here (``bext check`` must not leave folders behind): the
+        workers make the directory when they open the store."""
+        path = self.path
+        while not path.exists():
+            if path.parent == path:
+                break
+            path = path.parent
+        if not path.is_dir():
+            raise NotADirectoryError(f"{path} is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path} is not writable")
 
     def bind(self, counters: SlotCounters, pid: int) -> None:
         """Open the store in this worker (after fork) and take its counters."""

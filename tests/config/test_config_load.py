@@ -20,6 +20,7 @@ from bext.config.schema import (
     ServerConfig,
     TLSConfig,
     WafConfig,
+    default_cache_path,
     default_static_root,
 )
 from bext.protocol.h2_limits import H2Limits
@@ -57,7 +58,7 @@ def test_empty_file_gives_defaults(load: Load, tmp_path: Path) -> None:
     assert config.framework.type == "proxy"
     assert config.upstreams == () and config.route_rules == ()
     assert dataclasses.replace(config.cache, path=None) == CacheConfig()
-    assert config.cache.path is not None and "bext" in config.cache.path.parts
+    assert config.cache.path == Path(os.environ["CACHE_DIRECTORY"]) / "responses"
     assert config.cache.max_memory == 64 * 1024 * 1024
     assert config.cache.max_size == 1024 * 1024 * 1024 and config.cache.lock_timeout == 5.0
     assert config.cache.max_object_size == 8 * 1024 * 1024
@@ -427,3 +428,16 @@ def test_http2_and_http3_limits(load: Callable[[str], Config]) -> None:
     assert h2.h2c is False and h2.max_resets == 50
     assert (h3.max_streams, h3.max_connections, h3.max_handshakes, h3.retry) == (16, 100, 10, False)
     assert (h3.stream_window, h3.connection_window) == (128 * 1024, 2 * 1024 * 1024)
+
+
+def test_default_cache_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/bext:/var/cache/bext/tmp")
+    assert default_cache_path(tmp_path) == Path("/var/cache/bext/responses")  # systemd's
+    monkeypatch.delenv("CACHE_DIRECTORY")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    one, other = default_cache_path(tmp_path / "a"), default_cache_path(tmp_path / "b")
+    if os.geteuid() == 0:
+        assert one == other == Path("/var/cache/bext/responses")
+    else:
+        assert one.parent == other.parent == tmp_path / "xdg" / "bext"
+        assert one != other  # one store per site
