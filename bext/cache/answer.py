@@ -52,11 +52,14 @@ def answer(
     age: float,
     status: CacheStatus,
     sent: Headers | None = None,
+    hit_ttl: int | None = None,
 ) -> Response:
     """The response to ``request`` from ``stored``; takes over ``stored.fd``. ``sent`` is
-    :func:`client_headers` of ``stored.headers`` when the caller has it already."""
+    :func:`client_headers` of ``stored.headers`` when the caller has it already; with
+    ``hit_ttl`` the status is a plain hit with that ttl, written without building it."""
+    member = status.serialise() if hit_ttl is None else b"bext;hit;ttl=%d" % hit_ttl
     headers = [*(client_headers(stored.headers) if sent is None else sent),
-               (b"Age", age_header_value(age)), (b"Cache-Status", status.serialise())]  # fmt: skip
+               (b"Age", age_header_value(age)), (b"Cache-Status", member)]  # fmt: skip
     if stored.status == 200 and not has_preconditions(request.headers):
         return _full(stored, headers)  # the common hit: no precondition, no Range
     if stored.status == 200 and _not_modified(request, stored.headers):

@@ -133,10 +133,10 @@ class ResponseCache:
         still allow it: from the memory tier while the key's version word says the copy
         is current, else from the store. Hard-invalidated entries are not removed here
         (that is a write): the next store replaces them."""
-        slot = version_slot(key)
-        version = self.versions.get(slot)
-        held = self.memory.get(key, request_headers, version)
+        held = self.memory.get(key, request_headers, self.versions.get)
         if held is None:
+            slot = version_slot(key)
+            version = self.versions.get(slot)  # read before the store: see memory.py
             try:
                 stored = self.store.get(key, request_headers)
             except Exception:

@@ -79,6 +79,9 @@ INLINE_BODY = 256 * 1024
 """A streamed body announced at most this long is read whole before the client is answered
 (it is stored inline, and the answer comes from the stored entry, as a hit's would)."""
 
+_HIT = CacheStatus(hit=True, ttl=0)
+"""A plain hit: :func:`answer` writes its ``ttl`` itself (``bext;hit;ttl=N``)."""
+
 _JSON = (b"Content-Type", b"application/json")
 _NO_STORE = (b"Cache-Control", b"no-store")
 
@@ -155,8 +158,10 @@ class CacheHandler:
         if outcome is Outcome.FRESH or outcome is Outcome.STALE_ALLOWED:
             cache.counters.cache("hit")
             request.notes.cache = "HIT"
-            status = CacheStatus(hit=True, ttl=ttl, collapsed=collapsed)
-            return answer(request, stored, age, status, held.client_headers)
+            if collapsed:
+                status = CacheStatus(hit=True, ttl=ttl, collapsed=True)
+                return answer(request, stored, age, status, held.client_headers)
+            return answer(request, stored, age, _HIT, held.client_headers, ttl)
         if outcome is Outcome.STALE_WHILE_REVALIDATE:
             self._refresh_later(request, key, stored.headers, stored.digest)
             cache.counters.cache("stale")

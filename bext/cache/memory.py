@@ -17,6 +17,7 @@ copies before it freshens one).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bext.cache.store import StoredResponse
@@ -62,12 +63,16 @@ class MemoryTier:
         """Bytes held (bodies and header values)."""
         return self._size
 
-    def get(self, key: bytes, request_headers: Headers, version: int) -> Held | None:
-        """The variant the request selects, if its key's version is still ``version``."""
+    def get(
+        self, key: bytes, request_headers: Headers, version: Callable[[int], int]
+    ) -> Held | None:
+        """The variant the request selects, if its key's version word (``version(slot)``)
+        still holds the value it had when the copy was made."""
         variants = self._entries.get(key)
         if variants is None:
             return None
-        if variants[0].version != version:
+        first = variants[0]
+        if version(first.slot) != first.version:
             self.drop(key)
             return None
         for held in variants:

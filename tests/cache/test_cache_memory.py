@@ -87,6 +87,10 @@ def held(digest: str, size: int, version: int = 0) -> Held:
     return Held(stored, 60.0, 0.0, True, [], version, 0)
 
 
+def unchanged(slot: int) -> int:
+    return 0
+
+
 def test_the_tier_is_bounded_and_replaces_a_variant_in_place() -> None:
     tier = MemoryTier(max_bytes=10_000, max_entry=4_000)
     tier.put(b"a", held("", 3_000))
@@ -94,10 +98,10 @@ def test_the_tier_is_bounded_and_replaces_a_variant_in_place() -> None:
     assert len(tier) == 1
     tier.put(b"b", held("", 3_000))
     tier.put(b"c", held("", 3_000))  # over 10,000 bytes with overheads: "a" goes first
-    assert tier.get(b"a", [], 0) is None
-    assert tier.get(b"c", [], 0) is not None
+    assert tier.get(b"a", [], unchanged) is None
+    assert tier.get(b"c", [], unchanged) is not None
     assert tier.size <= 10_000
     tier.put(b"d", held("", 5_000))  # larger than max_entry: never kept
-    assert tier.get(b"d", [], 0) is None
-    assert tier.get(b"c", [], 1) is None  # another version: dropped
-    assert tier.get(b"c", [], 0) is None
+    assert tier.get(b"d", [], unchanged) is None
+    assert tier.get(b"c", [], lambda slot: 1) is None  # another version: dropped
+    assert tier.get(b"c", [], unchanged) is None
