@@ -75,12 +75,14 @@ def describe_listeners(config: Config) -> str:
 def config_notes(config: Config) -> list[str]:
     """What `bext check` should tell the operator besides "ok".
 
-    First, settings that are valid but have no effect yet in this release: silence would
-    let an operator believe the WAF protects them. Then the loader's warnings
-    (`config.warnings`): legal but probably unintended, such as a duplicated rule.
+    The loader's warnings (`config.warnings`): legal but probably unintended, such as a
+    duplicated rule.
     """
     notes: list[str] = []
-    if config.waf.enabled:
-        notes.append("waf: enabled, but the WAF arrives in a later release; ignored")
+    if config.waf.enabled and not any(rule.uses_waf(True) for rule in config.route_rules):
+        notes.append(
+            "waf: enabled, but no rule is inspected (proxy rules are by default; "
+            "add waf = true to others)"
+        )
     notes.extend(config.warnings)
     return notes

@@ -72,7 +72,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     cache = read_cache(ctx, root.get_table("cache"))
     static = read_static(root.get_table("static"))
     compression = read_compression(ctx, root.get_table("compression"))
-    waf = read_waf(root.get_table("waf"))
+    waf = read_waf(ctx, root.get_table("waf"))
     log = read_log(ctx, root.get_table("log"))
     admin = read_admin(ctx, root.get_table("admin"))
     root.finish("section")

@@ -115,6 +115,7 @@ def _read_rule(
     allow_symlinks = t.get_bool("allow_symlinks", False)
     cache = t.get_bool("cache", True) if t.has("cache") else None
     cache_set_cookie = t.get_bool("cache_set_cookie", False)
+    waf = t.get_bool("waf", True) if t.has("waf") else None
     t.finish()
 
     present = [action for action in _ACTIONS if t.has(action)]
@@ -149,6 +150,7 @@ def _read_rule(
         limit=limit,
         cache=cache,
         cache_set_cookie=cache_set_cookie,
+        waf=waf,
     )
 
 

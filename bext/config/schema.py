@@ -296,6 +296,8 @@ class RouteRule:
     """Proxy rules only: whether the response cache serves this rule (None: `[cache] enabled`)."""
     cache_set_cookie: bool = False
     """Proxy rules only: store responses that set cookies (never, by default)."""
+    waf: bool | None = None
+    """Whether the WAF inspects this rule's requests (None: proxy rules when `[waf] enabled`)."""
 
     @property
     def action(self) -> str:
@@ -307,6 +309,21 @@ class RouteRule:
         if self.respond is not None:
             return "respond"
         return "redirect"
+
+    def uses_cache(self, cache_enabled: bool) -> bool:
+        """Whether the response cache serves this rule: proxy rules only, by the rule's
+        own `cache` or else `[cache] enabled`."""
+        if self.proxy is None:
+            return False
+        return self.cache if self.cache is not None else cache_enabled
+
+    def uses_waf(self, waf_enabled: bool) -> bool:
+        """Whether the WAF inspects this rule's requests: when `[waf] enabled`, by the
+        rule's own `waf`, else for proxy rules only (static files, `respond` and
+        `redirect` rules have nothing an attack could reach)."""
+        if not waf_enabled:
+            return False
+        return self.waf if self.waf is not None else self.proxy is not None
 
     def static_root(self, app_dir: Path) -> Path:
         """The folder a static rule serves from; see `default_static_root`."""
@@ -412,12 +429,36 @@ class CompressionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WafExclusion:
+    """`[[waf.exclusions]]`: CRS rules switched off for the paths a glob matches (a false
+    positive silenced without writing SecLang). `rule_ids` and `tags` as CRS names them."""
+
+    pattern: str
+    rule_ids: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WafConfig:
-    """`[waf]`: the web application firewall. Validated for shape; the WAF arrives later."""
+    """`[waf]`: ModSecurity v3 with the OWASP Core Rule Set, in front of proxy rules.
+
+    `crs` is the CRS directory (Debian's `/usr/share/modsecurity-crs` by default: its
+    `rules/*.conf` are loaded in order); `rules` are extra SecLang files or globs loaded
+    after it. The CRS setup (paranoia level, anomaly threshold, methods) is generated from
+    these keys. `body_limit` bytes of a request body are inspected; the rest passes on.
+    """
 
     enabled: bool = False
     mode: str = "block"
     paranoia: int = 1
+    anomaly_threshold: int = 5
+    crs: Path = Path("/usr/share/modsecurity-crs")
+    rules: tuple[str, ...] = ()
+    body_limit: int = 128 * KiB
+    inspect_responses: bool = False
+    inspect_cache_hits: bool = False
+    audit_log: Path | None = None
+    exclusions: tuple[WafExclusion, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

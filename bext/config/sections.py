@@ -50,6 +50,7 @@ from bext.config.schema import (
     UpstreamConfig,
     UpstreamServer,
     WafConfig,
+    WafExclusion,
     default_cache_path,
 )
 from bext.config.units import format_duration, format_size, parse_duration
@@ -583,13 +584,93 @@ def read_compression(ctx: Context, t: Table) -> CompressionConfig:
     )
 
 
-def read_waf(t: Table) -> WafConfig:
-    """`[waf]`; shape only until the WAF lands."""
+def read_waf(ctx: Context, t: Table) -> WafConfig:
+    """`[waf]`: ModSecurity with the OWASP CRS (see `WafConfig`). Whether the engine and the
+    rules are present is checked when the pipeline is built (`bext check`, start, reload)."""
     enabled = t.get_bool("enabled", False)
     mode = t.get_choice("mode", "block", WAF_MODES)
     paranoia = t.get_int("paranoia", 1, lo=1, hi=4)
+    anomaly_threshold = t.get_int("anomaly_threshold", 5, lo=1, hi=1000)
+    crs = t.get_path("crs", ctx.base_dir) or Path("/usr/share/modsecurity-crs")
+    rules = _string_list(ctx, t, "rules")
+    body_limit = t.get_size("body_limit", 128 * KiB, lo=1, hi=1024 * MiB)
+    inspect_responses = t.get_bool("inspect_responses", False)
+    inspect_cache_hits = t.get_bool("inspect_cache_hits", False)
+    audit_log = t.get_path("audit_log", ctx.base_dir)
+    exclusions = _read_waf_exclusions(ctx, t)
     t.finish()
-    return WafConfig(enabled=enabled, mode=mode, paranoia=paranoia)
+    resolved = tuple(
+        rule if Path(rule).is_absolute() else str(ctx.base_dir / rule) for rule in rules
+    )
+    return WafConfig(
+        enabled=enabled,
+        mode=mode,
+        paranoia=paranoia,
+        anomaly_threshold=anomaly_threshold,
+        crs=crs,
+        rules=resolved,
+        body_limit=body_limit,
+        inspect_responses=inspect_responses,
+        inspect_cache_hits=inspect_cache_hits,
+        audit_log=audit_log,
+        exclusions=exclusions,
+    )
+
+
+def _string_list(ctx: Context, t: Table, key: str) -> tuple[str, ...]:
+    """An optional string or array of strings (`string_list`), each non-empty and without
+    NUL or control characters."""
+    raw = t.take(key)
+    if raw is MISSING:
+        return ()
+    result: list[str] = []
+    for path, item in string_list(ctx, t.sub(key), raw):
+        if not item or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in item):
+            ctx.error(path, "must be non-empty, without NUL or control characters")
+        else:
+            result.append(item)
+    return tuple(result)
+
+
+def _read_waf_exclusions(ctx: Context, t: Table) -> tuple[WafExclusion, ...]:
+    """`[[waf.exclusions]]`: a path glob and the CRS rule ids and/or tags it switches off."""
+    raw = t.take("exclusions")
+    if raw is MISSING:
+        return ()
+    path = t.sub("exclusions")
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        ctx.error(path, f"expected an array of tables ([[waf.exclusions]]), got {show_value(raw)}")
+        return ()
+    result: list[WafExclusion] = []
+    for index, item in enumerate(raw):
+        entry = Table(ctx, f"{path}[{index}]", item)
+        pattern = entry.get_opt_str("pattern")
+        if pattern is None:
+            ctx.error(entry.sub("pattern"), 'missing; a path glob such as "/admin/**"')
+        else:
+            pattern = checked(ctx, entry.sub("pattern"), values.check_pattern, pattern)
+        ids_raw = entry.take("rule_ids")
+        rule_ids: tuple[int, ...] = ()
+        if ids_raw is not MISSING:
+            if not isinstance(ids_raw, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= 99_999_999
+                for i in ids_raw
+            ):
+                shown = show_value(ids_raw)
+                ctx.error(entry.sub("rule_ids"), f"expected rule ids such as [942100], got {shown}")
+            else:
+                rule_ids = tuple(ids_raw)
+        tags = _string_list(ctx, entry, "tags")
+        if any(not re.fullmatch(r"[A-Za-z0-9_./:-]+", tag) for tag in tags):
+            ctx.error(entry.sub("tags"), 'tags are CRS tag names such as "attack-sqli"')
+            tags = ()
+        entry.finish()
+        if pattern is not None and not rule_ids and not tags:
+            ctx.error(entry.path, "an exclusion needs rule_ids, tags or both")
+            continue
+        if pattern is not None:
+            result.append(WafExclusion(pattern, rule_ids, tags))
+    return tuple(result)
 
 
 ADMIN_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")

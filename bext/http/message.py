@@ -135,6 +135,14 @@ class Request:
         notes = self._notes
         return notes.cache if notes is not None else None
 
+    @property
+    def waf_id(self) -> tuple[str, str] | None:
+        """The WAF's verdict and the request id, if the WAF saw this request."""
+        notes = self._notes
+        if notes is None or notes.waf is None:
+            return None
+        return notes.waf, notes.request_id or "-"
+
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or None."""
         for key, value in self.headers:

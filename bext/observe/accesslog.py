@@ -1,7 +1,9 @@
 """The access log: combined log format (plus request time) or JSON lines.
 
 Requests that went through the response cache end their line with ``cache=HIT`` (or
-``MISS``, ``STALE``, ``REVALIDATED``, ``BYPASS``); in JSON, a ``cache`` field.
+``MISS``, ``STALE``, ``REVALIDATED``, ``BYPASS``); in JSON, a ``cache`` field. Requests the
+WAF inspected add ``waf=PASS`` (``DETECT``, ``BLOCK``) and ``id=<request id>``, the id of
+the 403 page and the audit log; in JSON, ``waf`` and ``request_id``.
 
 Lines are buffered per worker and written in batches no larger than ``PIPE_BUF``, so lines
 from several workers sharing one stdout pipe or one ``O_APPEND`` file never interleave, and
@@ -84,6 +86,7 @@ class AccessLog:
         user_agent: bytes | None,
         duration: float,
         cache: str | None = None,
+        waf: tuple[str, str] | None = None,
     ) -> None:
         if not self.enabled:
             return
@@ -102,6 +105,8 @@ class AccessLog:
             }
             if cache is not None:
                 document["cache"] = cache
+            if waf is not None:
+                document["waf"], document["request_id"] = waf
             line = json.dumps(document, ensure_ascii=True)
         else:
             line = (
@@ -110,6 +115,8 @@ class AccessLog:
             )
             if cache is not None:
                 line += f" cache={cache}"
+            if waf is not None:
+                line += f" waf={waf[0]} id={waf[1]}"
         self._lines.append(line)
         if len(self._lines) >= _FLUSH_LINES:
             self.flush()

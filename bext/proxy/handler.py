@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
+from typing import Protocol
 
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
@@ -59,6 +60,17 @@ _MESSAGES = {
     502: "the upstream server is unavailable",
     504: "the upstream server did not answer in time",
 }
+
+
+class Inspection(Protocol):
+    """A check of a request and the head of its body that may answer instead (the WAF,
+    :class:`bext.waf.phase.WafPhase`): it is handed the first ``limit`` bytes."""
+
+    limit: int
+
+    def check(self, request: Request, body: bytes) -> Response | None: ...
+
+
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 """Methods whose request always says how long its (maybe empty) body is."""
 _NO_TEMP_SPACE = "no room for the request body right now; try again later"
@@ -74,6 +86,8 @@ class ProxyHandler:
         extra_headers: Headers | None = None,
         temp: TempSpace | None = None,
         counters: SlotCounters | None = None,
+        inspect: Inspection | None = None,
+        inspect_bodyless: bool = True,
     ) -> None:
         self.group = group
         self.trusted = trusted
@@ -83,9 +97,20 @@ class ProxyHandler:
         self.temp = temp or default_space()
         """Where request spools and response read-ahead go; one per worker."""
         self.counters = counters or NullCounters()
+        self.inspect = inspect
+        """The WAF (``bext.waf.phase.WafPhase``), run on the request and the head of its
+        spooled body before anything goes upstream; None: no WAF here."""
+        self.inspect_bodyless = inspect_bodyless
+        """False when requests without a body were inspected before this handler (the WAF
+        in front of the cache, ``inspect_cache_hits``)."""
 
-    def __call__(self, request: Request) -> Coroutine[None, None, Response]:
+    def __call__(self, request: Request) -> Response | Coroutine[None, None, Response]:
         if request.body is EMPTY_BODY:
+            inspect = self.inspect
+            if inspect is not None and self.inspect_bodyless:
+                refused = inspect.check(request, b"")
+                if refused is not None:
+                    return refused
             # The common request (a GET): the head is built now, and the exchange is the
             # only coroutine it costs.
             head = upstream_request_head(
@@ -112,6 +137,11 @@ class ProxyHandler:
                 except TempSpaceFull as exc:
                     return self._no_temp_space(request, exc)
                 content_length = spool.size
+                if self.inspect is not None:
+                    refused = self.inspect.check(request, spool.head(self.inspect.limit))
+                    if refused is not None:
+                        spool.release()
+                        return refused
             else:
                 declared = request.header(b"content-length")
                 if declared is not None:

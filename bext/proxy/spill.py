@@ -371,6 +371,13 @@ class RequestSpool:
             offset += len(data)
             yield data
 
+    def head(self, limit: int) -> bytes:
+        """The first ``limit`` bytes of the body (what the WAF inspects), without consuming
+        anything: the body is sent whole afterwards."""
+        if self._fd < 0:
+            return b"".join(self._chunks)[:limit]
+        return os.pread(self._fd, min(limit, self._size), 0)
+
     def hold(self) -> bool:
         """One more user; False if the spool was released already (nothing to send)."""
         if self._holders <= 0:

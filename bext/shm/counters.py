@@ -11,7 +11,8 @@ class SlotCounters:
     """Indexes are plain ints computed once: this runs for every response."""
 
     __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_cache", "_open", "_rate_limited",
-                 "_refused", "_requests", "_status", "_upstream_errors", "_words")  # fmt: skip
+                 "_refused", "_requests", "_status", "_upstream_errors", "_waf",
+                 "_words")  # fmt: skip
 
     def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
         words = self._words = segment.words
@@ -35,6 +36,11 @@ class SlotCounters:
             field.name[len("CACHE_") :].lower(): base + int(field)
             for field in Field
             if field.name.startswith("CACHE_")
+        }
+        self._waf = {
+            field.name[len("WAF_") :].lower(): base + int(field)
+            for field in Field
+            if field.name.startswith("WAF_")
         }
         self.heartbeat()
 
@@ -72,6 +78,10 @@ class SlotCounters:
         ``revalidated`` (the ``CACHE_*`` fields)."""
         self._words[self._cache[outcome]] += 1
 
+    def waf(self, outcome: str) -> None:
+        """One WAF outcome: ``inspected``, ``blocked`` or ``detected`` (``WAF_*`` fields)."""
+        self._words[self._waf[outcome]] += 1
+
 
 class NullCounters(SlotCounters):
     """For connections served outside a master (tests, tools): counts nothing."""
@@ -104,6 +114,9 @@ class NullCounters(SlotCounters):
         pass
 
     def cache(self, outcome: str) -> None:
+        pass
+
+    def waf(self, outcome: str) -> None:
         pass
 
 

@@ -67,9 +67,12 @@ class Field(enum.IntEnum):
     CACHE_BYPASS = 18  # went through a cached route without a lookup (method, Authorization)
     CACHE_STORED = 19  # responses stored
     CACHE_REVALIDATED = 20  # a stored response validated with the upstream (304)
+    WAF_INSPECTED = 21  # requests the WAF ran through ModSecurity
+    WAF_BLOCKED = 22  # answered 403 (or 400) by the WAF
+    WAF_DETECTED = 23  # matched rules without being blocked (detect mode, or under threshold)
 
 
-FIELDS = 24  # room to add counters without moving the tables behind them
+FIELDS = 32  # room to add counters without moving the tables behind them
 BLOCKS = MAX_SLOTS * 2
 HEALTH_FIELDS = 64
 

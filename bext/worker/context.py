@@ -221,6 +221,7 @@ class WorkerContext:
                 request.header(b"user-agent"),
                 now - request.start_time,
                 request.cached,
+                request.waf_id,
             )
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:

@@ -73,6 +73,7 @@ from bext.routing.router import Router
 from bext.shm.counters import SlotCounters
 from bext.shm.layout import Segment
 from bext.static.handler import static_handler
+from bext.waf.phase import WafGate, WafPhase
 
 RequestPhase = Callable[[Request], "Response | Awaitable[Response | None] | None"]
 """May answer early: a Response, an awaitable of a Response or None, or None to pass."""
@@ -112,44 +113,73 @@ def compile_route(
     limits: Mapping[str, RateLimit] | None = None,
     cache: ResponseCache | None = None,
     admin: AdminEndpoints | None = None,
+    waf: WafPhase | None = None,
 ) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
+    inspected = waf if waf is not None and inspects(rule, config) else None
     handler: Handler
     if rule.respond is not None:
         handler = respond_handler(rule.respond, headers)
     elif rule.redirect is not None:
         handler = redirect_handler(rule.redirect, headers)
     elif rule.proxy is not None:
-        handler = ProxyHandler(
-            upstreams[rule.proxy],
-            TrustedProxies(
-                config.server.trusted_proxies,
-                underscores_in_headers=config.server.underscores_in_headers,
-            ),
-            request_buffering=rule.request_buffering,
-            response_buffering=rule.response_buffering,
-            extra_headers=headers,
-            temp=temp,
-        )
-        if cache is not None and caches(rule, config):
-            handler = CacheHandler(
-                cache,
-                handler,
-                set_cookie=rule.cache_set_cookie,
-                allowed=admin.allowed if admin is not None else lambda request: False,
-            )
+        handler = _proxy_route(rule, config, upstreams, headers, temp, cache, admin, inspected)
     else:
         handler = static_handler(rule, config, headers)
+    if inspected is not None and rule.proxy is None:
+        handler = WafGate(inspected, handler, bodies=True)
     limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
     return Route(rule.pattern, rule.host, rule.index, handler, limit)
 
 
+def _proxy_route(
+    rule: RouteRule,
+    config: Config,
+    upstreams: dict[str, UpstreamGroup],
+    headers: list[tuple[bytes, bytes]],
+    temp: TempSpace | None,
+    cache: ResponseCache | None,
+    admin: AdminEndpoints | None,
+    waf: WafPhase | None,
+) -> Handler:
+    """A proxy rule's handler with what wraps it: the WAF inspects in the proxy, after the
+    cache lookup (a hit was let through when it was stored) and on the body the proxy
+    spools; with ``inspect_cache_hits`` a gate before the cache takes body-less requests."""
+    assert rule.proxy is not None
+    proxy = ProxyHandler(
+        upstreams[rule.proxy],
+        TrustedProxies(
+            config.server.trusted_proxies,
+            underscores_in_headers=config.server.underscores_in_headers,
+        ),
+        request_buffering=rule.request_buffering,
+        response_buffering=rule.response_buffering,
+        extra_headers=headers,
+        temp=temp,
+        inspect=waf,
+    )
+    if cache is None or not caches(rule, config):
+        return proxy
+    gate_first = waf is not None and config.waf.inspect_cache_hits
+    proxy.inspect_bodyless = not gate_first
+    handler: Handler = CacheHandler(
+        cache,
+        proxy,
+        set_cookie=rule.cache_set_cookie,
+        allowed=admin.allowed if admin is not None else lambda request: False,
+    )
+    if gate_first:
+        assert waf is not None
+        handler = WafGate(waf, handler, bodies=False)
+    return handler
+
+
+def inspects(rule: RouteRule, config: Config) -> bool:
+    return rule.uses_waf(config.waf.enabled)
+
+
 def caches(rule: RouteRule, config: Config) -> bool:
-    """Whether the response cache serves ``rule``: proxy rules only, by the rule's own
-    ``cache`` or else ``[cache] enabled``."""
-    if rule.proxy is None:
-        return False
-    return rule.cache if rule.cache is not None else config.cache.enabled
+    return rule.uses_cache(config.cache.enabled)
 
 
 class Pipeline:
@@ -178,13 +208,18 @@ class Pipeline:
                 self.cache = ResponseCache(config.cache, segment)
                 self.cache.check()
             self.admin.endpoints["cache/invalidate"] = {"POST": invalidate_endpoint(self.cache)}
+        self.waf: WafPhase | None = None
+        """The WAF (rules compiled here, in the master), when some rule uses it."""
+        if any(inspects(rule, config) for rule in config.route_rules):
+            with _building("waf"):
+                self.waf = WafPhase(config.waf, config.server.trusted_proxies)
         routes = []
         for position, rule in enumerate(config.route_rules):
             with _building(f"route_rules[{position}]"):
                 routes.append(
                     compile_route(
                         rule, config, self.upstreams, self.temp, self.limits, self.cache,
-                        self.admin,
+                        self.admin, self.waf,
                     )
                 )  # fmt: skip
         self.router: Router[Route] = Router(routes)
@@ -206,6 +241,8 @@ class Pipeline:
         """
         if self.cache is not None:
             self.cache.bind(counters, os.getpid())
+        if self.waf is not None:
+            self.waf.counters = counters
         for route in self.router.rules:
             if isinstance(route.handler, ProxyHandler):
                 route.handler.counters = counters

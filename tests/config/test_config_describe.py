@@ -82,7 +82,8 @@ def test_notes_only_for_enabled_inactive_features(load: Load) -> None:
         load('[waf]\nenabled = true\n[[route_rules]]\npattern = "/s/**"\nrender = "static"\n')
     )
     assert notes == [
-        "waf: enabled, but the WAF arrives in a later release; ignored",
+        "waf: enabled, but no rule is inspected (proxy rules are by default; add waf = true "
+        "to others)",
     ]
 
 

@@ -79,9 +79,7 @@ def test_seed_describe(seed: Config, tmp_path: Path) -> None:
         "[2]  *  /**         proxy django (http://127.0.0.1:8000)",
     ]
     assert describe_listeners(seed) == "http://0.0.0.0:3000, http://[::]:3000"
-    assert config_notes(seed) == [
-        "waf: enabled, but the WAF arrives in a later release; ignored",
-    ]
+    assert config_notes(seed) == []
 
 
 def test_guide_static_rule_with_headers(tmp_path: Path) -> None:
