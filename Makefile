@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml integrations/django-bext/pyproject.toml
 	scripts/system-deps.sh test
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,waf]'
 	$(PY) -m pip install -q -e integrations/django-bext
 	touch $(STAMP)
 
@@ -32,10 +32,11 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	scripts/demo.sh
 
-## make bench: bext side by side with nginx (installs nginx-light, wrk, h2load)
+## make bench: bext side by side with nginx (installs nginx-light, wrk, h2load, and
+## libnginx-mod-http-modsecurity + modsecurity-crs for the WAF comparison)
 bench: $(STAMP)
 	scripts/system-deps.sh bench
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,waf]'
 	$(PY) bench/run.py
 
 ## make deb: the Debian package, dist/bext_VERSION_amd64.deb (apt-installs the build tools;

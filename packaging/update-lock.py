@@ -6,8 +6,9 @@ Run it with the development venv's Python after changing `dependencies` in pypro
 
     .venv/bin/python packaging/update-lock.py
 
-It walks bext's runtime requirements (no extras: no test, demo or bench packages) through
-the distributions installed in the running interpreter, pins each one at the installed
+It walks bext's runtime requirements plus the extras the package ships (LOCKED_EXTRAS:
+`waf`, ModSecurity for `[waf]`; never the test or bench extras) through the distributions
+installed in the running interpreter, pins each one at the installed
 version, then downloads exactly those files with Debian 12's own interpreter
 (/usr/bin/python3.11, which the package's virtualenv uses) to record their sha256 hashes.
 The .deb build installs with `pip install --no-deps --require-hashes`, so it gets these
@@ -30,14 +31,17 @@ from packaging.requirements import Requirement
 
 TARGET_PYTHON = "/usr/bin/python3.11"
 LOCK = Path(__file__).resolve().parent / "requirements.lock"
+# bext's optional extras that go into the package's venv too (`make` installs them in .venv).
+LOCKED_EXTRAS = ("waf",)
 
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(root: str) -> dict[str, str]:
-    """{canonical name: installed version} of `root`'s runtime requirements, recursively."""
+def closure(root: str, extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """{canonical name: installed version} of `root`'s runtime requirements and those of
+    its `extras`, recursively (the dependencies' own extras are not followed)."""
     env: dict[str, str] = {**cast(dict[str, str], default_environment()), "extra": ""}
     found: dict[str, str] = {}
     todo = [root]
@@ -51,16 +55,23 @@ def closure(root: str) -> dict[str, str]:
         except PackageNotFoundError:
             sys.exit(f"{name} is required but not installed in {sys.prefix}")
         found[key] = dist.version
+        wanted: tuple[str, ...] = ("",)
+        if key == canonical(root):
+            provided = dist.metadata.get_all("Provides-Extra") or []
+            for extra in extras:
+                if extra not in provided:
+                    sys.exit(f"{root} {dist.version} has no extra [{extra}] (pyproject.toml)")
+            wanted = ("", *extras)
         for text in dist.requires or []:
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate(env):
+            if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in wanted):
                 todo.append(req.name)
     del found[canonical(root)]
     return dict(sorted(found.items()))
 
 
 def main() -> int:
-    pins = closure("bext")
+    pins = closure("bext", LOCKED_EXTRAS)
     with tempfile.TemporaryDirectory() as tmp:
         reqs = Path(tmp) / "pins.txt"
         reqs.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
