@@ -23,6 +23,7 @@ from bext.config.reader import (
     key_repr,
     named_tables,
     show_value,
+    string_list,
 )
 from bext.config.schema import (
     DEFAULT_CONTENT_TYPE,
@@ -116,6 +117,10 @@ def _read_rule(
     cache = t.get_bool("cache", True) if t.has("cache") else None
     cache_set_cookie = t.get_bool("cache_set_cookie", False)
     waf = t.get_bool("waf", True) if t.has("waf") else None
+    allow = _read_networks(ctx, t, "allow")
+    deny = _read_networks(ctx, t, "deny")
+    methods = _read_methods(ctx, t)
+    max_body_size = t.get_size("max_body_size", 0, lo=0) if t.has("max_body_size") else None
     t.finish()
 
     present = [action for action in _ACTIONS if t.has(action)]
@@ -151,7 +156,40 @@ def _read_rule(
         cache=cache,
         cache_set_cookie=cache_set_cookie,
         waf=waf,
+        allow=allow,
+        deny=deny,
+        methods=methods,
+        max_body_size=max_body_size,
     )
+
+
+def _read_networks(ctx: Context, t: Table, key: str) -> tuple[str, ...]:
+    """`allow` / `deny`: addresses or CIDRs (a string or an array), normalised."""
+    raw = t.take(key)
+    if raw is MISSING:
+        return ()
+    networks: list[str] = []
+    for path, text in string_list(ctx, t.sub(key), raw):
+        network = checked(ctx, path, values.check_network, text)
+        if network is not None and network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def _read_methods(ctx: Context, t: Table) -> tuple[str, ...]:
+    """`methods`: request methods (upper-case tokens such as "GET"), HEAD with GET."""
+    raw = t.take("methods")
+    if raw is MISSING:
+        return ()
+    methods: list[str] = []
+    for path, text in string_list(ctx, t.sub("methods"), raw):
+        if not re.fullmatch(r"[A-Z][A-Z0-9_-]*", text):
+            ctx.error(path, f'expected an upper-case method such as "GET", got {quote(text)}')
+        elif text not in methods:
+            methods.append(text)
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")  # as nginx's limit_except GET does
+    return tuple(methods)
 
 
 def _read_reference(

@@ -298,6 +298,14 @@ class RouteRule:
     """Proxy rules only: store responses that set cookies (never, by default)."""
     waf: bool | None = None
     """Whether the WAF inspects this rule's requests (None: proxy rules when `[waf] enabled`)."""
+    allow: tuple[str, ...] = ()
+    """Client networks allowed (empty: every client), after `trusted_proxies`."""
+    deny: tuple[str, ...] = ()
+    """Client networks refused (403), even inside `allow`."""
+    methods: tuple[str, ...] = ()
+    """Request methods allowed (empty: any); others get 405 with `Allow`."""
+    max_body_size: int | None = None
+    """Request bodies larger than this get 413 (None: `server.max_body_size` only)."""
 
     @property
     def action(self) -> str:

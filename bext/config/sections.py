@@ -113,7 +113,7 @@ def read_server(ctx: Context, t: Table) -> ServerConfig:
     raw_proxies = t.take("trusted_proxies")
     if raw_proxies is not MISSING:
         for path, text in string_list(ctx, t.sub("trusted_proxies"), raw_proxies):
-            network = checked(ctx, path, values.check_trusted_proxy, text)
+            network = checked(ctx, path, values.check_network, text)
             if network is not None and network not in proxies:
                 proxies.append(network)
 

@@ -23,10 +23,10 @@ __all__ = [
     "check_header_name",
     "check_header_value",
     "check_host_pattern",
+    "check_network",
     "check_path_text",
     "check_pattern",
     "check_redirect_target",
-    "check_trusted_proxy",
     "parse_listen_host",
     "parse_upstream_url",
     "resolve_path",
@@ -149,8 +149,9 @@ def parse_listen_host(text: str) -> tuple[str, ...]:
         ) from None
 
 
-def check_trusted_proxy(text: str) -> str:
-    """Normalise a trusted proxy address or CIDR ("10.0.0.0/8", "::1") to network form.
+def check_network(text: str) -> str:
+    """Normalise an address or CIDR ("10.0.0.0/8", "::1") to network form
+    (``trusted_proxies``, a rule's ``allow`` and ``deny``).
 
     Host bits are allowed ("10.1.2.3/8" means 10.0.0.0/8) since people often paste an
     address with its prefix length.

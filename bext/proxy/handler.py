@@ -62,6 +62,10 @@ _MESSAGES = {
 }
 
 
+class BodyTooLarge(Exception):
+    """A chunked request body went past the rule's ``max_body_size`` while spooled."""
+
+
 class Inspection(Protocol):
     """A check of a request and the head of its body that may answer instead (the WAF,
     :class:`bext.waf.phase.WafPhase`): it is handed the first ``limit`` bytes."""
@@ -88,6 +92,7 @@ class ProxyHandler:
         counters: SlotCounters | None = None,
         inspect: Inspection | None = None,
         inspect_bodyless: bool = True,
+        max_body_size: int | None = None,
     ) -> None:
         self.group = group
         self.trusted = trusted
@@ -100,6 +105,9 @@ class ProxyHandler:
         self.inspect = inspect
         """The WAF (``bext.waf.phase.WafPhase``), run on the request and the head of its
         spooled body before anything goes upstream; None: no WAF here."""
+        self.max_body_size = max_body_size
+        """The rule's ``max_body_size``: a chunked body that grows past it gets 413 (a
+        declared length was refused before, by the rule's access rules)."""
         self.inspect_bodyless = inspect_bodyless
         """False when requests without a body were inspected before this handler (the WAF
         in front of the cache, ``inspect_cache_hits``)."""
@@ -136,6 +144,10 @@ class ProxyHandler:
                     spool = await self._spool(request)
                 except TempSpaceFull as exc:
                     return self._no_temp_space(request, exc)
+                except BodyTooLarge:
+                    request.body.discard()
+                    return error_response(413, request.header(b"accept"),
+                                          "request body too large for this URL")  # fmt: skip
                 content_length = spool.size
                 if self.inspect is not None:
                     refused = self.inspect.check(request, spool.head(self.inspect.limit))
@@ -171,8 +183,11 @@ class ProxyHandler:
             declared = request.header(b"content-length")
             if declared is not None and declared.isdigit():
                 spool.reserve(int(declared))
+            limit = self.max_body_size
             async for data in request.body:
                 spool.feed(data)
+                if limit is not None and spool.size > limit:
+                    raise BodyTooLarge
         except BaseException:
             spool.close()
             raise

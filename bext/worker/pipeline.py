@@ -57,6 +57,7 @@ from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.limits.access import AccessRules
 from bext.limits.rate import RateLimit
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
@@ -103,6 +104,8 @@ class Route:
     handler: Handler
     limit: RateLimit | None = None
     """The rule's ``[limits.NAME]``, checked after routing, before the handler."""
+    access: AccessRules | None = None
+    """The rule's ``allow``, ``deny``, ``methods`` and ``max_body_size``: checked first."""
 
 
 def compile_route(
@@ -129,7 +132,8 @@ def compile_route(
     if inspected is not None and rule.proxy is None:
         handler = WafGate(inspected, handler, bodies=True)
     limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
-    return Route(rule.pattern, rule.host, rule.index, handler, limit)
+    access = AccessRules(rule, config.server.trusted_proxies) if AccessRules.needed(rule) else None
+    return Route(rule.pattern, rule.host, rule.index, handler, limit, access)
 
 
 def _proxy_route(
@@ -157,6 +161,7 @@ def _proxy_route(
         extra_headers=headers,
         temp=temp,
         inspect=waf,
+        max_body_size=rule.max_body_size,
     )
     if cache is None or not caches(rule, config):
         return proxy
@@ -291,8 +296,11 @@ class Pipeline:
             result: Response | Awaitable[Response] = error_response(404, request.header(b"accept"))
         else:
             request.route = route
+            access = route.access
             limit = route.limit
-            if limit is not None and (refused := limit.check(request)) is not None:
+            if access is not None and (refused := access.check(request)) is not None:
+                result = refused  # route phase: the rule's access rules
+            elif limit is not None and (refused := limit.check(request)) is not None:
                 result = refused  # route phase: the rule's rate limit
             else:
                 result = route.handler(request)
