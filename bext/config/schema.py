@@ -463,7 +463,6 @@ class WafConfig:
     crs: Path = Path("/usr/share/modsecurity-crs")
     rules: tuple[str, ...] = ()
     body_limit: int = 128 * KiB
-    inspect_responses: bool = False
     inspect_cache_hits: bool = False
     audit_log: Path | None = None
     exclusions: tuple[WafExclusion, ...] = ()

@@ -594,7 +594,6 @@ def read_waf(ctx: Context, t: Table) -> WafConfig:
     crs = t.get_path("crs", ctx.base_dir) or Path("/usr/share/modsecurity-crs")
     rules = _string_list(ctx, t, "rules")
     body_limit = t.get_size("body_limit", 128 * KiB, lo=1, hi=1024 * MiB)
-    inspect_responses = t.get_bool("inspect_responses", False)
     inspect_cache_hits = t.get_bool("inspect_cache_hits", False)
     audit_log = t.get_path("audit_log", ctx.base_dir)
     exclusions = _read_waf_exclusions(ctx, t)
@@ -610,7 +609,6 @@ def read_waf(ctx: Context, t: Table) -> WafConfig:
         crs=crs,
         rules=resolved,
         body_limit=body_limit,
-        inspect_responses=inspect_responses,
         inspect_cache_hits=inspect_cache_hits,
         audit_log=audit_log,
         exclusions=exclusions,

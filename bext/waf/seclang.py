@@ -82,10 +82,7 @@ def engine_rules(config: WafConfig, version: tuple[int, int, int]) -> str:
         f"SecRequestBodyLimit {limit}",
         f"SecRequestBodyNoFilesLimit {limit}",
         "SecRequestBodyLimitAction ProcessPartial",
-        f"SecResponseBodyAccess {'On' if config.inspect_responses else 'Off'}",
-        "SecResponseBodyMimeType text/plain text/html text/xml application/json",
-        "SecResponseBodyLimit 524288",
-        "SecResponseBodyLimitAction ProcessPartial",
+        "SecResponseBodyAccess Off",  # responses are not inspected (phases 1 and 2 only)
         "SecArgumentSeparator &",
         "SecCookieFormat 0",
         "SecAuditEngine Off",
