@@ -4,7 +4,7 @@ Exit codes a script can rely on:
 
 ====  ===========================================================
 0     success (``check``: the configuration is valid)
-1     runtime failure (cannot bind, a worker could not start, ...)
+1     runtime failure (cannot bind, ...); ``waf test``: the request is blocked
 2     bad command-line usage
 78    invalid configuration (``EX_CONFIG`` from sysexits.h)
 ====  ===========================================================
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(func=cmd_control, command=verb)
     _add_cache_verbs(verbs)
+    _add_waf_verbs(verbs)
     return parser
 
 
@@ -144,6 +145,65 @@ def _add_cache_verbs(verbs: Any) -> None:
                        help="mark stale (served while refreshed) instead of removing")  # fmt: skip
     _add_config_option(purge)
     purge.set_defaults(func=cmd_cache_purge)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _add_waf_verbs(verbs: Any) -> None:
+    """``bext waf test`` and ``bext waf report`` (logic in bext.waf.offline and .report)."""
+    waf = verbs.add_parser(
+        "waf",
+        help="web application firewall helpers: test, report",
+        description="Try the [waf] rules offline; summarise the audit log.",
+    )
+    waf_verbs = waf.add_subparsers(dest="waf_verb", metavar="COMMAND", required=True)
+    test = waf_verbs.add_parser(
+        "test",
+        help="run one request through the WAF rules offline and print the verdict",
+        description="Build the WAF from the configuration's [waf] section (it need not be "
+        "enabled), run one request through it without any server, and print the verdict "
+        "(blocked, would be blocked in detect mode, passed), CRS's anomaly score and the "
+        "rules that matched. URL is a path (Host: localhost) or an http(s) URL; a browser's "
+        "User-Agent and Accept are added unless given. Exits 0 if the request passes, 1 if "
+        "it is (or would be) blocked, 2 for bad usage, 78 if the configuration or the "
+        "rules do not load.",
+    )
+    test.add_argument("url", metavar="URL", help="a path such as /search?q=x or an http(s) URL")
+    test.add_argument("--method", "-X", metavar="M",
+                      help="request method (default: GET, POST with a body)")  # fmt: skip
+    test.add_argument("--header", "-H", action="append", default=[], metavar="'Name: value'",
+                      help="a request header (repeatable)")  # fmt: skip
+    body = test.add_mutually_exclusive_group()
+    body.add_argument("--data", "-d", metavar="D", help="the request body")
+    body.add_argument("--data-file", type=Path, metavar="F",
+                      help="read the request body from a file (- for stdin)")  # fmt: skip
+    _add_config_option(test)
+    test.set_defaults(func=cmd_waf_test)
+
+    report = waf_verbs.add_parser(
+        "report",
+        help="summarise the WAF audit log: blocks, top rules, paths, clients",
+        description="Read the audit log ([waf] audit_log, or --log) and print how many "
+        "requests were blocked or detected, the most frequent rules, paths and clients, "
+        "and a [[waf.exclusions]] entry for the most frequent rule and path, ready to paste "
+        "if those are false positives. Malformed lines are counted and skipped.",
+    )
+    report.add_argument("--since", metavar="DURATION",
+                        help="only entries this recent: 30m, 1h, 2d (default: all)")  # fmt: skip
+    report.add_argument("--log", type=Path, metavar="FILE",
+                        help="the audit log to read (default: [waf] audit_log)")  # fmt: skip
+    report.add_argument("--top", type=_positive_int, default=10, metavar="N",
+                        help="how many rules, paths and clients to list (default: 10)")  # fmt: skip
+    _add_config_option(report)
+    report.set_defaults(func=cmd_waf_report)
 
 
 def _add_scaffold_verbs(verbs: Any) -> None:
@@ -486,6 +546,87 @@ def cmd_cache_purge(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"bext: cache purge failed: {answer.removeprefix('error: ')}", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def cmd_waf_test(args: argparse.Namespace) -> int:
+    """``bext waf test``: 0 passed, 1 blocked or would be blocked, 2 usage, 78 config."""
+    from bext.waf.engine import EngineMissing, RulesError, WafEngine
+    from bext.waf.offline import UsageError, build_request, describe, run
+
+    body: bytes | None = None
+    if args.data is not None:
+        body = args.data.encode("utf-8", "surrogateescape")
+    elif args.data_file is not None:
+        try:
+            if str(args.data_file) == "-":
+                body = sys.stdin.buffer.read()
+            else:
+                body = args.data_file.read_bytes()
+        except OSError as exc:
+            print(f"bext waf test: cannot read {args.data_file}: {exc.strerror or exc}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    try:
+        request = build_request(args.url, args.method, args.header, body)
+    except UsageError as exc:
+        print(f"bext waf test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        engine = WafEngine(config.waf)
+    except (EngineMissing, RulesError, OSError) as exc:
+        print(f"bext: invalid configuration\nwaf: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # as `bext check`: report, never a traceback
+        print(f"bext: invalid configuration\nwaf: cannot be built: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    verdict = run(engine, request)
+    if not config.waf.enabled:
+        print(f"note: [waf] is not enabled in {args.config}: bext does not inspect requests yet")
+    print("\n".join(describe(engine, request, verdict)))
+    return EXIT_FAILURE if verdict.exceeded else EXIT_OK
+
+
+def cmd_waf_report(args: argparse.Namespace) -> int:
+    """``bext waf report``: 0 printed, 1 the log cannot be read, 2 usage (no log), 78 config."""
+    import time
+    from datetime import UTC, datetime
+
+    from bext.config.units import parse_duration
+    from bext.waf.report import format_summary, summarize
+
+    since = None
+    period = "all entries"
+    if args.since is not None:
+        try:
+            seconds = parse_duration(args.since)
+        except ValueError as exc:
+            print(f"bext waf report: --since: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        since = datetime.fromtimestamp(time.time() - seconds, UTC)
+        period = f"last {args.since.strip()}"
+    path: Path | None = args.log
+    if path is None:
+        config = _load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        path = config.waf.audit_log
+        if path is None:
+            print(f"bext waf report: no audit log: {args.config} has no [waf] audit_log; "
+                  "set it, or name the log with --log FILE", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            summary = summarize(lines, since)
+    except OSError as exc:
+        print(f"bext waf report: cannot read the audit log {path}: {exc.strerror or exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+    print("\n".join(format_summary(summary, str(path), period, args.top)))
+    return EXIT_OK
 
 
 def _format_purge(result: dict[str, Any], soft: bool) -> str:

@@ -10,6 +10,7 @@ about half a millisecond at paranoia 1), so a thread would not help.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bext")
 
 __all__ = ["EngineMissing", "Match", "RulesError", "Verdict", "WafEngine"]
+
+_SCORE = re.compile(r"Total (?:Inbound )?Score: (\d+)")
 
 ANOMALY_RULES = frozenset({949110, 959100, 980130, 980140})
 """CRS's scoring and reporting rules: they sum up the others, they are not findings."""
@@ -75,6 +78,15 @@ class Verdict:
     def exceeded(self) -> bool:
         """Whether the request would be blocked (blocked, or matched in detect mode)."""
         return self.blocked or any(match.rule_id in VERDICT_RULES for match in self.matches)
+
+    @property
+    def score(self) -> int | None:
+        """The inbound anomaly score CRS reported (rules 949110 and 980130), if it did."""
+        for match in self.matches:
+            found = _SCORE.search(match.message)
+            if found:
+                return int(found.group(1))
+        return None
 
     @property
     def findings(self) -> list[Match]:

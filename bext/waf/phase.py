@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Awaitable
@@ -39,8 +38,6 @@ from bext.waf.engine import Match, Verdict, WafEngine
 log = logging.getLogger("bext")
 
 __all__ = ["AuditLog", "WafGate", "WafPhase", "new_request_id"]
-
-_SCORE = re.compile(r"Total Score: (\d+)")
 
 
 def new_request_id() -> str:
@@ -124,7 +121,7 @@ class WafPhase:
 
     def _report(self, request: Request, verdict: Verdict, action: str) -> None:
         findings = verdict.findings
-        score = _score(verdict.matches)
+        score = verdict.score
         rules = ", ".join(f"{match.rule_id} {match.message!r}" for match in findings[:5])
         level = logging.WARNING if action == "block" else logging.INFO
         log.log(level, "waf: %s %s %s from %s (id %s, score %s): %s", action, request.method,
@@ -151,15 +148,6 @@ class WafPhase:
 def _rule(match: Match) -> dict[str, object]:
     return {"id": match.rule_id, "msg": match.message, "severity": match.severity,
             "data": match.data, "tags": list(match.tags)}  # fmt: skip
-
-
-def _score(matches: list[Match]) -> int | None:
-    """The inbound anomaly score CRS reported (rule 949110/980130's message), if any."""
-    for match in matches:
-        found = _SCORE.search(match.message)
-        if found:
-            return int(found.group(1))
-    return None
 
 
 class WafGate:
