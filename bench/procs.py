@@ -171,6 +171,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def fill(text: str, values: Mapping[str, str], what: str) -> str:
+    """``text`` with every ``{{name}}`` replaced by ``values[name]``; an unknown name is an
+    error (``what`` says where), so a typo fails loudly."""
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise BenchError(f"{what}: unknown placeholder {{{{{key}}}}}")
+        return values[key]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 

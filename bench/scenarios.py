@@ -6,10 +6,18 @@ scenario answers identically on both, then loads each one with wrk.
 
 Adding a scenario never touches the runner:
 
-* ``nginx_server`` is pasted inside the shared ``server { listen ...; }`` block and
-  ``nginx_http`` at ``http`` level (``upstream`` blocks, for instance).
+* ``nginx_server`` is pasted inside the shared ``server { listen ...; }`` block,
+  ``nginx_http`` at ``http`` level (``upstream`` blocks, for instance) and ``nginx_main``
+  at the top of ``nginx.conf`` (``load_module``); identical ``nginx_main`` lines of several
+  scenarios are written once.
 * ``bext_routes`` is TOML appended after the shared ``[server]`` and ``[log]`` tables
-  (``[[route_rules]]`` entries, upstream tables, ...).
+  (``[[route_rules]]`` entries, upstream tables, ...); ``bext_shared`` is TOML several
+  scenarios may need alike (the ``[waf]`` table): identical texts are written once, after
+  all the routes.
+* ``method`` and ``body`` make the verification request and every wrk request (through a
+  generated wrk Lua script) e.g. a form POST; ``checks`` are further requests every server
+  must answer with a given status before anything is measured (an attack that a WAF must
+  refuse, and a server without the WAF must let through).
 * ``files`` are written below the scenario's own directory before the servers start
   (document roots for static-file scenarios).
 * ``fixtures`` are context managers entered before the servers start and left after they
@@ -30,10 +38,12 @@ Adding a scenario never touches the runner:
   access log, say): the runner counts its new lines during every measured round, so a
   cache scenario shows how many requests got past each server's cache.
 
-Placeholders ``{{name}}`` in ``nginx_server``, ``nginx_http``, ``bext_routes``, ``path`` and
-``lua_script`` are replaced before use: ``{{root}}`` is the scenario's directory (absolute
-path) and every key a fixture yields is available too. Any placeholder left unresolved is
-an error, so a typo fails loudly instead of producing a silently different config.
+Placeholders ``{{name}}`` in ``nginx_main``, ``nginx_server``, ``nginx_http``,
+``bext_routes``, ``bext_shared``, ``path`` and ``lua_script`` are replaced before use:
+``{{root}}`` is the scenario's directory (absolute path) and every key a fixture yields is
+available too (a target fixture gets them as ``FixtureContext.values``). Any placeholder
+left unresolved is an error, so a typo fails loudly instead of producing a silently
+different config.
 """
 
 from __future__ import annotations
@@ -41,15 +51,32 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from urllib.parse import quote, quote_plus
 
 from backends import (
     Fixture,
     TargetFixture,
+    bext_target,
     gunicorn_cached_page,
     gunicorn_django,
     gunicorn_whitenoise,
+    modsecurity_rules,
     nginx_backend,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A request every server of a scenario gets once before the measurements (with the
+    scenario's method and header fields), and the status each must answer."""
+
+    name: str
+    path: str
+    """Request path and query (no placeholders)."""
+    expected: Mapping[str, int]
+    """Server name (``nginx``, ``bext``, a target's) -> status; every server needs one."""
+    body: bytes | None = None
+    """The request body; None: the scenario's ``body``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +111,16 @@ class Scenario:
     backend_log: str | None = None
     """A file (placeholders allowed) the backend writes one line per request to; its new
     lines are counted during each measured round (``backend requests`` in the report)."""
+    nginx_main: str = ""
+    """Main-context nginx directives (``load_module``); identical lines are written once."""
+    bext_shared: str = ""
+    """bext TOML tables scenarios share (``[waf]``); identical texts are written once."""
+    method: str = "GET"
+    body: bytes | None = None
+    """With ``method``: the request body of the verification request and of wrk's requests
+    (the runner writes a wrk Lua script setting ``wrk.method``/``wrk.body``)."""
+    checks: tuple[Check, ...] = ()
+    """More requests, each server's expected status, sent after the verification request."""
 
     def __post_init__(self) -> None:
         reserved = {"nginx", "bext"} & set(self.targets)
@@ -186,6 +223,8 @@ def proxy_scenario(
         f"[[upstreams.{upstream}.servers]]\n"
         'url = "http://127.0.0.1:{{backend_port}}"\n\n'
         f'[[route_rules]]\npattern = "{bext_pattern}"\nproxy = "{upstream}"\n'
+        # [waf] enabled (the waf-* scenarios) inspects every proxy rule without a waf key.
+        "waf = false\n"
     )
     return Scenario(
         name=name,
@@ -256,6 +295,111 @@ def cache_scenario(name: str, description: str, path: str) -> Scenario:
     )
 
 
+WAF_HEADERS: dict[str, str] = {"Host": "www.example.com", **BROWSER_HEADERS}
+"""The WAF scenarios' request header fields: a named Host (with wrk's ``127.0.0.1:PORT``
+every request matches CRS rule 920350, "Host header is a numeric IP address", score 3:
+below the threshold, but both engines would report that match on every request, which
+a real site's requests do not cost them) and :data:`BROWSER_HEADERS`. Benign requests
+then match no CRS rule at all (``bext waf test`` shows none)."""
+
+WAF_PARANOIA = 1
+WAF_ANOMALY_THRESHOLD = 5
+"""bext's ``[waf]`` defaults (CRS paranoia level 1, inbound anomaly threshold 5), written
+out in bext's config and given to nginx's ModSecurity through the same generated setup."""
+WAF_ATTACK = "1' OR '1'='1"
+"""The SQL injection each WAF scenario's check sends: CRS must score it past 5 (403)."""
+WAF_NO_WAF = "bext-nowaf"
+"""The comparison target: a second bext, same settings and backend, no ``[waf]``."""
+
+FORM_TEXT = (
+    "Hello, I would like to know whether the blue running shoes from your spring catalogue "
+    "are still available in size 42, and how long delivery to Lyon usually takes. "
+    "Could you also tell me if the colour in the photos matches the real product? "
+    "Thank you very much for your help, and have a nice day! "
+)
+"""Benign prose for the form POST (no apostrophes: plain text only, nothing code-like)."""
+
+
+def form_body(size: int, text: str = FORM_TEXT) -> bytes:
+    """An ``application/x-www-form-urlencoded`` contact form of exactly ``size`` bytes:
+    ``name``, ``email`` and a ``message`` of ``text`` repeated (``+`` for spaces, ``%XX``
+    for punctuation) cut to fit."""
+    head = f"name=Alice+Martin&email={quote_plus('alice.martin@example.com')}&message="
+    parts = [head]
+    length = len(head)
+    index = 0
+    while length < size:
+        encoded = quote_plus(text[index % len(text)])
+        index += 1
+        if length + len(encoded) > size:
+            encoded = "." * (size - length)  # an escape that would not fit: pad
+        parts.append(encoded)
+        length += len(encoded)
+    return "".join(parts).encode("ascii")
+
+
+def waf_scenario(
+    name: str,
+    description: str,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    request_headers: Mapping[str, str] | None = None,
+) -> Scenario:
+    """:func:`proxy_scenario` in front of the fast backend (1-worker nginx, 1 KiB), with
+    ModSecurity v3 and the OWASP CRS on both proxies, and bext without a WAF beside them.
+
+    * nginx: ``load_module`` of the ModSecurity connector and, in the location,
+      ``modsecurity on; modsecurity_rules_file {{root}}/modsecurity.conf;``: bext's own
+      engine directives and CRS setup, then the same CRS files
+      (:func:`backends.modsecurity_rules`).
+    * bext: ``[waf] enabled = true`` (paranoia 1, threshold 5, Debian's CRS) and ``waf =
+      true`` on this proxy rule (every other scenario's proxy rule says ``waf = false``).
+    * ``bext-nowaf``: a second bext (:func:`backends.bext_target`), same settings, the same
+      upstream and rule, no ``[waf]`` at all: bext/bext-nowaf is what the WAF costs bext.
+
+    The checks: the benign request gets 200 from all three (the verification request), and
+    ``WAF_ATTACK`` (in the query of a GET, in the form's ``message`` field of a POST) gets
+    403 from nginx and bext and 200 from bext-nowaf.
+    """
+    base = proxy_scenario(
+        name,
+        description,
+        path,
+        f"/{name}/",
+        f"/{name}/**",
+        nginx_backend(1024),
+        expected_body_length=1024,
+    )
+    nginx_server = base.nginx_server.replace(
+        "    proxy_pass ",
+        "    modsecurity on;\n    modsecurity_rules_file {{modsecurity_rules}};\n    proxy_pass ",
+    )
+    bare = path.split("?", 1)[0]
+    if body is None:
+        attack = Check("attack in the query", f"{bare}?id={quote(WAF_ATTACK, safe='')}", {})
+    else:
+        attack_body = form_body(len(body), WAF_ATTACK + " ")
+        attack = Check("attack in the form body", path, {}, attack_body)
+    expected = {"nginx": 403, "bext": 403, WAF_NO_WAF: 200}
+    return replace(
+        base,
+        nginx_main="load_module {{modsecurity_module}};\n",
+        nginx_server=nginx_server,
+        bext_routes=base.bext_routes.replace("waf = false\n", "waf = true\n"),
+        bext_shared=(
+            f"[waf]\nenabled = true\nparanoia = {WAF_PARANOIA}\n"
+            f"anomaly_threshold = {WAF_ANOMALY_THRESHOLD}\n"
+        ),
+        request_headers=dict(request_headers or {}),
+        method=method,
+        body=body,
+        fixtures=(*base.fixtures, modsecurity_rules(WAF_PARANOIA, WAF_ANOMALY_THRESHOLD)),
+        targets={WAF_NO_WAF: bext_target(base.bext_routes)},
+        checks=(replace(attack, expected=expected),),
+    )
+
+
 STATIC_DOCROOT = "docroot"
 """Below the scenario directory: the one document root nginx, bext and WhiteNoise share."""
 
@@ -303,6 +447,11 @@ def static_scenario(name: str, size: int, description: str) -> Scenario:
         files={f"{STATIC_DOCROOT}/{name}/{file_name}": content},
         targets={"whitenoise": gunicorn_whitenoise(STATIC_DOCROOT)},
     )
+
+
+def uses_modsecurity(scenario: Scenario) -> bool:
+    """Whether nginx loads its ModSecurity module for ``scenario`` (the ``waf-*`` ones)."""
+    return "{{modsecurity_module}}" in scenario.nginx_main
 
 
 def _registry(*scenarios: Scenario) -> dict[str, Scenario]:
@@ -369,6 +518,27 @@ SCENARIOS: dict[str, Scenario] = _registry(
         "max-age=60 and answered from each server's cache (nginx proxy_cache, bext [cache] "
         "with its LMDB store) after one warm-up request each; 64 connections",
         "/cache-hit",
+    ),
+    waf_scenario(
+        "waf-get",
+        "proxy-fast's backend behind ModSecurity v3 + OWASP CRS 3.3 (paranoia 1): nginx with "
+        "its ModSecurity module, bext with [waf]; a benign GET with a 2-argument query, "
+        "Host www.example.com and 10 browser-like header fields; also bext without the WAF "
+        "(bext-nowaf)",
+        "/waf-get/1k?page=2&q=blue+shoes",
+        request_headers=WAF_HEADERS,
+    ),
+    waf_scenario(
+        "waf-post",
+        "as waf-get, a benign 1 KiB application/x-www-form-urlencoded POST (a contact form: "
+        "name, email, message) that both WAFs read and inspect",
+        "/waf-post/1k",
+        method="POST",
+        body=form_body(1024),
+        request_headers={
+            **WAF_HEADERS,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
     ),
     static_scenario(
         "static-1k",

@@ -72,7 +72,7 @@ class Inspection(Protocol):
 
     limit: int
 
-    def check(self, request: Request, body: bytes) -> Response | None: ...
+    def check(self, request: Request, body: bytes, size: int | None = None) -> Response | None: ...
 
 
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
@@ -150,7 +150,8 @@ class ProxyHandler:
                                           "request body too large for this URL")  # fmt: skip
                 content_length = spool.size
                 if self.inspect is not None:
-                    refused = self.inspect.check(request, spool.head(self.inspect.limit))
+                    head = spool.head(self.inspect.limit)
+                    refused = self.inspect.check(request, head, spool.size)
                     if refused is not None:
                         spool.release()
                         return refused

@@ -86,9 +86,10 @@ class WafPhase:
         self.counters: SlotCounters = NullCounters()
         """This worker's slot (``Pipeline.bind_counters``)."""
 
-    def check(self, request: Request, body: bytes) -> Response | None:
-        """Inspect ``request`` with ``body`` (its first bytes); the answer to send instead
-        (blocked), or None to let it through."""
+    def check(self, request: Request, body: bytes, size: int | None = None) -> Response | None:
+        """Inspect ``request`` with ``body`` (its first bytes; ``size`` is the whole body's,
+        when the proxy spooled it); the answer to send instead (blocked), or None to let it
+        through."""
         self.counters.waf("inspected")
         notes = request.notes
         request_id = notes.request_id
@@ -98,7 +99,7 @@ class WafPhase:
             request.method,
             request.target.decode("latin-1"),
             request.http_version,
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers],
+            _fields(request, size),
             body[: self.limit],
             (client_ip(request, self.trusted), request.client_port),
             ("127.0.0.1", request.server_port),
@@ -148,6 +149,16 @@ class WafPhase:
 def _rule(match: Match) -> dict[str, object]:
     return {"id": match.rule_id, "msg": match.message, "severity": match.severity,
             "data": match.data, "tags": list(match.tags)}  # fmt: skip
+
+
+def _fields(request: Request, size: int | None) -> list[tuple[str, str]]:
+    """The request's fields for the engine. A spooled body is sent upstream with its
+    Content-Length (the proxy de-chunks), so the engine is told that length too: it is
+    how the rules tell a body cut at ``body_limit`` from one that is malformed."""
+    fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+    if size is not None and not any(name == b"content-length" for name, _ in request.headers):
+        fields.append(("Content-Length", str(size)))
+    return fields
 
 
 class WafGate:

@@ -30,7 +30,8 @@ SKIPPED_CRS_FILES = {
 ALLOWED_METHODS = "GET HEAD POST OPTIONS PUT PATCH DELETE"
 """CRS's allowed methods (rule 911100): Django REST APIs use PUT, PATCH and DELETE too."""
 
-_VERSION = re.compile(rb"OWASP_CRS/(\d+)\.(\d+)\.(\d+)")
+_VERSION = re.compile(rb"ver:'OWASP_CRS/(\d+)\.(\d+)\.(\d+)'")
+"""A rule's version action (not the comments, which name older releases too)."""
 _FIRST_EXCLUSION_ID = 9_000_100
 """Rule ids bext gives its exclusion rules: in CRS's range for local exclusions."""
 
@@ -91,8 +92,12 @@ def engine_rules(config: WafConfig, version: tuple[int, int, int]) -> str:
         '"id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"',
         'SecRule REQUEST_HEADERS:Content-Type "@rx ^application/json" '
         '"id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"',
+        # A body that does not parse is refused, unless it was only cut at body_limit (a
+        # multipart or JSON body cut short never parses: that is not the client's fault).
         'SecRule REQBODY_ERROR "!@eq 0" '
-        "\"id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.'\"",
+        "\"id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',"
+        'chain"',
+        f'    SecRule REQUEST_HEADERS:Content-Length "@le {limit}" "t:none"',
         'SecDefaultAction "phase:1,log,auditlog,pass"',
         'SecDefaultAction "phase:2,log,auditlog,pass"',
         _action(900000, f"tx.paranoia_level={config.paranoia}"),
