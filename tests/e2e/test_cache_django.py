@@ -31,7 +31,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.django_app import AppServer, DemoSite, start_gunicorn
+from tests.support.django_app import AppServer, DemoSite, django_upstream, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, config
 
@@ -49,12 +49,7 @@ token = "{TOKEN}"
 enabled = true
 path = "{store}"
 
-[upstreams.django]
-keepalive = 16
-connect_timeout_ms = 2000
-read_timeout_ms = 30000
-[[upstreams.django.servers]]
-url = "http://127.0.0.1:{app_port}"
+{django_upstream(app_port)}
 
 [[route_rules]]
 pattern = "/**"

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.django_app import AppServer, DemoSite, start_gunicorn
+from tests.support.django_app import AppServer, DemoSite, django_upstream, start_gunicorn
 from tests.support.fake_upstream import free_port
 from tests.support.server import BextProcess, bext_cli, config
 
@@ -64,12 +64,7 @@ audit_log = "{audit_log}"
 
 def routes(app_port: int, static_root: Path) -> str:
     return f"""
-[upstreams.django]
-keepalive = 16
-connect_timeout_ms = 2000
-read_timeout_ms = 30000
-[[upstreams.django.servers]]
-url = "http://127.0.0.1:{app_port}"
+{django_upstream(app_port)}
 
 [[route_rules]]
 pattern = "/static/**"

@@ -131,3 +131,15 @@ def start_gunicorn(
         app.stop()
         raise
     return app
+
+
+def django_upstream(app_port: int) -> str:
+    """The ``[upstreams.django]`` table for the demo's app server on 127.0.0.1:``app_port``."""
+    return f"""
+[upstreams.django]
+keepalive = 16
+connect_timeout_ms = 2000
+read_timeout_ms = 30000
+[[upstreams.django.servers]]
+url = "http://127.0.0.1:{app_port}"
+"""
