@@ -51,7 +51,7 @@ from bext.master.workers import SlotBackoff, WorkerProcess, describe_exit
 from bext.observe.errorlog import log
 from bext.runtime.spec import WorkerSpec
 from bext.shm.counters import heartbeat_age
-from bext.shm.layout import MAX_SLOTS, Field, Segment
+from bext.shm.layout import MAX_SLOTS, Field, Header, Segment
 from bext.shm.peers import release_owner
 
 HANDLED_SIGNALS = (
@@ -419,6 +419,7 @@ class Arbiter:
         self.pending = None
         old = self.current
         self.current = new
+        self.segment.words[Header.RELOADS] += 1
         old.health.close()  # the new generation's checker probes from now on
         retiring = [w for w in self.workers.values() if w.generation != new.number]
         self._signal_workers(signal.SIGTERM, retiring)
@@ -653,6 +654,7 @@ class Arbiter:
                 continue  # an old generation's worker: it is not replaced
             now = time.monotonic()
             delay = self.backoff[worker.slot].record_exit(now - worker.started_at, now)
+            self.segment.words[Header.WORKER_RESTARTS] += 1
             log.error(
                 "worker %d (pid %d) %s; respawning%s",
                 worker.slot,

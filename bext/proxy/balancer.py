@@ -156,6 +156,11 @@ class UpstreamGroup:
         self._waiters: deque[_Waiter] = deque()
         self._overload_log = LogThrottle(OVERLOAD_LOG_INTERVAL)
 
+    def servers_up(self) -> list[tuple[str, bool]]:
+        """Each server's URL and whether it is taken now (its health, or its cool-down)."""
+        now = time.monotonic()
+        return [(peer.pool.label, peer.usable(now)) for peer in self._peers]
+
     def candidates(self) -> list[ConnectionPool]:
         """Pools to try for one request: the round-robin pick first, then the others."""
         peers = self._peers

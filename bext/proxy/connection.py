@@ -184,6 +184,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(head)
         return self._head_waiter
 
+    def now(self) -> float:
+        """The event loop's clock (what upstream times are measured with)."""
+        return self._loop.time()
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)

@@ -93,6 +93,7 @@ class ProxyHandler:
         inspect: Inspection | None = None,
         inspect_bodyless: bool = True,
         max_body_size: int | None = None,
+        upstream_index: int = 0,
     ) -> None:
         self.group = group
         self.trusted = trusted
@@ -105,6 +106,8 @@ class ProxyHandler:
         self.inspect = inspect
         """The WAF (``bext.waf.phase.WafPhase``), run on the request and the head of its
         spooled body before anything goes upstream; None: no WAF here."""
+        self.upstream_index = upstream_index
+        """The group's place in the configuration: its row in the upstream metrics."""
         self.max_body_size = max_body_size
         """The rule's ``max_body_size``: a chunked body that grows past it gets 413 (a
         declared length was refused before, by the rule's access rules)."""
@@ -260,6 +263,7 @@ class ProxyHandler:
                 on_pause=conn.pause_reading,
                 on_resume=conn.resume_reading,
             )
+            sent_at = conn.now()
             waiter = conn.begin(head, method == "HEAD", buffer, request.body is not EMPTY_BODY)
             sender = None
             if request.body is not EMPTY_BODY:
@@ -287,10 +291,12 @@ class ProxyHandler:
                     else:
                         outcome = "trying the next server" if attempts else "giving up"
                     self._log(request, exc, pool.label, outcome)
+                    self.counters.metrics.retry(self.upstream_index)
                     continue
                 self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
             self.group.mark_ok(pool)
+            self.counters.metrics.upstream_time(self.upstream_index, conn.now() - sent_at)
             notes = request.notes
             notes.upstream, notes.server = group.name, pool.label
             headers, no_buffering = client_response_headers(response_head.headers)
@@ -351,8 +357,9 @@ class ProxyHandler:
         self, request: Request, error: UpstreamError, server: str | None, outcome: str
     ) -> None:
         """Every upstream failure, once: a log line saying which server, why and what next,
-        and a shared counter."""
+        and a shared counter (by kind in the metrics)."""
         self.counters.upstream_error()
+        self.counters.metrics.upstream_error(self.upstream_index, _error_kind(error))
         log.warning(
             "upstream %s: %s (%s %s%s); %s",
             self.group.name,
@@ -362,6 +369,17 @@ class ProxyHandler:
             f" on {server}" if server else "",
             outcome,
         )
+
+
+def _error_kind(error: UpstreamError) -> str:
+    """The metrics' kind of an upstream failure (``bext.shm.metrics.ERROR_KINDS``)."""
+    if error.connect_failed:
+        return "connect"
+    if error.status == 504:
+        return "timeout"
+    if error.reason.startswith("invalid response"):
+        return "invalid"
+    return "reset"
 
 
 async def _send_body(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from bext.shm.layout import Field, Segment, block_index, field_index
+from bext.shm.metrics import NullMetrics, WorkerMetrics
 
 
 class SlotCounters:
@@ -12,11 +13,14 @@ class SlotCounters:
 
     __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_cache", "_open", "_rate_limited",
                  "_refused", "_requests", "_status", "_upstream_errors", "_waf",
-                 "_words")  # fmt: skip
+                 "_words", "metrics")  # fmt: skip
 
     def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
         words = self._words = segment.words
-        base = field_index(block_index(slot, generation), 0)
+        block = block_index(slot, generation)
+        base = field_index(block, 0)
+        self.metrics = WorkerMetrics(segment, block)
+        """The labelled metrics of the same block (route, code, histograms, upstreams)."""
         words[base + Field.PID] = pid
         words[base + Field.GENERATION] = generation
         words[base + Field.OPEN_CONNECTIONS] = 0
@@ -47,20 +51,25 @@ class SlotCounters:
     def heartbeat(self) -> None:
         self._words[self._beat] = time.monotonic_ns() // 1_000_000
 
-    def response(self, status: int, sent: int) -> None:
+    def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:
+        """One response: its status, bytes sent, rule index (-1: none) and duration."""
         words = self._words
         words[self._requests] += 1
         words[self._status[status // 100 % 10]] += 1
         words[self._bytes_out] += sent
+        self.metrics.response(route, status, duration)
 
     def received(self, size: int) -> None:
         self._words[self._bytes_in] += size
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, version: int = 0) -> None:
+        """A connection of HTTP version ``metrics.VERSIONS[version]`` was admitted."""
         self._words[self._open] += 1
+        self.metrics.connection_opened(version)
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, version: int = 0) -> None:
         self._words[self._open] -= 1
+        self.metrics.connection_closed(version)
 
     def upstream_error(self) -> None:
         self._words[self._upstream_errors] += 1
@@ -87,21 +96,21 @@ class NullCounters(SlotCounters):
     """For connections served outside a master (tests, tools): counts nothing."""
 
     def __init__(self) -> None:
-        pass
+        self.metrics = NullMetrics()
 
     def heartbeat(self) -> None:
         pass
 
-    def response(self, status: int, sent: int) -> None:
+    def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:
         pass
 
     def received(self, size: int) -> None:
         pass
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, version: int = 0) -> None:
         pass
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, version: int = 0) -> None:
         pass
 
     def upstream_error(self) -> None:

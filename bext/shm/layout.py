@@ -4,7 +4,8 @@ The master creates the segment (a memfd, so a binary upgrade can pass it on) bef
 forks anything and keeps it for its whole life, across reloads. Everything in it is a
 signed 64-bit integer; names never go in, only indexes and hashed ids.
 
-    header          8 x int64   magic, version, slot blocks, fields per block, table sizes
+    header          16 x int64  magic, version, slot blocks, fields per block, table sizes,
+                                then the master's own counters (Header: reloads, restarts)
     slot blocks     MAX_SLOTS x 2 blocks x FIELDS x int64
                     one writer per block: worker slot i of an even generation writes
                     block 2i, of an odd generation block 2i+1, so during a reload the
@@ -21,6 +22,8 @@ signed 64-bit integer; names never go in, only indexes and hashed ids.
                     worker is fetching a missing cache entry (bext/shm/fills.py)
     entry versions  VERSION_ENTRIES x int64: bumped when a stored entry changes, so that
                     workers' memory tiers notice (bext/shm/versions.py)
+    metrics         BLOCKS x METRIC_FIELDS x int64: labelled counters and histograms,
+                    one writer per block like the slot blocks (bext/shm/metrics.py)
 
 The rate and client tables are split into 256 partitions, each guarded by one stripe of a
 ``StripedLock`` (region 0: rate limits, region 1: client connections; region 2 guards the
@@ -40,7 +43,14 @@ MAX_SLOTS = 256
 HEALTH_ENTRIES = 1024
 TAG_ENTRIES = 65536
 RATE_ENTRIES = 65536
-HEADER_FIELDS = 8
+HEADER_FIELDS = 16
+
+
+class Header(enum.IntEnum):
+    """The master's own counters in the header (one writer: the master of the day)."""
+
+    RELOADS = 8  # generations that went live after a reload
+    WORKER_RESTARTS = 9  # workers respawned after an unplanned exit
 
 
 class Field(enum.IntEnum):
@@ -89,7 +99,9 @@ FILL_FIELDS = 3
 FILL_OFFSET = PEER_OFFSET + PEER_ENTRIES * PEER_FIELDS
 VERSION_ENTRIES = 65536
 VERSIONS_OFFSET = FILL_OFFSET + FILL_ENTRIES * FILL_FIELDS
-TOTAL_FIELDS = VERSIONS_OFFSET + VERSION_ENTRIES
+METRIC_FIELDS = 1024
+METRICS_OFFSET = VERSIONS_OFFSET + VERSION_ENTRIES
+TOTAL_FIELDS = METRICS_OFFSET + BLOCKS * METRIC_FIELDS
 SIZE = TOTAL_FIELDS * 8
 
 

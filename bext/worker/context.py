@@ -153,7 +153,7 @@ class WorkerContext:
         elif not limits.admit(conn, peer):
             return False
         connections.add(conn)
-        self.counters.connection_opened()
+        self.counters.connection_opened(getattr(conn, "metric_version", 0))
         return True
 
     def reserve(self, peer: str) -> bool:
@@ -173,6 +173,8 @@ class WorkerContext:
         """The same client connection goes on under another protocol object (h2c)."""
         self.connections.discard(old)
         self.connections.add(new)
+        self.counters.connection_closed(getattr(old, "metric_version", 0))
+        self.counters.connection_opened(getattr(new, "metric_version", 0))
         limits = self.shared.limits
         if limits is not None:
             limits.hand_over(old, new)
@@ -182,7 +184,7 @@ class WorkerContext:
         connections = self.connections
         if conn in connections:
             connections.discard(conn)
-            self.counters.connection_closed()
+            self.counters.connection_closed(getattr(conn, "metric_version", 0))
             limits = self.shared.limits
             if limits is not None:
                 limits.left(conn)
@@ -209,7 +211,9 @@ class WorkerContext:
 
         The one place every HTTP version (and the tunnel switch) accounts for a response.
         """
-        self.counters.response(status, sent)
+        route = request.route
+        self.counters.response(status, sent, route.index if route is not None else -1,  # type: ignore[attr-defined]
+                               now - request.start_time)  # fmt: skip
         log = self.access_log
         if log.enabled:
             log.log(

@@ -64,6 +64,9 @@ _NO_EVENTS: list[Event] = []
 
 
 class H1Connection(asyncio.Protocol):
+    metric_version = 0
+    """Index in :data:`bext.shm.metrics.VERSIONS` (connections by HTTP version)."""
+
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()

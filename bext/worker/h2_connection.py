@@ -180,6 +180,9 @@ class _Stream(StreamSender):
 class H2Connection(asyncio.Protocol):
     """The server side of one HTTP/2 connection (TLS with ALPN "h2", or h2c)."""
 
+    metric_version = 1
+    """Index in :data:`bext.shm.metrics.VERSIONS` (connections by HTTP version)."""
+
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()

@@ -175,6 +175,9 @@ class _Stream(StreamSender):
 class H3Connection:
     """Serves the requests of one QUIC connection (see the module docstring)."""
 
+    metric_version = 2
+    """Index in :data:`bext.shm.metrics.VERSIONS` (connections by HTTP version)."""
+
     def __init__(
         self,
         endpoint: QuicEndpoint,

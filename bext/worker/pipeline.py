@@ -58,6 +58,7 @@ from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.limits.access import AccessRules
+from bext.observe.prometheus import MetricsExporter
 from bext.limits.rate import RateLimit
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
@@ -162,6 +163,7 @@ def _proxy_route(
         temp=temp,
         inspect=waf,
         max_body_size=rule.max_body_size,
+        upstream_index=[upstream.name for upstream in config.upstreams].index(rule.proxy),
     )
     if cache is None or not caches(rule, config):
         return proxy
@@ -206,6 +208,9 @@ class Pipeline:
                 self.limits[limit.name] = RateLimit(limit, config.server.trusted_proxies, segment)
         with _building("admin"):
             self.admin = AdminEndpoints(config.admin)
+        if segment is not None:
+            exporter = MetricsExporter(segment, config, self.upstreams.values())
+            self.admin.endpoints["metrics"] = {"GET": exporter, "HEAD": exporter}
         self.cache: ResponseCache | None = None
         """The response cache, when some rule uses it (bound in each worker)."""
         if any(caches(rule, config) for rule in config.route_rules):
