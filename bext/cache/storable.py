@@ -158,8 +158,13 @@ def connection_options(headers: Headers) -> frozenset[bytes]:
     )
 
 
+NOT_STORED = HOP_BY_HOP | {b"x-request-id"}
+"""Besides the hop-by-hop fields: the id of the request that fetched the response, which
+is not the id of the requests a stored copy will answer."""
+
+
 def headers_to_store(response_headers: Headers) -> Headers:
     """The response fields to store (RFC 9111 §3.1): all but ``Connection``, the fields it
-    names, and the hop-by-hop and proxy fields of :data:`HOP_BY_HOP`."""
-    drop = HOP_BY_HOP | connection_options(response_headers)
+    names, the hop-by-hop and proxy fields of :data:`HOP_BY_HOP`, and ``X-Request-ID``."""
+    drop = NOT_STORED | connection_options(response_headers)
     return [(name, value) for name, value in response_headers if name.lower() not in drop]

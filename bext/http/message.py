@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Hashable
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,8 @@ class RequestNotes:
     that no phase takes notes on cost nothing. Each field has one writer: the phase named.
     """
 
-    __slots__ = ("cache", "client_ip", "request_id", "server", "upstream", "waf")
+    __slots__ = ("cache", "client_ip", "request_id", "server", "trace_id", "upstream",
+                 "upstream_time", "waf")  # fmt: skip
 
     def __init__(self) -> None:
         self.client_ip: str | None = None
@@ -31,6 +33,11 @@ class RequestNotes:
         self.server: str | None = None
         """The server of that group that answered."""
         self.request_id: str | None = None
+        """The request id (``bext.observe.tracing``, the WAF): echoed and logged."""
+        self.trace_id: str | None = None
+        """The W3C trace id the request went upstream with."""
+        self.upstream_time: float | None = None
+        """Seconds from sending the request upstream to its response head."""
         self.cache: str | None = None
         """The cache phases' outcome (hit, miss, ...), for Cache-Status and the log."""
         self.waf: str | None = None
@@ -128,20 +135,25 @@ class Request:
             notes = self._notes = RequestNotes()
         return notes
 
-    @property
-    def cached(self) -> str | None:
-        """The cache's outcome for this request (``HIT``, ``MISS`` ...), if it went
-        through the cache: a read that makes no notes."""
-        notes = self._notes
-        return notes.cache if notes is not None else None
-
-    @property
-    def waf_id(self) -> tuple[str, str] | None:
-        """The WAF's verdict and the request id, if the WAF saw this request."""
-        notes = self._notes
-        if notes is None or notes.waf is None:
-            return None
-        return notes.waf, notes.request_id or "-"
+    def log_fields(self) -> tuple[tuple[str, str], ...]:
+        """What the access log adds after its standard fields: the request id (made now if
+        no phase made one), trace id, upstream and its time, the cache's and the WAF's
+        outcomes (those known)."""
+        notes = self.notes
+        if notes.request_id is None:  # every logged request has an id, even unproxied
+            notes.request_id = os.urandom(8).hex()
+        fields: list[tuple[str, str]] = [("id", notes.request_id)]
+        if notes.trace_id is not None:
+            fields.append(("trace", notes.trace_id))
+        if notes.server is not None:
+            fields.append(("upstream", notes.server))
+        if notes.upstream_time is not None:
+            fields.append(("upstream_time", f"{notes.upstream_time:.3f}"))
+        if notes.cache is not None:
+            fields.append(("cache", notes.cache))
+        if notes.waf is not None:
+            fields.append(("waf", notes.waf))
+        return tuple(fields)
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or None."""

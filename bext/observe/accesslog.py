@@ -1,9 +1,12 @@
 """The access log: combined log format (plus request time) or JSON lines.
 
-Requests that went through the response cache end their line with ``cache=HIT`` (or
-``MISS``, ``STALE``, ``REVALIDATED``, ``BYPASS``); in JSON, a ``cache`` field. Requests the
-WAF inspected add ``waf=PASS`` (``DETECT``, ``BLOCK``) and ``id=<request id>``, the id of
-the 403 page and the audit log; in JSON, ``waf`` and ``request_id``.
+After the combined format's fields and the request time, a line carries ``key=value``
+fields for what bext knows of the request (JSON: the same keys): ``id`` (the request id,
+as echoed in ``X-Request-ID``, on error pages and in the WAF's audit log), ``trace`` (the
+W3C trace id sent upstream), ``upstream`` (the server that answered) and ``upstream_time``
+(seconds to its response head), ``cache`` (``HIT``, ``MISS``, ``STALE``, ``REVALIDATED``,
+``BYPASS``) and ``waf`` (``PASS``, ``DETECT``, ``BLOCK``). The standard prefix is
+untouched, so tools that parse the combined format still do.
 
 Lines are buffered per worker and written in batches no larger than ``PIPE_BUF``, so lines
 from several workers sharing one stdout pipe or one ``O_APPEND`` file never interleave, and
@@ -85,8 +88,7 @@ class AccessLog:
         referer: bytes | None,
         user_agent: bytes | None,
         duration: float,
-        cache: str | None = None,
-        waf: tuple[str, str] | None = None,
+        fields: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if not self.enabled:
             return
@@ -103,20 +105,16 @@ class AccessLog:
                 "user_agent": agent,
                 "request_time": round(duration, 3),
             }
-            if cache is not None:
-                document["cache"] = cache
-            if waf is not None:
-                document["waf"], document["request_id"] = waf
+            for key, value in fields:
+                document[key] = value
             line = json.dumps(document, ensure_ascii=True)
         else:
             line = (
                 f'{client} - - [{self._timestamp()}] "{_escape(request_line)}" {status} {sent} '
                 f'"{_escape(ref)}" "{_escape(agent)}" {duration:.3f}'
             )
-            if cache is not None:
-                line += f" cache={cache}"
-            if waf is not None:
-                line += f" waf={waf[0]} id={waf[1]}"
+            for key, value in fields:
+                line += f" {key}={_escape(value)}"
         self._lines.append(line)
         if len(self._lines) >= _FLUSH_LINES:
             self.flush()

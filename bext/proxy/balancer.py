@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from bext.config.schema import UpstreamConfig
 from bext.limits.throttle import LogThrottle
 from bext.proxy.pool import ConnectionPool
+from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.health import LOCK_REGION, HealthEntry, InFlight, server_key
 from bext.shm.layout import Segment
 from bext.shm.locks import StripedLock
@@ -151,6 +152,9 @@ class UpstreamGroup:
                 if slots is None:
                     slots = shared[peer.health.index] = InFlight(peer.health, lock)
                 self._slots[peer.pool] = slots
+        self.counters: SlotCounters = NullCounters()
+        """The worker's slot, for the proxy's upstream counters (``Pipeline.bind_counters``):
+        one per group, whatever wraps the handlers that use it (the cache, the WAF)."""
         self.limited = bool(self._slots)
         """Some server has ``max_conns``: requests go through :meth:`admit`."""
         self._waiters: deque[_Waiter] = deque()

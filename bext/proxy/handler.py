@@ -28,6 +28,7 @@ from typing import Protocol
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.observe.tracing import request_id, trace_context
 from bext.protocol.events import Headers
 from bext.proxy.balancer import RETRY_AFTER as BUSY_RETRY_AFTER
 from bext.proxy.balancer import Lease, Overloaded, UpstreamGroup
@@ -38,7 +39,7 @@ from bext.proxy.spill import RequestSpool, SpillBuffer
 from bext.proxy.tempspace import RETRY_AFTER, TempSpace, TempSpaceFull, default_space
 from bext.proxy.tunnel import Tunnel
 from bext.routing.path import upstream_target
-from bext.shm.counters import NullCounters, SlotCounters
+from bext.shm.counters import SlotCounters
 
 log = logging.getLogger("bext")
 
@@ -102,7 +103,8 @@ class ProxyHandler:
         self.extra_headers = extra_headers or []
         self.temp = temp or default_space()
         """Where request spools and response read-ahead go; one per worker."""
-        self.counters = counters or NullCounters()
+        if counters is not None:
+            group.counters = counters
         self.inspect = inspect
         """The WAF (``bext.waf.phase.WafPhase``), run on the request and the head of its
         spooled body before anything goes upstream; None: no WAF here."""
@@ -131,6 +133,7 @@ class ProxyHandler:
                 0 if request.method in _BODY_METHODS else None,
                 False,
                 _requested_upgrade(request),
+                identity=self._identity(request),
             )
             return self._exchange(request, head, None, False)
         return self.proxy(request)
@@ -169,12 +172,27 @@ class ProxyHandler:
         try:
             upgrade = _requested_upgrade(request)
             head = upstream_request_head(
-                request, target, self.trusted, content_length, chunked, upgrade
+                request,
+                target,
+                self.trusted,
+                content_length,
+                chunked,
+                upgrade,
+                identity=self._identity(request),
             )
             return await self._exchange(request, head, spool, chunked)
         finally:
             if spool is not None:
                 spool.release()  # the file closes once a sender still using it is done too
+
+    def _identity(self, request: Request) -> tuple[bytes, ...]:
+        """The request id and trace context lines bext sends upstream (and notes)."""
+        rid = request_id(request, self.trusted).encode("ascii")
+        trace = trace_context(request)
+        lines = [b"x-request-id: ", rid, b"\r\ntraceparent: ", trace.traceparent, b"\r\n"]
+        if trace.tracestate is not None:
+            lines += [b"tracestate: ", trace.tracestate, b"\r\n"]
+        return tuple(lines)
 
     async def _spool(self, request: Request) -> RequestSpool:
         """The whole request body, read before the upstream is involved.
@@ -291,15 +309,18 @@ class ProxyHandler:
                     else:
                         outcome = "trying the next server" if attempts else "giving up"
                     self._log(request, exc, pool.label, outcome)
-                    self.counters.metrics.retry(self.upstream_index)
+                    self.group.counters.metrics.retry(self.upstream_index)
                     continue
                 self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
             self.group.mark_ok(pool)
-            self.counters.metrics.upstream_time(self.upstream_index, conn.now() - sent_at)
+            elapsed = conn.now() - sent_at
+            self.group.counters.metrics.upstream_time(self.upstream_index, elapsed)
             notes = request.notes
-            notes.upstream, notes.server = group.name, pool.label
+            notes.upstream, notes.server, notes.upstream_time = group.name, pool.label, elapsed
             headers, no_buffering = client_response_headers(response_head.headers)
+            if notes.request_id is not None:
+                headers.append((b"X-Request-ID", notes.request_id.encode("ascii")))
             if no_buffering and self.response_buffering:
                 buffer.set_limits(STREAMING_MEMORY, 0)
             if self.extra_headers:
@@ -328,7 +349,11 @@ class ProxyHandler:
         if error is None:  # nothing was tried, so nothing was logged yet
             error = UpstreamError("no healthy server (all failed their health checks)")
             self._log(request, error, None, "giving up")
-        return error_response(error.status, request.header(b"accept"), _MESSAGES[error.status])
+        rid = request.notes.request_id
+        extra = [(b"X-Request-ID", rid.encode("ascii"))] if rid is not None else None
+        return error_response(
+            error.status, request.header(b"accept"), _MESSAGES[error.status], extra
+        )
 
     def _switch_protocols(
         self,
@@ -358,8 +383,9 @@ class ProxyHandler:
     ) -> None:
         """Every upstream failure, once: a log line saying which server, why and what next,
         and a shared counter (by kind in the metrics)."""
-        self.counters.upstream_error()
-        self.counters.metrics.upstream_error(self.upstream_index, _error_kind(error))
+        counters = self.group.counters
+        counters.upstream_error()
+        counters.metrics.upstream_error(self.upstream_index, _error_kind(error))
         log.warning(
             "upstream %s: %s (%s %s%s); %s",
             self.group.name,

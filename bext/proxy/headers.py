@@ -35,8 +35,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 _SET_BY_BEXT = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"forwarded"}
-)
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"forwarded",
+     b"x-request-id", b"traceparent", b"tracestate"}
+)  # fmt: skip
 _REQUEST_DROP = HOP_BY_HOP | _SET_BY_BEXT | {b"content-length", b"expect"}
 _METHODS = {
     method: method.encode("ascii")
@@ -102,12 +103,14 @@ def upstream_request_head(
     chunked: bool,
     upgrade: bytes | None = None,
     drop: frozenset[bytes] = _REQUEST_DROP,
+    identity: tuple[bytes, ...] = (),
 ) -> bytes:
     """The HTTP/1.1 request head bext sends upstream for ``request``.
 
     ``drop``: the field names not forwarded as they are; the fields that ``Connection``
     names join it (RFC 9110 §7.6.1), in a second pass in the rare case that they are not
-    hop-by-hop already.
+    hop-by-hop already. ``identity``: bext's own ``x-request-id``, ``traceparent`` and
+    ``tracestate`` lines (``bext.observe.tracing``), which replace the client's.
     """
     forwarded_for, real_ip = client_addresses(request, trusted)
     trusted_peer = bool(trusted._networks) and trusted.trusts(request.client_addr)
@@ -130,7 +133,7 @@ def upstream_request_head(
         parts += [name, b": ", value, b"\r\n"]
     if named and not named <= drop:
         return upstream_request_head(
-            request, target, trusted, content_length, chunked, upgrade, drop | named
+            request, target, trusted, content_length, chunked, upgrade, drop | named, identity
         )
     if host is None and request.host is not None:
         host = request.host.encode("latin-1")
@@ -143,6 +146,7 @@ def upstream_request_head(
     ]  # fmt: skip
     if host is not None:
         parts += [b"x-forwarded-host: ", host, b"\r\n"]
+    parts += identity
     if upgrade is not None:
         parts += [b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n"]
     if content_length is not None:

@@ -224,8 +224,7 @@ class WorkerContext:
                 request.header(b"referer"),
                 request.header(b"user-agent"),
                 now - request.start_time,
-                request.cached,
-                request.waf_id,
+                request.log_fields(),
             )
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:
