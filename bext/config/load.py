@@ -39,6 +39,7 @@ from bext.config.sections import (
     read_compression,
     read_framework,
     read_log,
+    read_metrics,
     read_server,
     read_static,
     read_upstreams,
@@ -75,6 +76,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
     waf = read_waf(ctx, root.get_table("waf"))
     log = read_log(ctx, root.get_table("log"))
     admin = read_admin(ctx, root.get_table("admin"))
+    metrics = read_metrics(ctx, root.get_table("metrics"))
     root.finish("section")
 
     if ctx.problems:
@@ -102,6 +104,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: str = "<str
         waf=waf,
         log=log,
         admin=admin,
+        metrics=metrics,
         limits=limits,
         warnings=tuple(ctx.warnings),
     )

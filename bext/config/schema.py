@@ -30,6 +30,7 @@ __all__ = [
     "HealthConfig",
     "LimitConfig",
     "LogConfig",
+    "MetricsConfig",
     "RedirectAction",
     "RespondAction",
     "RouteRule",
@@ -483,6 +484,24 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """`[metrics]`: pushing the shared counters to a StatsD server, and `Server-Timing`.
+
+    `statsd` is the server's `(host, port)` (UDP; None: off; the TOML key is
+    `"host:port"`, an IPv6 address in brackets). Every `statsd_interval` seconds the master
+    sends what changed since the last send, under `statsd_prefix` (Gunicorn's
+    `gunicorn.requests` ... names with `bext` in place of `gunicorn`: see
+    `bext.master.statsd`). `server_timing`: send a `Server-Timing` response header (read
+    here, used by the response path).
+    """
+
+    statsd: tuple[str, int] | None = None
+    statsd_prefix: str = "bext"
+    statsd_interval: float = 10.0
+    server_timing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """`[log]`. `access` is "stdout", "stderr", "off" or an absolute file path; `error` is
     "stderr" or an absolute file path."""
@@ -514,6 +533,7 @@ class Config:
     waf: WafConfig = field(default_factory=WafConfig)
     log: LogConfig = field(default_factory=LogConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     limits: tuple[LimitConfig, ...] = ()
     warnings: tuple[str, ...] = ()
 

@@ -1,4 +1,5 @@
-"""Readers for the table sections: [server], [framework], [upstreams.NAME], [cache], [waf], [log].
+"""Readers for the table sections: [server], [framework], [upstreams.NAME], [cache], [waf], [log],
+[admin], [metrics].
 
 Each reader takes a `Table`, asks for every key its dataclass knows, applies the checks
 that involve more than one key (cert needs key, timeout within interval), and returns the
@@ -7,6 +8,7 @@ frozen dataclass. Problems go to the shared `Context`; the caller raises once at
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -42,6 +44,7 @@ from bext.config.schema import (
     HealthConfig,
     KiB,
     LogConfig,
+    MetricsConfig,
     MiB,
     ServerConfig,
     StaticConfig,
@@ -63,6 +66,7 @@ __all__ = [
     "read_compression",
     "read_framework",
     "read_log",
+    "read_metrics",
     "read_server",
     "read_static",
     "read_upstreams",
@@ -688,6 +692,78 @@ def read_admin(ctx: Context, t: Table) -> AdminConfig:
             token = None
     t.finish()
     return AdminConfig(token=token)
+
+
+STATSD_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_STATSD_PREFIX_MAX = 100
+_STATSD_INTERVAL_MIN = 1.0
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def read_metrics(ctx: Context, t: Table) -> MetricsConfig:
+    """`[metrics]`: the StatsD push (address, prefix, interval) and `server_timing`."""
+    statsd: tuple[str, int] | None = None
+    text = t.get_opt_str("statsd")
+    if text is not None:
+        try:
+            statsd = statsd_address(text)
+        except ValueError as exc:
+            ctx.error(t.sub("statsd"), str(exc))
+    prefix = t.get_str("statsd_prefix", "bext")
+    if len(prefix) > _STATSD_PREFIX_MAX or STATSD_PREFIX.fullmatch(prefix) is None:
+        ctx.error(
+            t.sub("statsd_prefix"),
+            f"expected dot-separated names of letters, digits, _ and - (at most "
+            f'{_STATSD_PREFIX_MAX} characters) such as "bext" or "web.bext", got {quote(prefix)}',
+        )
+        prefix = "bext"
+    interval = t.get_duration("statsd_interval", 10.0)
+    if interval < _STATSD_INTERVAL_MIN:
+        ctx.error(
+            t.sub("statsd_interval"),
+            f"must be at least {format_duration(_STATSD_INTERVAL_MIN)}, "
+            f"got {format_duration(interval)}",
+        )
+        interval = 10.0
+    server_timing = t.get_bool("server_timing", False)
+    t.finish()
+    return MetricsConfig(statsd=statsd, statsd_prefix=prefix, statsd_interval=interval,
+                         server_timing=server_timing)  # fmt: skip
+
+
+def statsd_address(text: str) -> tuple[str, int]:
+    """`"host:port"` (an IPv6 address in brackets: `"[::1]:9125"`) -> `(host, port)`.
+
+    The host is an IP address or a DNS name (resolved by the master, not here).
+    """
+    example = 'expected "host:port" such as "127.0.0.1:9125" or "[::1]:9125"'
+    if "://" in text:
+        raise ValueError(f"{example}, without a scheme (StatsD is UDP), got {quote(text)}")
+    head, sep, port_text = text.rpartition(":")
+    if not sep or not head:
+        raise ValueError(f"{example}, got {quote(text)}")
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"has an invalid port (1-65535), got {quote(text)}")
+    if head.startswith("[") and head.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(head[1:-1])), int(port_text)
+        except ValueError:
+            raise ValueError(f"not a valid IPv6 address, got {quote(text)}") from None
+    if ":" in head:
+        raise ValueError(f"{example} (an IPv6 address goes in brackets), got {quote(text)}")
+    try:
+        return str(ipaddress.IPv4Address(head)), int(port_text)
+    except ValueError:
+        pass
+    name = head.lower().removesuffix(".")
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # "300.1.1.1": a mistyped IPv4 address, not a name
+    ):
+        raise ValueError(f"not a valid host name or IP address, got {quote(text)}")
+    return name, int(port_text)
 
 
 def read_log(ctx: Context, t: Table) -> LogConfig:

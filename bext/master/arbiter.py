@@ -47,6 +47,7 @@ from bext.master.generations import (
 )
 from bext.master.listeners import INHERIT_ENV, Listener, export_listeners, inherit_listeners
 from bext.master.notify import Notifier
+from bext.master.statsd import StatsdSender
 from bext.master.workers import SlotBackoff, WorkerProcess, describe_exit
 from bext.observe.errorlog import log
 from bext.runtime.spec import WorkerSpec
@@ -133,6 +134,8 @@ class Arbiter:
         """The new master's pid while this one runs a binary upgrade."""
         shm_fd = os.environ.pop(SHM_FD_ENV, "")
         self.segment = Segment(int(shm_fd) if shm_fd.isdigit() else None)
+        self.statsd = StatsdSender(self.segment)
+        """``[metrics] statsd``: deltas of the segment's counters, sent from the loop."""
         self._wake_r = -1
         self._wake_w = -1
 
@@ -189,11 +192,15 @@ class Arbiter:
                 self._handle_signals()
                 self._reap()
                 self._check_heartbeats()
+                self.statsd.tick(self.config.metrics, paused=bool(self.upgrade_pid))
                 self._respawn_due()
                 self._check_reload_deadline()
                 self._enforce_stop_deadline()
                 self.notifier.watchdog()
         finally:
+            # The last deltas, once the workers are gone; not after a binary upgrade
+            # (the new master sends from the point this one handed over).
+            self.statsd.close(self.config.metrics, flush=not self.upgrade_pid)
             for generation in self._generations():
                 generation.close()
                 for listener in generation.listeners:
@@ -331,6 +338,7 @@ class Arbiter:
         os.set_inheritable(self.segment.fd, True)
         env[SHM_FD_ENV] = str(self.segment.fd)
         env[GENERATION_ENV] = str(self.generation + 1)
+        env.update(self.statsd.hand_over(self.config.metrics))
         argv = [sys.executable, "-m", "bext", *sys.argv[1:]]
         pid = os.fork()
         if pid == 0:
@@ -534,6 +542,7 @@ class Arbiter:
                     other.close_pipe()
                 if self.control is not None:
                     self.control.close_inherited()
+                self.statsd.close_inherited()
                 mine = generation.slot_sockets(slot)
                 kept = {id(sock) for _, sock in mine}
                 for held in list(self._generations()):
@@ -573,6 +582,7 @@ class Arbiter:
                 timeout = min(timeout, slot_backoff.not_before - now)
         if self.pending is not None:
             timeout = min(timeout, self.pending.deadline - now)
+        timeout = min(timeout, self.statsd.timeout(now))
         probe_readers, probe_writers = health.select_sets()
         try:
             readable, writable, _ = select.select(

@@ -58,8 +58,9 @@ from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.limits.access import AccessRules
-from bext.observe.prometheus import MetricsExporter
 from bext.limits.rate import RateLimit
+from bext.observe.prometheus import MetricsExporter
+from bext.observe.status_page import status_endpoints
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
@@ -211,6 +212,7 @@ class Pipeline:
         if segment is not None:
             exporter = MetricsExporter(segment, config, self.upstreams.values())
             self.admin.endpoints["metrics"] = {"GET": exporter, "HEAD": exporter}
+            self.admin.endpoints.update(status_endpoints(exporter))  # status, status.json
         self.cache: ResponseCache | None = None
         """The response cache, when some rule uses it (bound in each worker)."""
         if any(caches(rule, config) for rule in config.route_rules):
@@ -253,9 +255,8 @@ class Pipeline:
             self.cache.bind(counters, os.getpid())
         if self.waf is not None:
             self.waf.counters = counters
-        for route in self.router.rules:
-            if isinstance(route.handler, ProxyHandler):
-                route.handler.counters = counters
+        for group in self.upstreams.values():
+            group.counters = counters
         for limit in self.limits.values():
             limit.counters = counters
 

@@ -65,7 +65,7 @@ def test_the_request_id_is_the_same_in_the_response_the_upstream_and_the_log(
     assert re.fullmatch(r"[0-9a-f]{16}", rid)  # the client is not a trusted proxy
     assert origin.seen[-1].headers["x-request-id"] == rid
     line = access_line(log, f"id={rid}")
-    assert line.startswith('127.0.0.1 - - [') and '"GET / HTTP/1.1" 200 3 ' in line
+    assert line.startswith("127.0.0.1 - - [") and '"GET / HTTP/1.1" 200 3 ' in line
     assert f"upstream=http://127.0.0.1:{origin.port}" in line and "upstream_time=" in line
 
 
