@@ -60,6 +60,7 @@ from bext.http.message import Request, Response
 from bext.limits.access import AccessRules
 from bext.limits.rate import RateLimit
 from bext.observe.prometheus import MetricsExporter
+from bext.observe.server_timing import server_timing
 from bext.observe.status_page import status_endpoints
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
@@ -239,6 +240,8 @@ class Pipeline:
         self.request_phases: tuple[RequestPhase, ...] = ()
         """After the admin endpoints, which only paths under ``/__bext/`` reach."""
         response_phases: list[ResponsePhase] = []
+        if config.metrics.server_timing:
+            response_phases.append(server_timing)
         if config.compression.enabled:
             with _building("compression"):
                 response_phases.append(Compressor(config.compression).apply)

@@ -102,3 +102,31 @@ def test_traceparent_is_continued_with_a_new_parent_or_started(
     httpx.get(server.base_url + "/")
     other = TRACEPARENT.fullmatch(origin.seen[-1].headers["traceparent"])
     assert other is not None and other.group(1) != match.group(1)
+
+
+def test_server_timing_when_asked_for(start_bext: Start, origin: Origin, tmp_path: Path) -> None:
+    text = config(
+        f"""
+[metrics]
+server_timing = true
+
+[upstreams.app]
+[[upstreams.app.servers]]
+url = "http://127.0.0.1:{origin.port}"
+
+[[route_rules]]
+pattern = "/ok"
+respond = {{ status = 200, body = "fixed" }}
+
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+""",
+        workers=1,
+    )
+    server = start_bext(text)
+    proxied = httpx.get(server.base_url + "/").headers["server-timing"]
+    assert re.fullmatch(r"edge;dur=\d+\.\d, upstream;dur=\d+\.\d", proxied), proxied
+    fixed = httpx.get(server.base_url + "/ok")
+    assert re.fullmatch(r"edge;dur=\d+\.\d", fixed.headers["server-timing"])
+    assert fixed.text == "fixed"
