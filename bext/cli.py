@@ -675,6 +675,22 @@ def _format_status(status: dict[str, Any]) -> str:
             "cache: hit {cache_hit}, miss {cache_miss}, stale {cache_stale}, revalidated "
             "{cache_revalidated}, bypass {cache_bypass}, stored {cache_stored}".format(**counters)
         )
+    waf = [counters.get(f"waf_{name}", 0) for name in ("inspected", "blocked", "detected")]
+    if any(waf):
+        lines.append("waf: inspected {}, blocked {}, detected {}".format(*waf))
+    latency = status.get("latency_seconds") or {}
+    if any(value is not None for value in latency.values()):
+        shown = ", ".join(
+            f"{name} {value * 1000:.1f} ms" for name, value in latency.items() if value is not None
+        )
+        lines.append(f"latency (since start): {shown}")
+    opened = status.get("connections_open") or {}
+    if opened:
+        lines.append(
+            "connections open: " + ", ".join(f"HTTP/{v} {n}" for v, n in opened.items())
+            + f"; reloads {status.get('reloads', 0)}, worker restarts "
+            f"{status.get('worker_restarts', 0)}"
+        )  # fmt: skip
     for upstream in status.get("upstreams", []):
         lines.append(f"upstream {upstream['upstream']} {upstream['server']}: {upstream['state']}")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import AsyncIterator, Hashable
 from typing import TYPE_CHECKING
 
@@ -141,7 +141,7 @@ class Request:
         outcomes (those known)."""
         notes = self.notes
         if notes.request_id is None:  # every logged request has an id, even unproxied
-            notes.request_id = os.urandom(8).hex()
+            notes.request_id = f"{random.getrandbits(64):016x}"
         fields: list[tuple[str, str]] = [("id", notes.request_id)]
         if notes.trace_id is not None:
             fields.append(("trace", notes.trace_id))

@@ -50,9 +50,11 @@ from bext.master.notify import Notifier
 from bext.master.statsd import StatsdSender
 from bext.master.workers import SlotBackoff, WorkerProcess, describe_exit
 from bext.observe.errorlog import log
+from bext.observe.status_page import QUANTILES, histogram_quantile
 from bext.runtime.spec import WorkerSpec
 from bext.shm.counters import heartbeat_age
 from bext.shm.layout import MAX_SLOTS, Field, Header, Segment
+from bext.shm.metrics import DURATION, OPEN, VERSIONS, MetricsReader, histogram
 from bext.shm.peers import release_owner
 
 HANDLED_SIGNALS = (
@@ -794,6 +796,9 @@ class Arbiter:
 
         counters = {field.name.lower(): self.segment.sum(field) for field in Field
                     if field not in (Field.PID, Field.GENERATION, Field.HEARTBEAT_MS)}  # fmt: skip
+        totals = MetricsReader(self.segment).totals()
+        cumulative, _ = histogram(totals, DURATION)
+        latency = {f"p{round(q * 100)}": histogram_quantile(q, cumulative) for q in QUANTILES}
         return {
             "version": __version__,
             "master": process(os.getpid()),
@@ -811,6 +816,10 @@ class Arbiter:
                 for w in sorted(self.workers.values(), key=lambda w: (w.generation, w.slot))
             ],
             "counters": counters,
+            "latency_seconds": latency,
+            "connections_open": {v: totals[OPEN + i] for i, v in enumerate(VERSIONS)},
+            "reloads": self.segment.words[Header.RELOADS],
+            "worker_restarts": self.segment.words[Header.WORKER_RESTARTS],
             "upstreams": self.current.health.report(),
         }
 

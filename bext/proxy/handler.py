@@ -28,7 +28,7 @@ from typing import Protocol
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
-from bext.observe.tracing import request_id, trace_context
+from bext.observe.tracing import identity_lines
 from bext.protocol.events import Headers
 from bext.proxy.balancer import RETRY_AFTER as BUSY_RETRY_AFTER
 from bext.proxy.balancer import Lease, Overloaded, UpstreamGroup
@@ -133,7 +133,7 @@ class ProxyHandler:
                 0 if request.method in _BODY_METHODS else None,
                 False,
                 _requested_upgrade(request),
-                identity=self._identity(request),
+                identity=identity_lines(request, self.trusted),
             )
             return self._exchange(request, head, None, False)
         return self.proxy(request)
@@ -178,21 +178,12 @@ class ProxyHandler:
                 content_length,
                 chunked,
                 upgrade,
-                identity=self._identity(request),
+                identity=identity_lines(request, self.trusted),
             )
             return await self._exchange(request, head, spool, chunked)
         finally:
             if spool is not None:
                 spool.release()  # the file closes once a sender still using it is done too
-
-    def _identity(self, request: Request) -> tuple[bytes, ...]:
-        """The request id and trace context lines bext sends upstream (and notes)."""
-        rid = request_id(request, self.trusted).encode("ascii")
-        trace = trace_context(request)
-        lines = [b"x-request-id: ", rid, b"\r\ntraceparent: ", trace.traceparent, b"\r\n"]
-        if trace.tracestate is not None:
-            lines += [b"tracestate: ", trace.tracestate, b"\r\n"]
-        return tuple(lines)
 
     async def _spool(self, request: Request) -> RequestSpool:
         """The whole request body, read before the upstream is involved.

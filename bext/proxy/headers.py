@@ -103,7 +103,7 @@ def upstream_request_head(
     chunked: bool,
     upgrade: bytes | None = None,
     drop: frozenset[bytes] = _REQUEST_DROP,
-    identity: tuple[bytes, ...] = (),
+    identity: bytes = b"",
 ) -> bytes:
     """The HTTP/1.1 request head bext sends upstream for ``request``.
 
@@ -146,7 +146,7 @@ def upstream_request_head(
     ]  # fmt: skip
     if host is not None:
         parts += [b"x-forwarded-host: ", host, b"\r\n"]
-    parts += identity
+    parts.append(identity)
     if upgrade is not None:
         parts += [b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n"]
     if content_length is not None:

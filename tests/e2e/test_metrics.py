@@ -122,3 +122,7 @@ def test_a_known_sequence_comes_out_exactly(
     assert value(after, "bext_http_responses_total", code="404") == 3
     assert value(after, "bext_reloads_total") == 1
     assert value(after, "bext_http_request_duration_seconds_count") == 14  # the first scrape
+    human = bext_cli(server, "status").stdout
+    assert "latency (since start): p50 " in human and "ms, p99 " in human
+    assert "waf: inspected " in human and ", blocked 1," in human
+    assert "connections open: HTTP/1.1 " in human and "reloads 1" in human
