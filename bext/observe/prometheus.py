@@ -126,6 +126,15 @@ class MetricsExporter:
         for index, name in enumerate(names[: m.MAX_UPSTREAMS]):
             text.sample("bext_upstream_retries_total", totals[m.UPSTREAM_RETRIES + index],
                         upstream=name)  # fmt: skip
+        text.family("bext_upstream_queue_waits_total", "counter",
+                    "Requests that waited in the max_conns queue.")  # fmt: skip
+        text.family("bext_upstream_queue_wait_seconds_total", "counter",
+                    "Time requests spent in the max_conns queue.")  # fmt: skip
+        for index, name in enumerate(names[: m.MAX_UPSTREAMS]):
+            text.sample("bext_upstream_queue_waits_total", totals[m.QUEUE_WAITS + index],
+                        upstream=name)  # fmt: skip
+            text.sample("bext_upstream_queue_wait_seconds_total",
+                        totals[m.QUEUE_WAIT_TIME + index] / 1_000_000, upstream=name)  # fmt: skip
         text.family("bext_upstream_up", "gauge", "1 if the server takes requests now.")
         for group in self.upstreams:
             for url, up in group.servers_up():
@@ -138,6 +147,8 @@ class MetricsExporter:
                         version=version)  # fmt: skip
             text.sample("bext_connections_open", totals[m.OPEN + index], version=version)
 
+        text.family("bext_tls_handshakes_total", "counter", "TLS handshakes completed.")
+        text.sample("bext_tls_handshakes_total", totals[m.TLS_HANDSHAKES])
         for name, field, help_text in _SLOT_COUNTERS:
             text.family(name, "counter", help_text)
             text.sample(name, self.segment.sum(field))

@@ -54,19 +54,33 @@ def identity_lines(request: Request, trusted: TrustedProxies) -> bytes:
     """The ``x-request-id``, ``traceparent`` (and ``tracestate``) lines to send upstream:
     the client's trace continued with a new span of bext's, or a new trace. Notes the
     request id and the trace id for the response and the log."""
-    rid = request_id(request, trusted)
+    # One draw for everything this request may need: a request id, a span id, a trace id.
+    fresh = b"%064x" % _bits(256)
+    notes = request.notes
+    rid = notes.request_id
+    if rid is None:
+        given = request.header(b"x-request-id") if trusted._networks else None
+        if (
+            given is not None
+            and _CLIENT_ID.fullmatch(given)
+            and trusted.trusts(request.client_addr)
+        ):
+            rid = given.decode("ascii")
+        else:
+            rid = fresh[:16].decode("ascii")
+        notes.request_id = rid
     incoming = request.header(b"traceparent")
     match = _TRACEPARENT.fullmatch(incoming.strip().lower()) if incoming is not None else None
     if match is not None and match.group(1) != _ZERO_TRACE and match.group(2) != _ZERO_SPAN:
         trace, flags = match.group(1), match.group(3)
         state = request.header(b"tracestate")
     else:
-        trace, flags, state = b"%032x" % _bits(128), b"01", None
-    request.notes.trace_id = trace.decode("ascii")
-    lines = b"x-request-id: %s\r\ntraceparent: 00-%s-%016x-%s\r\n" % (
+        trace, flags, state = fresh[32:], b"01", None
+    notes.trace_id = trace.decode("ascii")
+    lines = b"x-request-id: %s\r\ntraceparent: 00-%s-%s-%s\r\n" % (
         rid.encode("ascii"),
         trace,
-        _bits(64),
+        fresh[16:32],
         flags,
     )
     if state is not None:

@@ -152,6 +152,8 @@ class UpstreamGroup:
                 if slots is None:
                     slots = shared[peer.health.index] = InFlight(peer.health, lock)
                 self._slots[peer.pool] = slots
+        self.index = 0
+        """The group's place in the configuration: its row in the upstream metrics."""
         self.counters: SlotCounters = NullCounters()
         """The worker's slot, for the proxy's upstream counters (``Pipeline.bind_counters``):
         one per group, whatever wraps the handlers that use it (the cache, the WAF)."""
@@ -208,7 +210,8 @@ class UpstreamGroup:
         loop = asyncio.get_running_loop()
         waiter = _Waiter()
         waiters.append(waiter)
-        deadline = loop.time() + config.queue_timeout
+        queued_at = loop.time()
+        deadline = queued_at + config.queue_timeout
         try:
             while True:
                 first = waiters[0] is waiter
@@ -229,6 +232,7 @@ class UpstreamGroup:
                 except TimeoutError:
                     pass
         finally:
+            self.counters.metrics.queue_wait(self.index, loop.time() - queued_at)
             waiter.future = None
             first = waiters[0] is waiter
             waiters.remove(waiter)

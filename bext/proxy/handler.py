@@ -94,7 +94,6 @@ class ProxyHandler:
         inspect: Inspection | None = None,
         inspect_bodyless: bool = True,
         max_body_size: int | None = None,
-        upstream_index: int = 0,
     ) -> None:
         self.group = group
         self.trusted = trusted
@@ -108,8 +107,6 @@ class ProxyHandler:
         self.inspect = inspect
         """The WAF (``bext.waf.phase.WafPhase``), run on the request and the head of its
         spooled body before anything goes upstream; None: no WAF here."""
-        self.upstream_index = upstream_index
-        """The group's place in the configuration: its row in the upstream metrics."""
         self.max_body_size = max_body_size
         """The rule's ``max_body_size``: a chunked body that grows past it gets 413 (a
         declared length was refused before, by the rule's access rules)."""
@@ -300,13 +297,13 @@ class ProxyHandler:
                     else:
                         outcome = "trying the next server" if attempts else "giving up"
                     self._log(request, exc, pool.label, outcome)
-                    self.group.counters.metrics.retry(self.upstream_index)
+                    self.group.counters.metrics.retry(self.group.index)
                     continue
                 self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
             self.group.mark_ok(pool)
             elapsed = conn.now() - sent_at
-            self.group.counters.metrics.upstream_time(self.upstream_index, elapsed)
+            self.group.counters.metrics.upstream_time(self.group.index, elapsed)
             notes = request.notes
             notes.upstream, notes.server, notes.upstream_time = group.name, pool.label, elapsed
             headers, no_buffering = client_response_headers(response_head.headers)
@@ -376,7 +373,7 @@ class ProxyHandler:
         and a shared counter (by kind in the metrics)."""
         counters = self.group.counters
         counters.upstream_error()
-        counters.metrics.upstream_error(self.upstream_index, _error_kind(error))
+        counters.metrics.upstream_error(self.group.index, _error_kind(error))
         log.warning(
             "upstream %s: %s (%s %s%s); %s",
             self.group.name,

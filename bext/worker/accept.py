@@ -148,6 +148,7 @@ class _TlsDispatcher(AlpnDispatcher):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._limits.pending.discard(self)  # the connection it builds is admitted now
+        self._ctx.counters.metrics.tls_handshake()  # asyncio calls this once TLS is up
         super().connection_made(transport)
 
 

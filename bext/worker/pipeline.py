@@ -165,7 +165,6 @@ def _proxy_route(
         temp=temp,
         inspect=waf,
         max_body_size=rule.max_body_size,
-        upstream_index=[upstream.name for upstream in config.upstreams].index(rule.proxy),
     )
     if cache is None or not caches(rule, config):
         return proxy
@@ -201,9 +200,10 @@ class Pipeline:
             """Where proxy temp files go, and their budget (each worker counts its own)."""
             self.temp.check()
         self.upstreams: dict[str, UpstreamGroup] = {}
-        for upstream in config.upstreams:
+        for index, upstream in enumerate(config.upstreams):
             with _building(f"upstreams.{upstream.name}"):
                 self.upstreams[upstream.name] = UpstreamGroup(upstream, segment)
+                self.upstreams[upstream.name].index = index
         self.limits: dict[str, RateLimit] = {}
         for limit in config.limits:
             with _building(f"limits.{limit.name}"):

@@ -144,6 +144,9 @@ def test_httpx_http2_many_requests(start_bext: StartBext, certs: dict[str, Path]
             r = client.get(f"https://localhost:{server.tls_port}/n/{i}")
             assert r.http_version == "HTTP/2"
             assert r.text == "hello over tls"
+    metrics = httpx.get(server.base_url + "/__bext/metrics").text
+    assert "\nbext_tls_handshakes_total 1\n" in metrics  # one connection, one handshake
+    assert 'bext_connections_accepted_total{version="2"} 1' in metrics
 
 
 def test_old_protocols_refused(start_bext: StartBext, certs: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ and the backlog holds the excess; with ``max_conns`` the excess waits in bext's 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -119,6 +120,14 @@ def test_two_workers_send_at_most_max_conns_and_the_queue_serves_fifty_clients(
     # use both places (the sampler works): 50 x 0.2 s at 2 at a time is about 5 s.
     assert sampler.peak == 2, sampler.peak
     assert elapsed >= 4.5
+    # The waits are in the metrics: most of the fifty queued, for seconds in all.
+    metrics = httpx.get(server.base_url + "/__bext/metrics").text
+    waits = re.search(r'^bext_upstream_queue_waits_total\{upstream="app"\} (\d+)$', metrics, re.M)
+    waited = re.search(
+        r'^bext_upstream_queue_wait_seconds_total\{upstream="app"\} ([0-9.e+-]+)$', metrics, re.M
+    )
+    assert waits is not None and 40 <= int(waits.group(1)) <= 50
+    assert waited is not None and float(waited.group(1)) > 10
 
 
 def test_a_full_queue_is_refused_at_once_with_503_and_retry_after(
