@@ -132,6 +132,11 @@ class WorkerMetrics:
     def connection_closed(self, version: int) -> None:
         self._words[self._base + OPEN + version] -= 1
 
+    def connection_switched(self, old: int, new: int) -> None:
+        """An open connection goes on under another version (h2c): still one accepted."""
+        self._words[self._base + OPEN + old] -= 1
+        self._words[self._base + OPEN + new] += 1
+
     def tls_handshake(self) -> None:
         self._words[self._base + TLS_HANDSHAKES] += 1
 
@@ -161,6 +166,9 @@ class NullMetrics(WorkerMetrics):
         pass
 
     def connection_closed(self, version: int) -> None:
+        pass
+
+    def connection_switched(self, old: int, new: int) -> None:
         pass
 
     def tls_handshake(self) -> None:

@@ -173,8 +173,9 @@ class WorkerContext:
         """The same client connection goes on under another protocol object (h2c)."""
         self.connections.discard(old)
         self.connections.add(new)
-        self.counters.connection_closed(getattr(old, "metric_version", 0))
-        self.counters.connection_opened(getattr(new, "metric_version", 0))
+        self.counters.metrics.connection_switched(
+            getattr(old, "metric_version", 0), getattr(new, "metric_version", 0)
+        )
         limits = self.shared.limits
         if limits is not None:
             limits.hand_over(old, new)

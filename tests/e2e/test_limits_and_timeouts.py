@@ -182,7 +182,10 @@ def test_access_log_combined_format_with_request_time(start_bext: Start) -> None
     line = next(line for line in server.stdout().splitlines() if "some/path" in line)
     assert line.startswith("127.0.0.1 - - [")
     assert '"GET /some/path?x=1 HTTP/1.1" 200 2 "http://r.test/" "ua \\x22quoted\\x22" ' in line
-    float(line.rsplit(" ", 1)[1])
+    # The request time follows the combined fields; bext's own fields (id=...) come after.
+    after = line.split('"ua \\x22quoted\\x22" ', 1)[1].split(" ")
+    float(after[0])
+    assert all("=" in field for field in after[1:]) and after[1].startswith("id=")
 
 
 def test_many_concurrent_connections(start_bext: Start) -> None:

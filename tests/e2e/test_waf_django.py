@@ -137,12 +137,12 @@ def audit_entry(path: Path, request_id: str) -> dict[str, Any]:
 
 
 def access_line(path: Path, request_id: str, timeout: float = 5.0) -> str:
-    """The access log line ending with ``id=<request_id>`` (workers flush once a second)."""
+    """The access log line with the field ``id=<request_id>`` (workers flush once a second)."""
     deadline = time.monotonic() + timeout
     while True:
         text = path.read_text(errors="replace") if path.exists() else ""
         for line in text.splitlines():
-            if line.endswith(f" id={request_id}"):
+            if f" id={request_id}" in line:
                 return line
         assert time.monotonic() < deadline, f"no access log line for {request_id}:\n{text[-2000:]}"
         time.sleep(0.05)
@@ -282,7 +282,7 @@ def test_attacks_are_blocked_with_a_request_id_in_the_audit_and_access_logs(
 
     line = access_line(stack.access_log, request_id)
     assert f'"{attack["method"]} {attack["url"]}' in line and '" 403 ' in line, line
-    assert line.endswith(f" waf=BLOCK id={request_id}"), line
+    assert line.endswith(" waf=BLOCK") and f" id={request_id} " in line, line
 
 
 # -- no false positives on a normal session --------------------------------------------------
@@ -297,7 +297,7 @@ def test_a_browsing_session_of_the_demo_has_no_false_positive(stack: Stack) -> N
 
     def check(r: httpx.Response, status: int) -> httpx.Response:
         seen.append(r)
-        assert "x-request-id" not in r.headers, (r.request.url, r.text[:300])
+        assert "firewall" not in r.text[:2000], (r.request.url, r.text[:300])
         assert r.status_code == status, (r.request.method, r.request.url, r.status_code,
                                          r.text[:500])  # fmt: skip
         return r
@@ -415,12 +415,12 @@ def test_detect_mode_lets_attacks_through_and_logs_them(
     with browser(url) as client:
         for name, status in expected.items():
             r = send(client, ATTACKS[name])
-            assert "x-request-id" not in r.headers, (name, r.text[:300])
+            assert "web application firewall" not in r.text, (name, r.text[:300])
             if name == "sqli-form-body":
                 assert "CSRF" in r.text, r.text[:300]  # Django's 403, not bext's
             assert r.status_code == status, (name, r.status_code, r.text[:300])
         r = client.get("/no-such-page/", params={"q": "<script>alert(1)</script>"})
-        assert r.status_code == 404 and "x-request-id" not in r.headers
+        assert r.status_code == 404 and "web application firewall" not in r.text
     found = counters(server)
     assert found["waf_detected"] == len(expected) + 1, found
     assert found["waf_blocked"] == 0 and found["waf_inspected"] == len(expected) + 1, found
@@ -569,7 +569,7 @@ def test_a_10_mb_upload_is_inspected_up_to_body_limit_and_arrives_intact(stack: 
     assert after["waf_inspected"] == before["waf_inspected"] + 2
     assert after["waf_blocked"] == before["waf_blocked"] + 1
     assert audit_entry(stack.audit_log, blocked_id)["action"] == "block"
-    assert access_line(stack.access_log, blocked_id).endswith(f"waf=BLOCK id={blocked_id}")
+    assert access_line(stack.access_log, blocked_id).endswith(" waf=BLOCK")
 
 
 def test_a_raw_10_mb_upload_needs_an_exclusion_for_crs_content_type_policy(

@@ -11,6 +11,7 @@ from bext.shm.peers import PeerTable, peer_key
 
 class Counting(NullCounters):
     def __init__(self) -> None:
+        super().__init__()
         self.refused = 0
 
     def connection_refused(self) -> None:

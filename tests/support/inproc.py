@@ -57,21 +57,22 @@ class RecordingCounters(NullCounters):
     """Counts what a worker's shared-memory block would (the server thread writes)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.opened = 0
         self.closed = 0
         self.bytes_in = 0
         self.responses: list[tuple[int, int]] = []
 
-    def response(self, status: int, sent: int) -> None:
+    def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:
         self.responses.append((status, sent))
 
     def received(self, size: int) -> None:
         self.bytes_in += size
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, version: int = 0) -> None:
         self.opened += 1
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, version: int = 0) -> None:
         self.closed += 1
 
 
