@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.origin import Answer, Origin
+from tests.support.origin import Answer, Origin, cache_config
 from tests.support.server import BextProcess, config
 
 Start = Callable[..., BextProcess]
@@ -26,23 +26,8 @@ def origin() -> Iterator[Origin]:
 
 
 def start(start_bext: Start, origin: Origin, log: Path, trusted: str = "") -> BextProcess:
-    extra = f'trusted_proxies = ["{trusted}"]\n' if trusted else ""
-    text = config(
-        f"""
-[log]
-access = "{log}"
-
-[upstreams.app]
-[[upstreams.app.servers]]
-url = "http://127.0.0.1:{origin.port}"
-
-[[route_rules]]
-pattern = "/**"
-proxy = "app"
-""",
-        workers=1,
-    )
-    return start_bext(text.replace("[server]\n", "[server]\n" + extra, 1))
+    proxies = {"trusted_proxies": [trusted]} if trusted else {}
+    return start_bext(cache_config(origin, None, access=str(log), workers=1, **proxies))
 
 
 def access_line(log: Path, needle: str) -> str:
