@@ -46,20 +46,23 @@ class AccessRules:
 
     def check(self, request: Request) -> Response | None:
         """The refusal to send (403, 405, 413), or None to go on."""
-        accept = request.header(b"accept")
         if self._allow or self._deny:
             address = _address(client_ip(request, self._trusted))
-            if address is None or any(address in net for net in self._deny):
-                return error_response(403, accept)
-            if self._allow and not any(address in net for net in self._allow):
-                return error_response(403, accept)
+            if (
+                address is None
+                or any(address in net for net in self._deny)
+                or (self._allow and not any(address in net for net in self._allow))
+            ):
+                return error_response(403, request.header(b"accept"))
         if self._methods and request.method not in self._methods:
-            return error_response(405, accept, extra_headers=[self._allow_header])
+            return error_response(405, request.header(b"accept"),
+                                  extra_headers=[self._allow_header])  # fmt: skip
         limit = self.max_body_size
         if limit is not None:
             declared = request.header(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                return error_response(413, accept, "request body too large for this URL")
+                return error_response(413, request.header(b"accept"),
+                                      "request body too large for this URL")  # fmt: skip
         return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import psutil
 
@@ -22,7 +23,7 @@ from bext.proxy.balancer import UpstreamGroup
 from bext.shm import metrics as m
 from bext.shm.layout import BLOCKS, Field, Header, Segment, field_index
 
-__all__ = ["MetricsExporter"]
+__all__ = ["MetricsExporter", "ProcessSample", "sample_processes"]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -189,23 +190,49 @@ _WAF_OUTCOMES = (
 )
 
 
-def _processes(text: _Text, slots: dict[int, int]) -> None:
-    """Memory and CPU of the master and its workers (the asking worker's parent)."""
-    text.family("bext_process_resident_memory_bytes", "gauge", "RSS of each bext process.")
-    text.family("bext_process_cpu_seconds_total", "counter", "CPU time of each bext process.")
+@dataclass
+class ProcessSample:
+    """One bext process's memory and CPU time (None where psutil could not read them)."""
+
+    pid: int
+    rss: int | None = None
+    cpu_seconds: float | None = None
+
+
+def sample_processes() -> tuple[ProcessSample | None, dict[int, ProcessSample]]:
+    """The master (the asking worker's parent) and its children, by pid: what the metrics
+    and the status page show, and which slot blocks name a live worker."""
     try:
         master = psutil.Process(os.getppid())
-        processes = [("master", master), *(("worker", child) for child in master.children())]
+        children = master.children()
     except psutil.Error:
-        return
-    for role, process in processes:
-        slot = "" if role == "master" else str(slots.get(process.pid, "?"))
+        return None, {}
+
+    def sample(process: psutil.Process) -> ProcessSample:
+        found = ProcessSample(process.pid)
         try:
             with process.oneshot():
-                rss = process.memory_info().rss
+                found.rss = process.memory_info().rss
                 cpu = process.cpu_times()
+                found.cpu_seconds = round(cpu.user + cpu.system, 3)
         except psutil.Error:
+            pass
+        return found
+
+    return sample(master), {child.pid: sample(child) for child in children}
+
+
+def _processes(text: _Text, slots: dict[int, int]) -> None:
+    """Memory and CPU of the master and its workers."""
+    text.family("bext_process_resident_memory_bytes", "gauge", "RSS of each bext process.")
+    text.family("bext_process_cpu_seconds_total", "counter", "CPU time of each bext process.")
+    master, children = sample_processes()
+    found = [("master", master)] if master is not None else []
+    found += [("worker", child) for child in children.values()]
+    for role, process in found:
+        if process is None or process.rss is None or process.cpu_seconds is None:
             continue
+        slot = "" if role == "master" else str(slots.get(process.pid, "?"))
         labels = {"process": role, "slot": slot} if slot else {"process": role}
-        text.sample("bext_process_resident_memory_bytes", rss, **labels)
-        text.sample("bext_process_cpu_seconds_total", round(cpu.user + cpu.system, 3), **labels)
+        text.sample("bext_process_resident_memory_bytes", process.rss, **labels)
+        text.sample("bext_process_cpu_seconds_total", process.cpu_seconds, **labels)

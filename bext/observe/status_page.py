@@ -17,20 +17,22 @@ the admin gate (loopback peer or bearer token) like every ``/__bext/`` endpoint.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-import psutil
-
 from bext import __version__
 from bext.admin.endpoints import Endpoint
 from bext.http.message import Request, Response
-from bext.observe.prometheus import _CACHE_OUTCOMES, _WAF_OUTCOMES, MetricsExporter
+from bext.observe.prometheus import (
+    _CACHE_OUTCOMES,
+    _WAF_OUTCOMES,
+    MetricsExporter,
+    ProcessSample,
+    sample_processes,
+)
 from bext.shm import metrics as m
 from bext.shm.layout import BLOCKS, FIELDS, Field, Header, field_index
 
@@ -79,40 +81,7 @@ def _summary(cumulative: list[int], total_seconds: float) -> dict[str, Any]:
     return summary
 
 
-@dataclass
-class _Process:
-    pid: int
-    rss: int | None = None
-    cpu_seconds: float | None = None
-
-
-def _processes() -> tuple[_Process | None, dict[int, _Process]]:
-    """The master (the asking worker's parent) and its children: RSS and CPU time.
-
-    A helper of its own because ``MetricsExporter``'s ``_processes`` writes Prometheus
-    lines; this one returns values (and the set of live children, to tell a slot block's
-    current worker from a leftover of an exited one)."""
-    try:
-        master = psutil.Process(os.getppid())
-        children = master.children()
-    except psutil.Error:
-        return None, {}
-
-    def sample(process: psutil.Process) -> _Process:
-        found = _Process(process.pid)
-        try:
-            with process.oneshot():
-                found.rss = process.memory_info().rss
-                cpu = process.cpu_times()
-                found.cpu_seconds = round(cpu.user + cpu.system, 3)
-        except psutil.Error:
-            pass
-        return found
-
-    return sample(master), {child.pid: sample(child) for child in children}
-
-
-def _workers(exporter: MetricsExporter, live: dict[int, _Process]) -> list[dict[str, Any]]:
+def _workers(exporter: MetricsExporter, live: dict[int, ProcessSample]) -> list[dict[str, Any]]:
     """The slot blocks that name a process: its slot, pid, generation and heartbeat age.
 
     A block keeps the pid of a worker that has exited until the slot's next worker of the
@@ -149,7 +118,7 @@ def status_data(exporter: MetricsExporter) -> dict[str, Any]:
     segment = exporter.segment
     words = segment.words
     totals = exporter.reader.totals()
-    master, children = _processes()
+    master, children = sample_processes()
     workers = _workers(exporter, children)
 
     statuses = {f"{klass}xx": segment.sum(Field.STATUS_1XX + klass - 1) for klass in range(1, 6)}

@@ -181,12 +181,6 @@ class MetricsReader:
     def __init__(self, segment: Segment) -> None:
         self._words = segment.words
 
-    def _sum(self, offset: int) -> int:
-        words = self._words
-        return sum(
-            words[METRICS_OFFSET + block * METRIC_FIELDS + offset] for block in range(BLOCKS)
-        )
-
     def totals(self) -> list[int]:
         """Every field summed over all blocks (one pass over the region)."""
         words = self._words

@@ -122,7 +122,7 @@ def compile_route(
     waf: WafPhase | None = None,
 ) -> Route:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
-    inspected = waf if waf is not None and inspects(rule, config) else None
+    inspected = waf if waf is not None and rule.uses_waf(config.waf.enabled) else None
     handler: Handler
     if rule.respond is not None:
         handler = respond_handler(rule.respond, headers)
@@ -166,7 +166,7 @@ def _proxy_route(
         inspect=waf,
         max_body_size=rule.max_body_size,
     )
-    if cache is None or not caches(rule, config):
+    if cache is None or not rule.uses_cache(config.cache.enabled):
         return proxy
     gate_first = waf is not None and config.waf.inspect_cache_hits
     proxy.inspect_bodyless = not gate_first
@@ -180,14 +180,6 @@ def _proxy_route(
         assert waf is not None
         handler = WafGate(waf, handler, bodies=False)
     return handler
-
-
-def inspects(rule: RouteRule, config: Config) -> bool:
-    return rule.uses_waf(config.waf.enabled)
-
-
-def caches(rule: RouteRule, config: Config) -> bool:
-    return rule.uses_cache(config.cache.enabled)
 
 
 class Pipeline:
@@ -216,14 +208,14 @@ class Pipeline:
             self.admin.endpoints.update(status_endpoints(exporter))  # status, status.json
         self.cache: ResponseCache | None = None
         """The response cache, when some rule uses it (bound in each worker)."""
-        if any(caches(rule, config) for rule in config.route_rules):
+        if any(rule.uses_cache(config.cache.enabled) for rule in config.route_rules):
             with _building("cache.path"):
                 self.cache = ResponseCache(config.cache, segment)
                 self.cache.check()
             self.admin.endpoints["cache/invalidate"] = {"POST": invalidate_endpoint(self.cache)}
         self.waf: WafPhase | None = None
         """The WAF (rules compiled here, in the master), when some rule uses it."""
-        if any(inspects(rule, config) for rule in config.route_rules):
+        if any(rule.uses_waf(config.waf.enabled) for rule in config.route_rules):
             with _building("waf"):
                 self.waf = WafPhase(config.waf, config.server.trusted_proxies)
         routes = []
