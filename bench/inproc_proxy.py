@@ -6,12 +6,16 @@ is the best of five batches of 5,000 requests (microseconds per request, the ups
 share included). Useful to compare two trees of bext on the proxy path without the noise
 of a 2-core load test: ``PYTHONPATH=<tree> .venv/bin/python bench/inproc_proxy.py``.
 ``bench/inproc_proxy.py 40`` also prints the 40 most expensive functions (cProfile).
+``--respond`` measures a 1 KiB ``respond`` rule instead (``respond-1k``'s rule), the path
+every answer takes without an upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
+import os
 import pstats
 import sys
 import time
@@ -23,6 +27,8 @@ import uvloop
 
 from bext.config.load import parse_config
 from bext.observe.accesslog import AccessLog
+from bext.shm.counters import SlotCounters
+from bext.shm.layout import Segment
 from bext.worker import main as worker_main
 from bext.worker.h1_connection import H1Connection
 from bext.worker.pipeline import Pipeline
@@ -80,22 +86,39 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Upstream, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    if "--respond" in sys.argv:
+        routes = f"""
+[[route_rules]]
+pattern = "/**"
+respond = {{ status = 200, body = "{BODY.decode()}", content_type = "text/plain" }}
+"""
+    else:
+        routes = """
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+"""
     text = f"""
 [log]
 access = "off"
 [upstreams.app]
 [[upstreams.app.servers]]
 url = "http://127.0.0.1:{port}"
-[[route_rules]]
-pattern = "/**"
-proxy = "app"
-"""
+{routes}"""
     config = parse_config(tomllib.loads(text), base_dir=Path("/tmp"))
-    ctx = worker_main.build_context(config, Pipeline(config), AccessLog("off"))
+    # A real shared segment and counter block, as in a worker: the per-response metrics
+    # are part of the cost.
+    segment = Segment()
+    pipeline = Pipeline(config, segment)
+    counters = SlotCounters(segment, 0, 1, os.getpid())
+    pipeline.bind_counters(counters)
+    ctx = worker_main.build_context(config, pipeline, AccessLog("off"), counters)
     ctx.max_keepalive_requests = 10**9
     connection = H1Connection(ctx)
     transport = ClientTransport()
     connection.connection_made(transport)  # type: ignore[arg-type]
+    gc.collect()
+    gc.freeze()  # as a worker does once it is ready (bext.worker.main)
 
     async def one() -> None:
         transport.waiter = loop.create_future()
@@ -105,19 +128,20 @@ proxy = "app"
     for _ in range(2000):
         await one()
     best = float("inf")
-    for _ in range(5):
+    for _ in range(int(os.environ.get("INPROC_BATCHES", "5"))):
         started = time.perf_counter()
         for _ in range(5000):
             await one()
         best = min(best, (time.perf_counter() - started) / 5000)
     print(f"{best * 1e6:.1f} us/request")
-    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+    top = [int(arg) for arg in sys.argv[1:] if arg.isdigit()]
+    if top:
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(5000):
             await one()
         profile.disable()
-        pstats.Stats(profile).sort_stats("tottime").print_stats(int(sys.argv[1]))
+        pstats.Stats(profile).sort_stats("tottime").print_stats(top[0])
     server.close()
 
 

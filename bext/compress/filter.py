@@ -268,8 +268,13 @@ def _encoded_headers(headers: Headers, encoding: str) -> Headers:
 
 
 def _with_headers(response: Response, headers: Headers) -> Response:
-    """``response`` with other header fields (itself when they are the same list)."""
+    """``response`` with other header fields: itself (changed, unless they are the same
+    list) when it is not shared, since it was made for this request alone; a copy of a
+    shared one."""
     if headers is response.headers:
+        return response
+    if not response.shared:
+        response.headers = headers
         return response
     return Response(
         response.status,

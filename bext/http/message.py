@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from bext.http.body import RequestBody
 from bext.http.filebody import FileBody
+from bext.observe.tracing import new_request_id
 from bext.protocol.events import Headers, RequestHead
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class Request:
         outcomes (those known)."""
         notes = self.notes
         if notes.request_id is None:  # every logged request has an id, even unproxied
-            notes.request_id = f"{random.getrandbits(64):016x}"
+            notes.request_id = new_request_id()
         fields: list[tuple[str, str]] = [("id", notes.request_id)]
         if notes.trace_id is not None:
             fields.append(("trace", notes.trace_id))
@@ -227,3 +227,38 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+class PendingResponse:
+    """A response still being made, and the response phases still to apply to it.
+
+    What the pipeline returns for an answer that needs waiting (a proxied request): the
+    exchange's task awaits ``pending`` and calls :meth:`finish` itself, so the phases cost
+    no coroutine of their own on the hottest waiting path. Awaiting it does the same, for
+    callers that just want the final response.
+    """
+
+    __slots__ = ("pending", "phases", "request")
+
+    def __init__(
+        self,
+        request: Request,
+        pending: Awaitable[Response],
+        phases: Sequence[Callable[[Request, Response], Response]],
+    ) -> None:
+        self.request = request
+        self.pending = pending
+        self.phases = phases
+
+    def finish(self, response: Response) -> Response:
+        """``response`` after the response phases."""
+        request = self.request
+        for phase in self.phases:
+            response = phase(request, response)
+        return response
+
+    def __await__(self) -> Generator[object, None, Response]:
+        return self._run().__await__()
+
+    async def _run(self) -> Response:
+        return self.finish(await self.pending)

@@ -21,6 +21,7 @@ from bext.config import Config
 from bext.http.message import Request, Response
 from bext.proxy.balancer import UpstreamGroup
 from bext.shm import metrics as m
+from bext.shm.counters import NullCounters, SlotCounters
 from bext.shm.layout import BLOCKS, Field, Header, Segment, field_index
 
 __all__ = ["MetricsExporter", "ProcessSample", "sample_processes"]
@@ -70,6 +71,9 @@ class MetricsExporter:
         self.reader = m.MetricsReader(segment)
         self.rules = [(str(rule.index), rule.pattern) for rule in config.route_rules]
         self.upstreams = list(upstreams)
+        self.counters: SlotCounters = NullCounters()
+        """The serving worker's own counts (``Pipeline.bind_counters``), published before
+        a read; other workers' are at most ``bext.shm.tally.PUBLISH_DELAY`` old."""
 
     def __call__(self, request: Request) -> Response:
         headers = [(b"Content-Type", CONTENT_TYPE), (b"Cache-Control", b"no-store")]
@@ -93,6 +97,7 @@ class MetricsExporter:
         return str(row), "(later rules)"
 
     def render(self) -> str:
+        self.counters.publish()
         totals = self.reader.totals()
         words = self.segment.words
         text = _Text()

@@ -115,6 +115,7 @@ def _workers(exporter: MetricsExporter, live: dict[int, ProcessSample]) -> list[
 
 def status_data(exporter: MetricsExporter) -> dict[str, Any]:
     """Everything ``/__bext/status.json`` returns (see the module docstring)."""
+    exporter.counters.publish()
     segment = exporter.segment
     words = segment.words
     totals = exporter.reader.totals()

@@ -51,7 +51,7 @@ class UpstreamTimeout(UpstreamError):
 
 
 class ResponseHead:
-    __slots__ = ("content_length", "headers", "http_version", "keep_alive", "status")
+    __slots__ = ("content_length", "elapsed", "headers", "http_version", "keep_alive", "status")
 
     def __init__(
         self,
@@ -60,12 +60,15 @@ class ResponseHead:
         http_version: str,
         keep_alive: bool,
         content_length: int | None,
+        elapsed: float = 0.0,
     ) -> None:
         self.status = status
         self.headers = headers
         self.http_version = http_version
         self.keep_alive = keep_alive
         self.content_length = content_length
+        self.elapsed = elapsed
+        """Seconds from the request head's write to the read that completed this head."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -89,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self._message_done = False
         self._last_read = 0.0
+        self._sent_at = 0.0
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._upgraded = False
@@ -179,14 +183,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._message_done = False
         self._upgraded = False
         self.request_sent = not has_body
-        self._last_read = self._loop.time()
+        self._last_read = self._sent_at = self._loop.time()
         self._arm_timer()
         self.transport.write(head)
         return self._head_waiter
-
-    def now(self) -> float:
-        """The event loop's clock (what upstream times are measured with)."""
-        return self._loop.time()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -274,9 +274,9 @@ class UpstreamConnection(asyncio.Protocol):
         for name, value in self._headers:
             if name.lower() == b"content-length" and value.isdigit():
                 length = int(value)
-        head = ResponseHead(
-            status, self._headers, parser.get_http_version(), parser.should_keep_alive(), length
-        )
+        elapsed = self._last_read - self._sent_at  # to the read that completed the head
+        head = ResponseHead(status, self._headers, parser.get_http_version(),
+                            parser.should_keep_alive(), length, elapsed)  # fmt: skip
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(head)

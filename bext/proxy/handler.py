@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from typing import Protocol
 
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
-from bext.observe.tracing import identity_lines
 from bext.protocol.events import Headers
 from bext.proxy.balancer import RETRY_AFTER as BUSY_RETRY_AFTER
 from bext.proxy.balancer import Lease, Overloaded, UpstreamGroup
-from bext.proxy.connection import UpstreamConnection, UpstreamError
+from bext.proxy.connection import ResponseHead, UpstreamConnection, UpstreamError
 from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
-from bext.proxy.pool import IDLE_TIMEOUT
+from bext.proxy.pool import IDLE_TIMEOUT, ConnectionPool
 from bext.proxy.spill import RequestSpool, SpillBuffer
 from bext.proxy.tempspace import RETRY_AFTER, TempSpace, TempSpaceFull, default_space
 from bext.proxy.tunnel import Tunnel
@@ -114,25 +114,30 @@ class ProxyHandler:
         """False when requests without a body were inspected before this handler (the WAF
         in front of the cache, ``inspect_cache_hits``)."""
 
-    def __call__(self, request: Request) -> Response | Coroutine[None, None, Response]:
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
         if request.body is EMPTY_BODY:
             inspect = self.inspect
             if inspect is not None and self.inspect_bodyless:
                 refused = inspect.check(request, b"")
                 if refused is not None:
                     return refused
-            # The common request (a GET): the head is built now, and the exchange is the
-            # only coroutine it costs.
+            # The common request (a GET): the head is built now, and it goes out now on a
+            # warm connection (no coroutine), else the exchange is the only one it costs.
+            upgrade = _requested_upgrade(request)
             head = upstream_request_head(
                 request,
                 upstream_target(request.target),
                 self.trusted,
                 0 if request.method in _BODY_METHODS else None,
                 False,
-                _requested_upgrade(request),
-                identity=identity_lines(request, self.trusted),
+                upgrade,
             )
-            return self._exchange(request, head, None, False)
+            pools = self.group.candidates()
+            if upgrade is None:
+                sent = self._send_now(request, head, pools)
+                if sent is not None:
+                    return sent
+            return self._exchange(request, head, None, False, [(pool, False) for pool in pools])
         return self.proxy(request)
 
     async def proxy(self, request: Request) -> Response:
@@ -175,7 +180,6 @@ class ProxyHandler:
                 content_length,
                 chunked,
                 upgrade,
-                identity=identity_lines(request, self.trusted),
             )
             return await self._exchange(request, head, spool, chunked)
         finally:
@@ -216,15 +220,84 @@ class ProxyHandler:
             503, request.header(b"accept"), _NO_TEMP_SPACE, [(b"Retry-After", RETRY_AFTER)]
         )
 
+    def _send_now(
+        self, request: Request, head: bytes, pools: list[ConnectionPool]
+    ) -> asyncio.Future[Response] | None:
+        """The commonest proxied request without a coroutine: a body-less idempotent
+        request, a warm connection in the first of ``pools`` (the servers to try, in
+        order), no ``max_conns``. The head
+        goes out now, and the response is made in a callback when its head arrives; None
+        when the request needs the whole of :meth:`_exchange`.
+
+        A failure of this first try is handed to :meth:`_exchange`, with the attempts
+        left, exactly as if it had happened there.
+        """
+        if self.group.limited or request.method not in IDEMPOTENT or not pools:
+            return None
+        conn = pools[0].take_idle(IDLE_TIMEOUT)
+        if conn is None:
+            return None
+        buffer = self._response_buffer(conn)
+        waiter = conn.begin(head, request.method == "HEAD", buffer)
+        result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(partial(self._headed, request, head, pools, conn, buffer, result))
+        result.add_done_callback(partial(_abandon, conn, buffer))
+        return result
+
+    def _headed(
+        self,
+        request: Request,
+        head: bytes,
+        pools: list[ConnectionPool],
+        conn: UpstreamConnection,
+        buffer: SpillBuffer,
+        result: asyncio.Future[Response],
+        waiter: asyncio.Future[ResponseHead],
+    ) -> None:
+        """:meth:`_send_now`'s response head (or failure) arrived."""
+        if result.done():
+            return  # cancelled: the client went away, and _abandon let go of the upstream
+        try:
+            error = waiter.exception()
+            if error is None:
+                result.set_result(self._answer(request, pools[0], conn, buffer, waiter.result()))
+                return
+            buffer.close()
+            conn.abort()
+            if not isinstance(error, UpstreamError):
+                result.set_exception(error)
+                return
+            attempts = [(pool, False) for pool in pools[1:]]
+            if not self._retry(request, error, pools[0], False, attempts, True) or not attempts:
+                result.set_result(self._failed(request, error))
+                return
+            retry = asyncio.ensure_future(self._exchange(request, head, None, False, attempts))
+            retry.add_done_callback(partial(_settle, result))
+            result.add_done_callback(partial(_cancel_with, retry))
+        except BaseException as exc:  # never leave the exchange waiting for ever
+            if not result.done():
+                result.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
     async def _exchange(
-        self, request: Request, head: bytes, spool: RequestSpool | None, chunked: bool
+        self,
+        request: Request,
+        head: bytes,
+        spool: RequestSpool | None,
+        chunked: bool,
+        attempts: list[tuple[ConnectionPool, bool]] | None = None,
     ) -> Response:
+        """Send ``request`` to the group's servers in turn until one answers, or it is not
+        safe to try again. ``attempts``: (pool, on a fresh connection) left to try; all
+        the group's candidates by default."""
         method = request.method
         idempotent = method in IDEMPOTENT
         replayable = request.body is EMPTY_BODY or spool is not None
         error: UpstreamError | None = None
         group = self.group
-        attempts = [(pool, False) for pool in group.candidates()]
+        if attempts is None:
+            attempts = [(pool, False) for pool in group.candidates()]
         while attempts:
             # With max_conns, a place on the server first (maybe after a wait in the
             # queue). The lease ends when the server is done with the request (the
@@ -262,14 +335,7 @@ class ProxyHandler:
                 raise
             if lease is not None:
                 conn.on_finished = lease.release
-            buffer = SpillBuffer(
-                BUFFERED_MEMORY if self.response_buffering else STREAMING_MEMORY,
-                self.group.config.max_temp_file_size if self.response_buffering else 0,
-                self.temp,
-                on_pause=conn.pause_reading,
-                on_resume=conn.resume_reading,
-            )
-            sent_at = conn.now()
+            buffer = self._response_buffer(conn)
             waiter = conn.begin(head, method == "HEAD", buffer, request.body is not EMPTY_BODY)
             sender = None
             if request.body is not EMPTY_BODY:
@@ -288,55 +354,101 @@ class ProxyHandler:
                 if not isinstance(exc, UpstreamError):
                     raise
                 error = exc
-                if exc.no_response and idempotent and replayable:
-                    if exc.reused and not fresh:
-                        # A keep-alive connection the server had just closed: same server,
-                        # new connection.
-                        attempts.insert(0, (pool, True))
-                        outcome = "trying again on a new connection"
-                    else:
-                        outcome = "trying the next server" if attempts else "giving up"
-                    self._log(request, exc, pool.label, outcome)
-                    self.group.counters.metrics.retry(self.group.index)
+                if self._retry(request, exc, pool, fresh, attempts, idempotent and replayable):
                     continue
-                self._log(request, exc, pool.label, "giving up (not safe to send again)")
                 break
-            self.group.mark_ok(pool)
-            elapsed = conn.now() - sent_at
-            self.group.counters.metrics.upstream_time(self.group.index, elapsed)
-            notes = request.notes
-            notes.upstream, notes.server, notes.upstream_time = group.name, pool.label, elapsed
-            headers, no_buffering = client_response_headers(response_head.headers)
-            if notes.request_id is not None:
-                headers.append((b"X-Request-ID", notes.request_id.encode("ascii")))
-            if no_buffering and self.response_buffering:
-                buffer.set_limits(STREAMING_MEMORY, 0)
-            if self.extra_headers:
-                headers = _with_rule_headers(headers, self.extra_headers)
-            status = response_head.status
-            if status == 101:
-                if lease is not None:
-                    # A WebSocket does not count against max_conns once switched: the app
-                    # servers that take them are asynchronous, and a long-lived tunnel
-                    # would hold a place that requests are queueing for.
-                    lease.release()
-                return self._switch_protocols(request, conn, response_head.headers, headers)
-            if status in (204, 304) or 100 <= status < 200:
-                buffer.close()
-                return Response(status, headers)
-            complete = buffer.take_complete(SMALL_RESPONSE) if method != "HEAD" else None
-            if complete is not None:
-                buffer.close()
-                return Response(status, headers, complete)
-            return Response(
-                status,
-                headers,
-                stream=_Relay(buffer, conn, sender),
-                content_length=response_head.content_length,
-            )
+            return self._answer(request, pool, conn, buffer, response_head, lease, sender)
         if error is None:  # nothing was tried, so nothing was logged yet
             error = UpstreamError("no healthy server (all failed their health checks)")
             self._log(request, error, None, "giving up")
+        return self._failed(request, error)
+
+    def _response_buffer(self, conn: UpstreamConnection) -> SpillBuffer:
+        """Where the response body waits for the client (on disk past the memory limit,
+        when buffering)."""
+        buffering = self.response_buffering
+        return SpillBuffer(
+            BUFFERED_MEMORY if buffering else STREAMING_MEMORY,
+            self.group.config.max_temp_file_size if buffering else 0,
+            self.temp,
+            on_pause=conn.pause_reading,
+            on_resume=conn.resume_reading,
+        )
+
+    def _retry(
+        self,
+        request: Request,
+        error: UpstreamError,
+        pool: ConnectionPool,
+        fresh: bool,
+        attempts: list[tuple[ConnectionPool, bool]],
+        replayable: bool,
+    ) -> bool:
+        """After ``error`` on ``pool``: True to go on with ``attempts`` (maybe with a new
+        connection to the same server first), False to give up. Logged and counted."""
+        if error.no_response and replayable:
+            if error.reused and not fresh:
+                # A keep-alive connection the server had just closed: same server, new
+                # connection.
+                attempts.insert(0, (pool, True))
+                outcome = "trying again on a new connection"
+            else:
+                outcome = "trying the next server" if attempts else "giving up"
+            self._log(request, error, pool.label, outcome)
+            self.group.counters.metrics.retry(self.group.index)
+            return True
+        self._log(request, error, pool.label, "giving up (not safe to send again)")
+        return False
+
+    def _answer(
+        self,
+        request: Request,
+        pool: ConnectionPool,
+        conn: UpstreamConnection,
+        buffer: SpillBuffer,
+        response_head: ResponseHead,
+        lease: Lease | None = None,
+        sender: asyncio.Future[None] | None = None,
+    ) -> Response:
+        """The client's response, from the upstream's response head (its body follows
+        in ``buffer``, or is there already)."""
+        group = self.group
+        group.mark_ok(pool)
+        elapsed = response_head.elapsed
+        group.counters.metrics.upstream_time(group.index, elapsed)
+        notes = request.notes
+        notes.upstream, notes.server, notes.upstream_time = group.name, pool.label, elapsed
+        headers, no_buffering = client_response_headers(response_head.headers)
+        if notes.request_id is not None:
+            headers.append((b"X-Request-ID", notes.request_id.encode("ascii")))
+        if no_buffering and self.response_buffering:
+            buffer.set_limits(STREAMING_MEMORY, 0)
+        if self.extra_headers:
+            headers = _with_rule_headers(headers, self.extra_headers)
+        status = response_head.status
+        if status == 101:
+            if lease is not None:
+                # A WebSocket does not count against max_conns once switched: the app
+                # servers that take them are asynchronous, and a long-lived tunnel
+                # would hold a place that requests are queueing for.
+                lease.release()
+            return self._switch_protocols(request, conn, response_head.headers, headers)
+        if status in (204, 304) or 100 <= status < 200:
+            buffer.close()
+            return Response(status, headers)
+        complete = buffer.take_complete(SMALL_RESPONSE) if request.method != "HEAD" else None
+        if complete is not None:
+            buffer.close()
+            return Response(status, headers, complete)
+        return Response(
+            status,
+            headers,
+            stream=_Relay(buffer, conn, sender),
+            content_length=response_head.content_length,
+        )
+
+    def _failed(self, request: Request, error: UpstreamError) -> Response:
+        """The error page for a request no server answered (502 or 504)."""
         rid = request.notes.request_id
         extra = [(b"X-Request-ID", rid.encode("ascii"))] if rid is not None else None
         return error_response(
@@ -473,6 +585,33 @@ class _Relay:
         sender = self._sender
         if sender is not None and not sender.done():
             sender.cancel()
+
+
+def _abandon(
+    conn: UpstreamConnection, buffer: SpillBuffer, result: asyncio.Future[Response]
+) -> None:
+    """A :meth:`ProxyHandler._send_now` answer nobody waits for any more (the client went
+    away): the upstream must not go on filling a buffer nobody will read."""
+    if result.cancelled():
+        buffer.close()
+        conn.abort()
+
+
+def _settle(result: asyncio.Future[Response], retry: asyncio.Future[Response]) -> None:
+    """Pass the retry's outcome on to the answer the exchange waits for."""
+    if result.done():
+        return
+    if retry.cancelled():
+        result.cancel()
+    elif (error := retry.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(retry.result())
+
+
+def _cancel_with(retry: asyncio.Future[Response], result: asyncio.Future[Response]) -> None:
+    if result.cancelled():
+        retry.cancel()
 
 
 def _busy(request: Request, exc: Overloaded) -> Response:

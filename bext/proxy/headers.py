@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from bext.http.message import Request
+from bext.observe.tracing import identity_lines
 from bext.protocol.events import Headers
 
 HOP_BY_HOP = frozenset(
@@ -103,14 +104,14 @@ def upstream_request_head(
     chunked: bool,
     upgrade: bytes | None = None,
     drop: frozenset[bytes] = _REQUEST_DROP,
-    identity: bytes = b"",
 ) -> bytes:
     """The HTTP/1.1 request head bext sends upstream for ``request``.
 
     ``drop``: the field names not forwarded as they are; the fields that ``Connection``
     names join it (RFC 9110 §7.6.1), in a second pass in the rare case that they are not
-    hop-by-hop already. ``identity``: bext's own ``x-request-id``, ``traceparent`` and
-    ``tracestate`` lines (``bext.observe.tracing``), which replace the client's.
+    hop-by-hop already. The client's ``x-request-id``, ``traceparent`` and
+    ``tracestate`` are replaced by bext's own (:func:`bext.observe.tracing.identity_lines`,
+    given what the client sent).
     """
     forwarded_for, real_ip = client_addresses(request, trusted)
     trusted_peer = bool(trusted._networks) and trusted.trusts(request.client_addr)
@@ -119,12 +120,19 @@ def upstream_request_head(
     host = None
     named: set[bytes] | None = None
     underscores = trusted.underscores_in_headers
+    given_id = traceparent = tracestate = None
     for name, value in request.headers:
         if name in drop:
             if name == b"connection" or name == b"proxy-connection":
                 named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
             elif name == b"forwarded" and trusted_peer:
                 parts += [name, b": ", value, b"\r\n"]
+            elif name == b"traceparent":
+                traceparent = value if traceparent is None else b""  # two: invalid
+            elif name == b"tracestate":
+                tracestate = value if tracestate is None else tracestate + b"," + value
+            elif name == b"x-request-id" and given_id is None:
+                given_id = value
             continue
         if not underscores and b"_" in name:
             continue  # X_Forwarded_Proto would read as X-Forwarded-Proto to the app
@@ -133,7 +141,7 @@ def upstream_request_head(
         parts += [name, b": ", value, b"\r\n"]
     if named and not named <= drop:
         return upstream_request_head(
-            request, target, trusted, content_length, chunked, upgrade, drop | named, identity
+            request, target, trusted, content_length, chunked, upgrade, drop | named
         )
     if host is None and request.host is not None:
         host = request.host.encode("latin-1")
@@ -146,7 +154,7 @@ def upstream_request_head(
     ]  # fmt: skip
     if host is not None:
         parts += [b"x-forwarded-host: ", host, b"\r\n"]
-    parts.append(identity)
+    parts.append(identity_lines(request, trusted, given_id, traceparent, tracestate))
     if upgrade is not None:
         parts += [b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n"]
     if content_length is not None:

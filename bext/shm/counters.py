@@ -1,4 +1,5 @@
-"""A worker's own counter block: plain integer stores, no locks (one writer per block)."""
+"""A worker's own counter block: one writer per block, no locks; counted privately and
+published to the segment within milliseconds (:mod:`bext.shm.tally`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import time
 
 from bext.shm.layout import Field, Segment, block_index, field_index
 from bext.shm.metrics import NullMetrics, WorkerMetrics
+from bext.shm.tally import Tally
+
+_FIRST = int(Field.REQUESTS)
+"""The slot block's counters run from here to ``WAF_DETECTED`` (the worker's own, in its
+:class:`~bext.shm.tally.Tally`); the fields before them are written directly."""
+_STOP = int(Field.WAF_DETECTED) + 1
 
 
 class SlotCounters:
-    """Indexes are plain ints computed once: this runs for every response."""
+    """One worker's slot block: its totals, counted into a :class:`Tally` (indexes are
+    plain ints computed once: this runs for every response)."""
 
     __slots__ = ("_beat", "_bytes_in", "_bytes_out", "_cache", "_open", "_rate_limited",
-                 "_refused", "_requests", "_status", "_upstream_errors", "_waf",
+                 "_refused", "_requests", "_status", "_tally", "_upstream_errors", "_waf",
                  "_words", "metrics")  # fmt: skip
 
     def __init__(self, segment: Segment, slot: int, generation: int, pid: int) -> None:
@@ -24,25 +32,26 @@ class SlotCounters:
         words[base + Field.PID] = pid
         words[base + Field.GENERATION] = generation
         words[base + Field.OPEN_CONNECTIONS] = 0
+        self._tally = Tally(words, base + _FIRST, _STOP - _FIRST)
         self._beat = base + int(Field.HEARTBEAT_MS)
-        self._requests = base + int(Field.REQUESTS)
+        self._requests = int(Field.REQUESTS) - _FIRST
         # status // 100 (1..5) -> index; anything else counts as 5xx
-        self._status = [base + int(Field.STATUS_5XX)] * 10
+        self._status = [int(Field.STATUS_5XX) - _FIRST] * 10
         for klass in range(1, 6):
-            self._status[klass] = base + int(Field.STATUS_1XX) + klass - 1
-        self._bytes_in = base + int(Field.BYTES_IN)
-        self._bytes_out = base + int(Field.BYTES_OUT)
-        self._open = base + int(Field.OPEN_CONNECTIONS)
-        self._upstream_errors = base + int(Field.UPSTREAM_ERRORS)
-        self._rate_limited = base + int(Field.RATE_LIMITED)
-        self._refused = base + int(Field.CONNECTIONS_REFUSED)
+            self._status[klass] = int(Field.STATUS_1XX) + klass - 1 - _FIRST
+        self._bytes_in = int(Field.BYTES_IN) - _FIRST
+        self._bytes_out = int(Field.BYTES_OUT) - _FIRST
+        self._open = int(Field.OPEN_CONNECTIONS) - _FIRST
+        self._upstream_errors = int(Field.UPSTREAM_ERRORS) - _FIRST
+        self._rate_limited = int(Field.RATE_LIMITED) - _FIRST
+        self._refused = int(Field.CONNECTIONS_REFUSED) - _FIRST
         self._cache = {
-            field.name[len("CACHE_") :].lower(): base + int(field)
+            field.name[len("CACHE_") :].lower(): int(field) - _FIRST
             for field in Field
             if field.name.startswith("CACHE_")
         }
         self._waf = {
-            field.name[len("WAF_") :].lower(): base + int(field)
+            field.name[len("WAF_") :].lower(): int(field) - _FIRST
             for field in Field
             if field.name.startswith("WAF_")
         }
@@ -51,45 +60,60 @@ class SlotCounters:
     def heartbeat(self) -> None:
         self._words[self._beat] = time.monotonic_ns() // 1_000_000
 
+    def publish(self) -> None:
+        """Copy this worker's counts to the segment now (before reading it, at exit)."""
+        self._tally.publish()
+        self.metrics.publish()
+
     def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:
         """One response: its status, bytes sent, rule index (-1: none) and duration."""
-        words = self._words
-        words[self._requests] += 1
-        words[self._status[status // 100 % 10]] += 1
-        words[self._bytes_out] += sent
+        tally = self._tally
+        values = tally.values
+        values[self._requests] += 1
+        values[self._status[status // 100 % 10]] += 1
+        values[self._bytes_out] += sent
+        if not tally.armed:
+            tally.changed()
         self.metrics.response(route, status, duration)
 
     def received(self, size: int) -> None:
-        self._words[self._bytes_in] += size
+        """Request bytes (published with the response that follows)."""
+        self._tally.values[self._bytes_in] += size
+
+    def _count(self, index: int, delta: int = 1) -> None:
+        tally = self._tally
+        tally.values[index] += delta
+        if not tally.armed:
+            tally.changed()
 
     def connection_opened(self, version: int = 0) -> None:
         """A connection of HTTP version ``metrics.VERSIONS[version]`` was admitted."""
-        self._words[self._open] += 1
+        self._count(self._open)
         self.metrics.connection_opened(version)
 
     def connection_closed(self, version: int = 0) -> None:
-        self._words[self._open] -= 1
+        self._count(self._open, -1)
         self.metrics.connection_closed(version)
 
     def upstream_error(self) -> None:
-        self._words[self._upstream_errors] += 1
+        self._count(self._upstream_errors)
 
     def rate_limited(self) -> None:
         """A request answered 429 by a ``[limits.NAME]`` rule."""
-        self._words[self._rate_limited] += 1
+        self._count(self._rate_limited)
 
     def connection_refused(self) -> None:
         """A connection closed at once by ``max_connections_per_ip``."""
-        self._words[self._refused] += 1
+        self._count(self._refused)
 
     def cache(self, outcome: str) -> None:
         """One cache outcome: ``hit``, ``miss``, ``stale``, ``bypass``, ``stored`` or
         ``revalidated`` (the ``CACHE_*`` fields)."""
-        self._words[self._cache[outcome]] += 1
+        self._count(self._cache[outcome])
 
     def waf(self, outcome: str) -> None:
         """One WAF outcome: ``inspected``, ``blocked`` or ``detected`` (``WAF_*`` fields)."""
-        self._words[self._waf[outcome]] += 1
+        self._count(self._waf[outcome])
 
 
 class NullCounters(SlotCounters):
@@ -99,6 +123,9 @@ class NullCounters(SlotCounters):
         self.metrics = NullMetrics()
 
     def heartbeat(self) -> None:
+        pass
+
+    def publish(self) -> None:
         pass
 
     def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:

@@ -13,8 +13,9 @@ fixed list of status codes, a fixed set of duration buckets), never paths or cli
 
 The block of a worker is its slot block's twin (same index: :func:`bext.shm.layout.
 block_index`), so a reload's old and new workers never share one, and the master sums
-them all for ``/__bext/metrics`` and StatsD. Increments are plain word writes by the one
-process that owns the block: no lock on the hot path.
+them all for ``/__bext/metrics`` and StatsD. The one process that owns the block counts
+into a private copy and publishes it within milliseconds (:mod:`bext.shm.tally`): no
+lock, and no shared-memory write, on the hot path.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from bext.shm.layout import BLOCKS, METRIC_FIELDS, METRICS_OFFSET, Segment
+from bext.shm.tally import Tally
 
 __all__ = [
     "CODES",
@@ -54,9 +56,10 @@ _BUCKETS = len(DURATION_BUCKETS) + 1
 _HISTOGRAM = _BUCKETS + 1  # the buckets, then the sum in microseconds
 
 # Offsets inside one block.
-ROUTE_CLASS = 0
+ROUTE_CLASS = 0  # first: WorkerMetrics.response leaves it out
 CODE = ROUTE_CLASS + (MAX_ROUTES + 1) * _CLASSES
 DURATION = CODE + len(CODES) + _CLASSES
+DURATION_SUM = DURATION + _BUCKETS
 UPSTREAM_TIME = DURATION + _HISTOGRAM
 UPSTREAM_ERRORS = UPSTREAM_TIME + MAX_UPSTREAMS * _HISTOGRAM
 UPSTREAM_RETRIES = UPSTREAM_ERRORS + MAX_UPSTREAMS * len(ERROR_KINDS)
@@ -78,73 +81,101 @@ def _code_offset(status: int) -> int:
     return offset
 
 
-class WorkerMetrics:
-    """The writer: one worker's block. Every method is a few word increments."""
+def _status_offsets(status: int) -> tuple[int, int]:
+    """(status class index, code offset) of ``status``."""
+    return min(max(status // 100, 1), 5) - 1, _code_offset(status)
 
-    __slots__ = ("_base", "_words")
+
+_STATUS_OFFSETS = {status: _status_offsets(status) for status in range(100, 600)}
+"""Per response, a status costs one lookup (anything outside 100-599 is worked out)."""
+
+
+class WorkerMetrics:
+    """The writer: one worker's block, counted into a :class:`~bext.shm.tally.Tally`.
+    Every method is a few list item increments."""
+
+    __slots__ = ("_tally", "_values")
 
     def __init__(self, segment: Segment, block: int) -> None:
-        self._words = segment.words
-        self._base = METRICS_OFFSET + block * METRIC_FIELDS
-        words = self._words
-        for index in range(self._base + OPEN, self._base + OPEN + len(VERSIONS)):
+        words = segment.words
+        base = METRICS_OFFSET + block * METRIC_FIELDS
+        for index in range(base + OPEN, base + OPEN + len(VERSIONS)):
             words[index] = 0  # gauges of a previous owner of the block
+        self._tally = Tally(words, base, USED)
+        self._values = self._tally.values
+
+    def publish(self) -> None:
+        self._tally.publish()
+
+    def _changed(self) -> None:
+        if not self._tally.armed:
+            self._tally.changed()
 
     def response(self, route: int, status: int, duration: float) -> None:
         """One response: its rule (index, or -1 for none), status and duration."""
-        words = self._words
-        base = self._base
+        values = self._values
         if not 0 <= route < MAX_ROUTES:
             route = MAX_ROUTES if route < 0 else MAX_ROUTES - 1
-        klass = min(max(status // 100, 1), 5) - 1
-        words[base + ROUTE_CLASS + route * _CLASSES + klass] += 1
-        words[base + _code_offset(status)] += 1
-        words[base + DURATION + bisect_left(DURATION_BUCKETS, duration)] += 1
-        words[base + DURATION + _BUCKETS] += int(duration * 1_000_000)
+        klass, code = _STATUS_OFFSETS.get(status) or _status_offsets(status)
+        values[route * _CLASSES + klass] += 1  # ROUTE_CLASS is 0
+        values[code] += 1
+        values[DURATION + bisect_left(DURATION_BUCKETS, duration)] += 1
+        values[DURATION_SUM] += int(duration * 1_000_000)
+        if not self._tally.armed:
+            self._tally.changed()
 
     def upstream_time(self, upstream: int, seconds: float) -> None:
         """Time from sending the request to the response head, for upstream ``upstream``."""
-        words = self._words
-        base = self._base + UPSTREAM_TIME + min(upstream, MAX_UPSTREAMS - 1) * _HISTOGRAM
-        words[base + bisect_left(DURATION_BUCKETS, seconds)] += 1
-        words[base + _BUCKETS] += int(seconds * 1_000_000)
+        values = self._values
+        base = UPSTREAM_TIME + min(upstream, MAX_UPSTREAMS - 1) * _HISTOGRAM
+        values[base + bisect_left(DURATION_BUCKETS, seconds)] += 1
+        values[base + _BUCKETS] += int(seconds * 1_000_000)
+        self._changed()
 
     def upstream_error(self, upstream: int, kind: str) -> None:
         index = ERROR_KINDS.index(kind) if kind in ERROR_KINDS else len(ERROR_KINDS) - 1
-        offset = UPSTREAM_ERRORS + min(upstream, MAX_UPSTREAMS - 1) * len(ERROR_KINDS) + index
-        self._words[self._base + offset] += 1
+        self._values[UPSTREAM_ERRORS + min(upstream, MAX_UPSTREAMS - 1) * len(ERROR_KINDS)
+                     + index] += 1  # fmt: skip
+        self._changed()
 
     def retry(self, upstream: int) -> None:
-        self._words[self._base + UPSTREAM_RETRIES + min(upstream, MAX_UPSTREAMS - 1)] += 1
+        self._values[UPSTREAM_RETRIES + min(upstream, MAX_UPSTREAMS - 1)] += 1
+        self._changed()
 
     def queue_wait(self, upstream: int, seconds: float) -> None:
-        base = self._base
         index = min(upstream, MAX_UPSTREAMS - 1)
-        self._words[base + QUEUE_WAITS + index] += 1
-        self._words[base + QUEUE_WAIT_TIME + index] += int(seconds * 1_000_000)
+        self._values[QUEUE_WAITS + index] += 1
+        self._values[QUEUE_WAIT_TIME + index] += int(seconds * 1_000_000)
+        self._changed()
 
     def connection_opened(self, version: int) -> None:
         """A connection of ``VERSIONS[version]`` accepted (and now open)."""
-        words = self._words
-        words[self._base + ACCEPTED + version] += 1
-        words[self._base + OPEN + version] += 1
+        self._values[ACCEPTED + version] += 1
+        self._values[OPEN + version] += 1
+        self._changed()
 
     def connection_closed(self, version: int) -> None:
-        self._words[self._base + OPEN + version] -= 1
+        self._values[OPEN + version] -= 1
+        self._changed()
 
     def connection_switched(self, old: int, new: int) -> None:
         """An open connection goes on under another version (h2c): still one accepted."""
-        self._words[self._base + OPEN + old] -= 1
-        self._words[self._base + OPEN + new] += 1
+        self._values[OPEN + old] -= 1
+        self._values[OPEN + new] += 1
+        self._changed()
 
     def tls_handshake(self) -> None:
-        self._words[self._base + TLS_HANDSHAKES] += 1
+        self._values[TLS_HANDSHAKES] += 1
+        self._changed()
 
 
 class NullMetrics(WorkerMetrics):
     """For code running outside a worker (tests, tools): counts nothing."""
 
     def __init__(self) -> None:
+        pass
+
+    def publish(self) -> None:
         pass
 
     def response(self, route: int, status: int, duration: float) -> None:

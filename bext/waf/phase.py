@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -31,18 +30,14 @@ from bext.http.body import EMPTY_BODY
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.limits.keys import client_ip
+from bext.observe import tracing
 from bext.proxy.headers import TrustedProxies
 from bext.shm.counters import NullCounters, SlotCounters
 from bext.waf.engine import Match, Verdict, WafEngine
 
 log = logging.getLogger("bext")
 
-__all__ = ["AuditLog", "WafGate", "WafPhase", "new_request_id"]
-
-
-def new_request_id() -> str:
-    """A request id: 16 hex digits, unguessable (the access log and the 403 page show it)."""
-    return secrets.token_hex(8)
+__all__ = ["AuditLog", "WafGate", "WafPhase"]
 
 
 class AuditLog:
@@ -91,10 +86,8 @@ class WafPhase:
         when the proxy spooled it); the answer to send instead (blocked), or None to let it
         through."""
         self.counters.waf("inspected")
+        request_id = tracing.request_id(request, self.trusted)
         notes = request.notes
-        request_id = notes.request_id
-        if request_id is None:
-            request_id = notes.request_id = new_request_id()
         verdict = self.engine.inspect(
             request.method,
             request.target.decode("latin-1"),

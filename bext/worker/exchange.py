@@ -30,13 +30,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Protocol
 
 from bext.http.body import BodyError
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
-from bext.http.message import Request, Response
+from bext.http.message import PendingResponse, Request, Response
 from bext.http.streams import aclose_stream, release
 from bext.worker.context import WorkerContext
 
@@ -155,7 +155,13 @@ def start(ctx: WorkerContext, request: Request, sender: Sender) -> Exchange | No
         )
         return None
     exchange = Exchange(ctx, request, sender, result)
-    exchange.task = asyncio.get_running_loop().create_task(exchange.run())
+    pending = result.pending if type(result) is PendingResponse else result
+    if isinstance(pending, asyncio.Future):
+        # An answer that a callback will complete (the proxy's warm-connection path):
+        # no task unless its body must be streamed.
+        pending.add_done_callback(exchange.resolved)
+    else:
+        exchange.task = asyncio.get_running_loop().create_task(exchange.run())
     return exchange
 
 
@@ -184,7 +190,8 @@ class Exchange:
             task.cancel()
         result = self._result
         if result is not None:
-            # The task never started, so it will never release this: do it here.
+            # Never awaited (the task did not start, or the callback did not come), so
+            # nothing else will release this: do it here.
             self._result = None
             _discard(result)
 
@@ -193,24 +200,63 @@ class Exchange:
         self._result = None
         if result is None:
             return  # cancelled before it started
-        request = self.request
-        sender = self.sender
         if isinstance(result, Response):
-            response = result
+            response: Response | None = result
         else:
             try:
-                response = await result
+                if type(result) is PendingResponse:
+                    response = result.finish(await result.pending)
+                else:
+                    response = await result
             except asyncio.CancelledError:
                 raise
-            except BodyError as exc:
-                if sender.gone:
-                    return
-                response = error_response(400, request.header(b"accept"), str(exc))
-                sender.refuse_reuse()
-            except Exception:
-                log.exception("request handler failed for %s %r", request.method, request.target)
-                response = error_response(500, request.header(b"accept"))
+            except Exception as exc:
+                response = self._failed(exc)
+        if response is not None:
+            rest = self._deliver(response)
+            if rest is not None:
+                await rest
+
+    def resolved(self, future: asyncio.Future[Response]) -> None:
+        """The done callback of a handler's future (see :func:`start`)."""
+        result = self._result
+        self._result = None
+        if result is None or future.cancelled():
+            return  # cancelled: released by cancel()
+        error = future.exception()
+        if error is not None:
+            response = self._failed(error)
+        else:
+            response = future.result()
+            if type(result) is PendingResponse:
+                try:
+                    response = result.finish(response)
+                except Exception as exc:
+                    asyncio.get_running_loop().create_task(release(response))
+                    response = self._failed(exc)
+        if response is not None:
+            rest = self._deliver(response)
+            if rest is not None:
+                self.task = asyncio.get_running_loop().create_task(rest)
+
+    def _failed(self, exc: BaseException) -> Response | None:
+        """The answer to send after the handler raised ``exc`` (None: nobody to tell)."""
+        request = self.request
+        sender = self.sender
+        if isinstance(exc, BodyError):
+            if sender.gone:
+                return None
+            sender.refuse_reuse()
+            return error_response(400, request.header(b"accept"), str(exc))
+        log.error("request handler failed for %s %r", request.method, request.target,
+                  exc_info=exc)  # fmt: skip
+        return error_response(500, request.header(b"accept"))
+
+    def _deliver(self, response: Response) -> Coroutine[None, None, None] | None:
+        """Send ``response``: at once when it is whole, else the coroutine that streams
+        it (and releases it whatever happens)."""
         status = response.status
+        sender = self.sender
         if (
             response.stream is None
             and response.file is None
@@ -220,11 +266,14 @@ class Exchange:
         ):
             # The common answer (a proxied page, an error): nothing to stream or release.
             if not sender.gone:
-                sender.send_whole(request, response, with_body(request, status))
-            return
+                sender.send_whole(self.request, response, with_body(self.request, status))
+            return None
+        return self._send_and_release(response)
+
+    async def _send_and_release(self, response: Response) -> None:
         done_with = False
         try:
-            if not sender.gone:
+            if not self.sender.gone:
                 done_with = await self._send(response)
         finally:
             if not done_with:
@@ -327,6 +376,8 @@ def _discard(result: Response | Awaitable[Response]) -> None:
     """Drop a handler result nobody will await or send."""
     if isinstance(result, Response):
         asyncio.get_running_loop().create_task(release(result))
+    elif type(result) is PendingResponse:
+        _discard(result.pending)
     elif inspect.iscoroutine(result):
         result.close()
     elif isinstance(result, asyncio.Future):

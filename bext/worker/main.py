@@ -111,8 +111,11 @@ def worker_main(spec: WorkerSpec) -> int:
     setproctitle(f"bext: worker {spec.slot} (gen {spec.generation})")
     set_role(f"worker {spec.slot}")
     worker = Worker(spec)
-    with asyncio.Runner(loop_factory=uvloop_new_event_loop) as runner:
-        return runner.run(worker.serve())
+    try:
+        with asyncio.Runner(loop_factory=uvloop_new_event_loop) as runner:
+            return runner.run(worker.serve())
+    finally:
+        worker.ctx.counters.publish()  # the last counts, closed connections included
 
 
 def listener_contexts(ctx: WorkerContext, config: Config, tls_port: int) -> ListenerContexts:

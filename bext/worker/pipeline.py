@@ -40,7 +40,7 @@ response phase; a new way to answer a matched route is a handler
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -56,7 +56,7 @@ from bext.handlers import Handler
 from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
-from bext.http.message import Request, Response
+from bext.http.message import PendingResponse, Request, Response
 from bext.limits.access import AccessRules
 from bext.limits.rate import RateLimit
 from bext.observe.prometheus import MetricsExporter
@@ -202,8 +202,9 @@ class Pipeline:
                 self.limits[limit.name] = RateLimit(limit, config.server.trusted_proxies, segment)
         with _building("admin"):
             self.admin = AdminEndpoints(config.admin)
+        self.exporter: MetricsExporter | None = None
         if segment is not None:
-            exporter = MetricsExporter(segment, config, self.upstreams.values())
+            self.exporter = exporter = MetricsExporter(segment, config, self.upstreams.values())
             self.admin.endpoints["metrics"] = {"GET": exporter, "HEAD": exporter}
             self.admin.endpoints.update(status_endpoints(exporter))  # status, status.json
         self.cache: ResponseCache | None = None
@@ -254,6 +255,8 @@ class Pipeline:
             group.counters = counters
         for limit in self.limits.values():
             limit.counters = counters
+        if self.exporter is not None:
+            self.exporter.counters = counters
 
     def close(self) -> None:
         """Release what :meth:`bind_counters` opened (the worker is leaving)."""
@@ -335,16 +338,7 @@ class Pipeline:
             for phase in phases:
                 result = phase(request, result)
             return result
-        return _respond_later(phases, request, result)  # type: ignore[arg-type]
-
-
-async def _respond_later(
-    phases: Sequence[ResponsePhase], request: Request, pending: Awaitable[Response]
-) -> Response:
-    response = await pending
-    for phase in phases:
-        response = phase(request, response)
-    return response
+        return PendingResponse(request, result, phases)  # type: ignore[arg-type]
 
 
 def _bad_target(request: Request, exc: BadPath) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bext.http.body import EMPTY_BODY
 from bext.http.message import Request
 from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
@@ -38,27 +40,66 @@ def _request(headers: list[tuple[bytes, bytes]]) -> Request:
 
 
 def test_request_fields_named_by_connection_stay_at_the_edge() -> None:
-    head = upstream_request_head(
-        _request(
-            [
-                (b"host", b"example.com"),
-                (b"x-session-hint", b"1"),  # before the Connection field that names it
-                (b"connection", b"keep-alive, X-Session-Hint"),
-                (b"keep-alive", b"300"),
-                (b"x_forwarded_proto", b"https"),  # underscores: dropped by default
-                (b"accept", b"*/*"),
-            ]
-        ),
-        b"/",
-        TrustedProxies([]),
-        None,
-        False,
+    request = _request(
+        [
+            (b"host", b"example.com"),
+            (b"x-session-hint", b"1"),  # before the Connection field that names it
+            (b"connection", b"keep-alive, X-Session-Hint"),
+            (b"keep-alive", b"300"),
+            (b"x_forwarded_proto", b"https"),  # underscores: dropped by default
+            (b"accept", b"*/*"),
+        ]
     )
+    head = upstream_request_head(request, b"/", TrustedProxies([]), None, False)
+    rid, trace = request.notes.request_id, request.notes.trace_id
+    assert rid is not None and trace is not None
+    identity = head.split(b"x-request-id: ")[1]
     assert head == (
         b"GET / HTTP/1.1\r\nhost: example.com\r\naccept: */*\r\n"
         b"x-forwarded-for: 127.0.0.1\r\nx-real-ip: 127.0.0.1\r\nx-forwarded-proto: http\r\n"
-        b"x-forwarded-host: example.com\r\n\r\n"
+        b"x-forwarded-host: example.com\r\nx-request-id: " + identity
     )
+    assert identity.startswith(b"%s\r\ntraceparent: 00-%s-" % (rid.encode(), trace.encode()))
+    assert re.fullmatch(rb"[0-9a-f]{16}\r\ntraceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01\r\n\r\n",
+                        identity)  # fmt: skip
+
+
+def _identity(head: bytes) -> dict[bytes, bytes]:
+    """The x-request-id, traceparent and tracestate values of an upstream head."""
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+    return {name: fields[name] for name in (b"x-request-id", b"traceparent", b"tracestate")
+            if name in fields}  # fmt: skip
+
+
+PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_a_client_trace_is_continued_with_a_new_span() -> None:
+    request = _request([(b"host", b"h"), (b"traceparent", PARENT), (b"tracestate", b"a=1"),
+                        (b"tracestate", b"b=2"), (b"x-request-id", b"client-chosen")])  # fmt: skip
+    sent = _identity(upstream_request_head(request, b"/", TrustedProxies([]), None, False))
+    version, trace, span, flags = sent[b"traceparent"].split(b"-")
+    assert (version, trace, flags) == (b"00", b"0af7651916cd43dd8448eb211c80319c", b"00")
+    assert span != b"b7ad6b7169203331" and re.fullmatch(rb"[0-9a-f]{16}", span)
+    assert sent[b"tracestate"] == b"a=1,b=2"  # two fields are one list
+    assert sent[b"x-request-id"] != b"client-chosen"  # the client is not a trusted proxy
+    assert request.notes.trace_id == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_a_trusted_proxy_keeps_its_request_id_and_a_bad_trace_starts_anew() -> None:
+    request = _request([(b"host", b"h"), (b"x-request-id", b"lb-42"), (b"traceparent", PARENT),
+                        (b"traceparent", PARENT), (b"tracestate", b"dropped=1")])  # fmt: skip
+    sent = _identity(upstream_request_head(request, b"/", TrustedProxies(["127.0.0.0/8"]), None,
+                                           False))  # fmt: skip
+    assert sent[b"x-request-id"] == b"lb-42" and request.notes.request_id == "lb-42"
+    # Two traceparent fields are invalid: a new, sampled trace, without the tracestate.
+    assert b"0af7651916cd43dd8448eb211c80319c" not in sent[b"traceparent"]
+    assert sent[b"traceparent"].endswith(b"-01") and b"tracestate" not in sent
+    for zero in (b"00-" + b"0" * 32 + b"-b7ad6b7169203331-01", b"00-" + b"1" * 32 + b"-" + b"0" * 16
+                 + b"-01", b"01-" + b"1" * 32 + b"-b7ad6b7169203331-01"):  # fmt: skip
+        request = _request([(b"host", b"h"), (b"traceparent", zero)])
+        sent = _identity(upstream_request_head(request, b"/", TrustedProxies([]), None, False))
+        assert sent[b"traceparent"].split(b"-")[1] not in zero
 
 
 def test_forwarded_chain_only_from_a_trusted_peer() -> None:

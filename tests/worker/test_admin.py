@@ -176,7 +176,13 @@ proxy = "app"
             request = Request("POST", b"/__bext/cache/invalidate", headers, "1.1", "http", peer,
                               1, 80, _json_body(b'{"tags": ["products"]}'), 0.0)  # fmt: skip
             result = pipe.handle(request)
-            return result if isinstance(result, Response) else asyncio.run(result)  # type: ignore[arg-type]
+            if isinstance(result, Response):
+                return result
+
+            async def answer() -> Response:
+                return await result  # type: ignore[misc]
+
+            return asyncio.run(answer())
 
         wrong = [(b"authorization", b"Bearer " + TOKEN.encode() + b"x")]
         for headers in ([], wrong):
