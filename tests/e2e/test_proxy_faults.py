@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -162,3 +164,30 @@ def test_upstream_error_lines_name_the_server_and_the_real_outcome(start_bext: S
     line = server.wait_for_log(r"upstream app: connect to [^\n]*")
     assert line.group(0).endswith(f"(GET /x on http://127.0.0.1:{down}); giving up")
     assert "trying" not in server.stderr()  # one server: there was nothing to try next
+
+
+def test_a_client_gone_while_its_request_waits_frees_the_warm_upstream_connection(
+    start_bext: Start,
+) -> None:
+    """A GET on a warm pooled connection goes out without a task (the proxy's callback
+    path): when its client resets the connection, the upstream connection is closed at
+    once, not at the read timeout, and the next request still gets an answer."""
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port, workers=1))
+        with httpx.Client(base_url=server.base_url) as client:
+            assert client.get("/ok").status_code == 200  # the pool now holds a warm one
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 5
+            while upstream.heads_seen < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert upstream.heads_seen == 2
+            # Reset, not FIN: a FIN may be a half-close, after which the answer is still
+            # owed (and the request waits for it, as before the callback path).
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 5  # the read timeout is 30 s
+        while upstream.hangups == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.hangups == 1
+        assert upstream.connections == 1  # the /hang went over the warm connection
+        assert httpx.get(server.base_url + "/ok").text == f"ok {upstream.port}"

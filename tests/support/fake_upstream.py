@@ -27,6 +27,8 @@ class FakeUpstream:
         self.heads_seen = 0
         """Request heads received, counted before their bodies arrive."""
         self.connections = 0
+        self.hangups = 0
+        """``/hang`` requests whose connection the proxy closed (it stopped waiting)."""
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -87,6 +89,8 @@ class FakeUpstream:
                 path = head.split(b" ")[1]
                 if path.startswith(b"/hang"):
                     conn.recv(1)  # until the peer gives up
+                    with self._lock:
+                        self.hangups += 1
                     return
                 if path.startswith(b"/close"):
                     return
