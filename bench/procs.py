@@ -161,6 +161,25 @@ def cpu_seconds_by_group(pgids: Collection[int]) -> dict[int, float]:
     return {pgid: total / ticks for pgid, total in totals.items()}
 
 
+def pss_mib_of_group(pgid: int) -> float:
+    """Proportional set size of the live processes of process group ``pgid``, in MiB:
+    each shared page counted once over the processes sharing it (the master and its
+    forked workers), which is what the tree really costs the machine."""
+    total_kib = 0
+    for pid, fields in _proc_stats():
+        if int(fields[2]) != pgid:
+            continue
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total_kib += int(line.split()[1])
+                break
+    return total_kib / 1024
+
+
 def children_of(pid: int) -> list[int]:
     return sorted(p for p, fields in _proc_stats() if int(fields[1]) == pid)
 

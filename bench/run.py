@@ -60,6 +60,7 @@ from procs import (
     log,
     machine_cpu,
     nginx_temp_paths,
+    pss_mib_of_group,
     run_tool,
     version_of,
     wait_bext_ready,
@@ -439,6 +440,8 @@ class WrkResult:
     backend_requests: int | None = None
     """Requests the scenario's backend answered during the run (``Scenario.backend_log``
     lines), when the scenario counts them."""
+    pss_mib: float = 0.0
+    """The server's whole process tree (master and workers), PSS at the end of the load."""
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -536,6 +539,7 @@ def measure(
     output = run_tool(argv, seconds)
     wall = time.monotonic() - t0
     (cpu1, backend1), wrk1, machine1 = cpu_split(), children_cpu(), machine_cpu()
+    pss = pss_mib_of_group(server.pgid)
     log_lines1 = count_lines(prepared.backend_log)
     total, idle, steal, tasks = (b - a for b, a in zip(machine1, machine0, strict=True))
     server_cpu, wrk_cpu = (cpu1 - cpu0) / wall, (wrk1 - wrk0) / wall
@@ -562,6 +566,7 @@ def measure(
         backend_requests=(
             None if log_lines0 is None or log_lines1 is None else log_lines1 - log_lines0
         ),
+        pss_mib=pss,
     )
 
 
@@ -719,8 +724,8 @@ def table_head(targets: Sequence[str] = ()) -> str:
     each = " / ".join(["nginx", "bext", *targets])
     return (
         "| scenario | nginx req/s | bext req/s | **bext/nginx** | nginx p99 | bext p99 "
-        f"| p99 bext/nginx{extra} | CPU µs/req {each} | other load {each} |\n"
-        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(targets) + "---:|---:|"
+        f"| p99 bext/nginx{extra} | CPU µs/req {each} | other load {each} | PSS MiB {each} |\n"
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(targets) + "---:|---:|---:|"
     )
 
 
@@ -731,11 +736,13 @@ def table_row(result: ScenarioResult, targets: Sequence[str] = ()) -> str:
     extra = ""
     cpu = [f"{nginx.cpu_us_per_request:.1f}", f"{bext.cpu_us_per_request:.1f}"]
     others = [f"{nginx.others_cpu:.2f}", f"{bext.others_cpu:.2f}"]
+    pss = [f"{nginx.pss_mib:.1f}", f"{bext.pss_mib:.1f}"]
     for name in targets:
         if name not in result.targets:
             extra += " | - | - | -"
             cpu.append("-")
             others.append("-")
+            pss.append("-")
             continue
         target = result.best(name)
         ratio = result.ratio_to(name)
@@ -743,10 +750,12 @@ def table_row(result: ScenarioResult, targets: Sequence[str] = ()) -> str:
         extra += f" | {target.rps:,.0f} | **{shown}** | {_ms(target.p99_ms)}"
         cpu.append(f"{target.cpu_us_per_request:.1f}")
         others.append(f"{target.others_cpu:.2f}")
+        pss.append(f"{target.pss_mib:.1f}")
     return (
         f"| {result.name}{flags} | {nginx.rps:,.0f} | {bext.rps:,.0f} "
         f"| **{result.rps_ratio:.2f}** | {_ms(nginx.p99_ms)} | {_ms(bext.p99_ms)} "
-        f"| {result.p99_ratio:.2f}{extra} | {' / '.join(cpu)} | {' / '.join(others)} |"
+        f"| {result.p99_ratio:.2f}{extra} | {' / '.join(cpu)} | {' / '.join(others)} "
+        f"| {' / '.join(pss)} |"
     )
 
 
@@ -761,14 +770,15 @@ def rounds_table(result: ScenarioResult) -> str:
         f"{result.name}: every round ({result.connections} connections)",
         f"  {'round':>5} {'server':<10} {'req/s':>10} {'p50':>10} {'p99':>10} "
         f"{'srv CPU':>8} {'µs/req':>7} {'backend':>8} {'µs/req':>7} {'wrk CPU':>8} "
-        f"{'others':>6} {'idle':>5} {'steal':>5}  errors",
+        f"{'others':>6} {'idle':>5} {'steal':>5} {'PSS MiB':>7}  errors",
     ]
     for r in result.rounds:
         lines.append(
             f"  {r.round:>5} {r.server:<10} {r.rps:>10,.0f} {_ms(r.p50_ms):>10} "
             f"{_ms(r.p99_ms):>10} {r.server_cpu:>8.2f} {r.cpu_us_per_request:>7.1f} "
             f"{r.backend_cpu:>8.2f} {r.backend_us_per_request:>7.1f} {r.wrk_cpu:>8.2f} "
-            f"{r.others_cpu:>6.2f} {r.machine_idle:>5.0%} {r.machine_steal:>5.0%}  "
+            f"{r.others_cpu:>6.2f} {r.machine_idle:>5.0%} {r.machine_steal:>5.0%} "
+            f"{r.pss_mib:>7.1f}  "
             f"{r.socket_errors} socket, {r.non_2xx} non-2xx"
         )
     return "\n".join(lines)

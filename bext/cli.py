@@ -361,7 +361,8 @@ def _check_tls(config: Config) -> list[str] | None:
     tls = config.server.tls
     if tls is None:
         return []
-    from bext.tls import TLSSetupError, resolve_certificates
+    from bext.tls.certs import resolve_certificates
+    from bext.tls.errors import TLSSetupError
     from bext.tls.internal_ca import state_dir
 
     if tls.internal:
@@ -438,7 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bext.master.generations import GenerationError
     from bext.master.listeners import BindError
     from bext.observe.errorlog import configure_error_log, log
-    from bext.tls import TLSSetupError
+    from bext.tls.errors import TLSSetupError
     from bext.worker.main import worker_main
 
     try:

@@ -82,10 +82,12 @@ class Compressor:
     def apply(self, request: Request, response: Response) -> Response:
         """The response to send: ``response`` itself, or a compressed version of it.
 
-        ``response`` is never modified: ``respond`` rules and the static memory cache share
-        one Response between all requests. For those, the outcome depends only on the
-        response and the Accept-Encoding value, so it is remembered (bounded by bytes):
-        the hot path of a cached static file becomes one dict lookup here.
+        A shared ``response`` is never modified: ``respond`` rules and the static memory
+        cache share one Response between all requests. For those, the outcome depends only
+        on the response and the Accept-Encoding value, so it is remembered (bounded by
+        bytes): the hot path of a cached static file becomes one dict lookup here. One
+        made for this request alone (a proxied one) may get its header list replaced
+        (``Vary``) instead of being copied.
         """
         if not response.shared:
             return self._apply(request, response)

@@ -57,7 +57,8 @@ from bext.config.schema import (
     default_cache_path,
 )
 from bext.config.units import format_duration, format_size, parse_duration
-from bext.protocol.h2_limits import H2Limits
+from bext.protocol import h2_engine
+from bext.protocol.h2_limits import HTTP2_ENGINES, H2Limits
 from bext.protocol.h3_limits import H3Limits
 from bext.shm.health import MAX_UPSTREAM_SERVERS
 
@@ -198,6 +199,12 @@ _MIN_H2_WINDOW = 64 * KiB
 def _read_http2(ctx: Context, t: Table) -> H2Limits:
     """`[server.http2]`: the limits a client may use on one HTTP/2 connection."""
     d = H2Limits()
+    engine = t.get_choice("engine", d.engine, HTTP2_ENGINES)
+    if not h2_engine.available(engine):
+        # Asked for by name, so falling back to h2 would hide the operator's mistake.
+        ctx.error(t.sub("engine"), f"{quote(engine)} needs the ngh2 package, which is not "
+                  'installed (pip install ngh2, or engine = "auto")')  # fmt: skip
+        engine = d.engine
     h2c = t.get_bool("h2c", d.h2c)
     streams = t.get_int("max_concurrent_streams", d.max_concurrent_streams, lo=1, hi=10000)
     window, connection = _read_windows(
@@ -205,8 +212,9 @@ def _read_http2(ctx: Context, t: Table) -> H2Limits:
     )
     resets = t.get_int("max_resets", d.max_resets, lo=1, hi=1_000_000)
     t.finish()
-    return replace(d, h2c=h2c, max_concurrent_streams=streams, initial_window_size=window,
-                   connection_window=connection, max_resets=resets)  # fmt: skip
+    return replace(d, engine=engine, h2c=h2c, max_concurrent_streams=streams,
+                   initial_window_size=window, connection_window=connection,
+                   max_resets=resets)  # fmt: skip
 
 
 def _read_http3(ctx: Context, t: Table) -> H3Limits:

@@ -23,6 +23,7 @@ queue is ever dropped (decision 1).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -530,7 +531,14 @@ class Arbiter:
     def spawn(self, generation: Generation, slot: int) -> None:
         """Fork worker ``slot`` of ``generation``, with that generation's configuration."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        # Everything the master holds now goes to the collector's permanent generation in
+        # the child: a worker's collections then never walk (and so never copy) the pages
+        # it shares with the master. The master takes them back at once (unfreeze), so
+        # what a reload leaves behind can still be collected there.
+        gc.freeze()
         pid = os.fork()
+        if pid != 0:
+            gc.unfreeze()
         if pid == 0:  # worker
             code = 1
             try:

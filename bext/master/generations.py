@@ -17,6 +17,7 @@ descriptor for the workers it forks, and closes it when the generation goes.
 
 from __future__ import annotations
 
+import importlib
 import socket
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from bext.master.health import HealthChecker, config_keys
 from bext.master.listeners import BindError, Listener, ListenPlan, bind_plan
 from bext.master.tls_setup import TLSSetupError, prepare_tls
 from bext.observe.accesslog import AccessLog
+from bext.protocol import h2_engine
 from bext.runtime.spec import HTTPS, TLSMaterial
 from bext.shm.health import retain
 from bext.shm.layout import Segment
@@ -138,6 +140,13 @@ def build_generation(
     try:
         with _step("invalid TLS setup", "server.tls"):
             tls = prepare_tls(config)  # certificates are re-read for every generation
+            if config.server.tls is not None or config.server.http2.h2c:
+                h2_engine.preload(config.server.http2)  # shared, as below
+            if config.server.tls is not None and config.server.tls.http3:
+                # The workers import it only when HTTP/3 is on; imported here first, so
+                # that they share its pages (aioquic, pyOpenSSL: about 15 MiB) with the
+                # master instead of each holding a copy.
+                importlib.import_module("bext.worker.h3_server")
         if keep_health is not None:
             retain(segment, {*keep_health, *config_keys(config)})
         built.health_keys = keep_health

@@ -12,11 +12,7 @@ from __future__ import annotations
 from bext.config import Config
 from bext.observe.errorlog import log
 from bext.runtime.spec import TLSMaterial
-from bext.tls import (
-    TLSSetupError,
-    build_server_context,
-    resolve_certificates,
-)
+from bext.tls.errors import TLSSetupError
 
 ALPN = ["h2", "http/1.1"]
 
@@ -30,6 +26,10 @@ def prepare_tls(config: Config) -> TLSMaterial | None:
     """
     if config.server.tls is None:
         return None
+    # Imported only for a TLS listener (cryptography), then shared with the workers.
+    from bext.tls.certs import resolve_certificates
+    from bext.tls.context import build_server_context
+
     resolved = resolve_certificates(config)
     for warning in resolved.warnings:
         log.warning("%s", warning)

@@ -1,4 +1,5 @@
-"""Frame-level accounting against HTTP/2 resource-exhaustion attacks, before h2 sees a byte.
+"""Frame-level accounting against HTTP/2 resource-exhaustion attacks, before the engine
+(h2 or nghttp2, :mod:`bext.protocol.h2_engine`) sees a byte.
 
 h2 bounds some abuse itself: a decoded header list larger than the decoder's
 ``max_header_list_size`` is refused (HPACK bomb), and a header block may span at most 64
@@ -57,7 +58,9 @@ def goaway_frame(last_stream_id: int, error_code: int) -> bytes:
 
     h2 moves its state machine to CLOSED when it sends GOAWAY and refuses to send anything
     afterwards, so it cannot finish the streams a graceful GOAWAY promised to finish. The
-    connection writes this frame itself and h2 never learns of it.
+    connection writes this frame itself and the engine never learns of it (on nghttp2 too,
+    so that the drain, and the REFUSED_STREAM for later streams, is bext's on both). The
+    nghttp2 adapter also writes one when a flood has killed nghttp2's session.
     """
     return _GOAWAY_FRAME.pack(0, 8, _GOAWAY, 0, 0, last_stream_id & 0x7FFFFFFF, error_code)
 

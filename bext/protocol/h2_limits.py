@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+HTTP2_ENGINES = ("auto", "nghttp2", "h2")
+"""``server.http2.engine`` values (see :mod:`bext.protocol.h2_engine`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class H2Limits:
+    engine: str = "auto"
+    """The HTTP/2 protocol library: ``"nghttp2"`` (libnghttp2 through ``ngh2``), ``"h2"``
+    (pure Python) or ``"auto"`` (nghttp2 when ``ngh2`` is installed, else h2). Every limit
+    below applies the same on both: bext enforces them, not the library."""
+
     h2c: bool = True
     """Accept cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3) on plain listeners."""
 

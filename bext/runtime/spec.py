@@ -10,14 +10,16 @@ import socket
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bext.config import Config
 from bext.http.message import Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.shm.counters import SlotCounters
 from bext.shm.layout import Segment
-from bext.tls import ResolvedCertificates
+
+if TYPE_CHECKING:  # cryptography is loaded only for a TLS listener
+    from bext.tls.certs import ResolvedCertificates
 
 HTTP = "http"
 HTTPS = "https"

@@ -35,6 +35,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from bext.routing.host import normalize_host
 from bext.tls import internal_ca
+from bext.tls.errors import TLSSetupError
 
 if TYPE_CHECKING:
     from bext.config.schema import Config
@@ -53,15 +54,6 @@ _MIN_RSA_BITS = 2048
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 
 T = TypeVar("T")
-
-
-class TLSSetupError(Exception):
-    """The certificates cannot be served. `problems` has one line per problem, each
-    starting with the config key it is about, so `bext check`/`run` can print them as is."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True, slots=True)

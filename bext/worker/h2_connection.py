@@ -1,8 +1,10 @@
-"""One HTTP/2 client connection: frames in, h2 events, the pipeline per stream, frames out.
+"""One HTTP/2 client connection: frames in, engine events, the pipeline per stream, frames out.
 
-The protocol state machine is h2 (sans-IO); this class does the I/O, maps each stream to a
-:class:`~bext.http.message.Request`, and sends each :class:`~bext.http.message.Response`
-back within the peer's flow-control windows. The pipeline never learns it is HTTP/2.
+The protocol state machine is an engine (:mod:`bext.protocol.h2_engine`: libnghttp2 through
+``ngh2``, or the pure-Python h2, both sans-IO, chosen by ``server.http2.engine``); this
+class does the I/O, maps each stream to a :class:`~bext.http.message.Request`, sends each
+:class:`~bext.http.message.Response` back within the peer's flow-control windows, and holds
+every policy below, so both engines behave alike. The pipeline never learns it is HTTP/2.
 
 Memory per connection stays bounded both ways:
 
@@ -13,7 +15,7 @@ Memory per connection stays bounded both ways:
   is open and the transport is not paused, one chunk at a time.
 
 Abuse is cut off early: :class:`~bext.protocol.h2_guard.FrameGuard` sees every frame header
-before h2 parses the frame (header blocks, SETTINGS and PING floods, oversized frames) and
+before the engine parses the frame (header blocks, SETTINGS and PING floods, oversized frames) and
 counts cancelled streams (rapid reset); streams over the concurrency limit are refused one
 by one; a reset stream's handler task is cancelled at once.
 
@@ -31,14 +33,12 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
-import h2.events
-import h2.exceptions
-from h2.errors import ErrorCodes
-
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.protocol import h2_engine as ev
 from bext.protocol.events import Headers, ProtocolError
+from bext.protocol.h2_engine import EngineFailed, ErrorCode, StreamGone, new_engine
 from bext.protocol.h2_guard import FrameGuard, Verdict, goaway_frame
 from bext.protocol.h2_headers import (
     CONNECTION_SPECIFIC,
@@ -46,7 +46,6 @@ from bext.protocol.h2_headers import (
     check_request,
     check_trailers,
 )
-from bext.protocol.h2_state import new_h2_state
 from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
 from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
@@ -68,11 +67,11 @@ _STATUS = {code: b"%d" % code for code in range(100, 600)}
 _FLUSH_AT = 64 * 1024
 """Body bytes framed before the pump hands them to the transport (and checks for pause)."""
 
-_NO_ERROR = ErrorCodes.NO_ERROR
-_PROTOCOL_ERROR = ErrorCodes.PROTOCOL_ERROR
-_INTERNAL_ERROR = ErrorCodes.INTERNAL_ERROR
-_REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
-_CANCEL = ErrorCodes.CANCEL
+_NO_ERROR = ErrorCode.NO_ERROR
+_PROTOCOL_ERROR = ErrorCode.PROTOCOL_ERROR
+_INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
+_REFUSED_STREAM = ErrorCode.REFUSED_STREAM
+_CANCEL = ErrorCode.CANCEL
 
 
 class _Stream(StreamSender):
@@ -122,7 +121,7 @@ class _Stream(StreamSender):
         self.out_end = False  # the stream ends once ``out`` is sent
         self.waiter: asyncio.Future[None] | None = None  # a producer waiting for room
         self.blocked_since = 0.0  # output waits for a window since then (0: not blocked)
-        self.reset_code = _NO_ERROR  # how to stop the client's upload once answered
+        self.reset_code: int = _NO_ERROR  # how to stop the client's upload once answered
 
     # -- BodyFlow --------------------------------------------------------------------------
 
@@ -149,7 +148,7 @@ class _Stream(StreamSender):
         conn = self.conn
         try:
             conn._send_whole(self, response, with_body)
-        except h2.exceptions.H2Error as exc:  # cannot happen while streams are in sync
+        except StreamGone as exc:  # cannot happen while streams are in sync
             log.error("client %s: stream %d: %r", conn._client[0], self.id, exc)
             conn._abandon(self, "stream failed")
             conn._after_stream()
@@ -190,7 +189,7 @@ class H2Connection(asyncio.Protocol):
         self._limits = limits
         # The path is a header field in HTTP/2: allow what HTTP/1.1 allows for both.
         self._header_list_size = ctx.limits.max_header_size + ctx.limits.max_uri_length
-        self._h2 = new_h2_state(limits, self._header_list_size)
+        self._engine = new_engine(limits, self._header_list_size)
         self._guard = FrameGuard(limits, 2 * self._header_list_size)
         self._transport: asyncio.Transport | None = None
         self._client = ("", 0)
@@ -203,7 +202,7 @@ class H2Connection(asyncio.Protocol):
         self._now = 0.0
         self._closed = False  # nothing more is read or written (maybe lingering)
         self._lingering = False
-        self._failed = False  # h2 sent or received GOAWAY: it refuses to send anything else
+        self._failed = False  # a GOAWAY was sent or received: the engine sends nothing else
         self._draining = False  # our graceful GOAWAY is out: no new streams
         self._goaway_id = 0
         self._settings_acked = False
@@ -243,15 +242,15 @@ class H2Connection(asyncio.Protocol):
             self._fail(verdict)
             return
         try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 queued a GOAWAY with the matching error code already.
+            events = self._engine.receive_data(data)
+        except EngineFailed as exc:
+            # The engine queued a GOAWAY with the matching error code already.
             log.info("client %s: HTTP/2 protocol error: %s", self._client[0], exc)
             self._failed = True
             self._linger_close()
             return
         except Exception:
-            log.exception("client %s: h2 failed on input", self._client[0])
+            log.exception("client %s: HTTP/2 engine failed on input", self._client[0])
             self._fail((_INTERNAL_ERROR, "internal error"))
             return
         try:
@@ -308,7 +307,7 @@ class H2Connection(asyncio.Protocol):
 
     # -- inbound events -------------------------------------------------------------------
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
+    def _on_request(self, event: ev.RequestReceived) -> None:
         sid = event.stream_id
         if self._draining and sid > self._goaway_id:
             self._send_reset(sid, _REFUSED_STREAM)  # never becomes a request
@@ -328,7 +327,7 @@ class H2Connection(asyncio.Protocol):
         self._new.append(stream)
         self._head_deadline = self._idle_since = None
         self._served += 1
-        ended = event.stream_ended is not None
+        ended = event.end_stream
         stream.client_done = ended
         try:
             head = check_request(event.headers, ctx.limits, self._header_list_size)
@@ -347,20 +346,21 @@ class H2Connection(asyncio.Protocol):
         if self._served >= ctx.max_keepalive_requests and not self._draining:
             self._start_drain()  # like HTTP/1.1 keep-alive: bound the work per connection
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
+    def _on_data(self, event: ev.DataReceived) -> None:
         sid = event.stream_id
         data = event.data
         size = len(data)
         flow = event.flow_controlled_length
         stream = self._streams.get(sid)
+        engine = self._engine
         if stream is None or stream.body is EMPTY_BODY:
-            self._h2.acknowledge_received_data(flow, sid)  # nobody wants it: drop it
+            engine.acknowledge(sid, flow)  # nobody wants it: drop it
             return
         if flow > size:
-            self._h2.acknowledge_received_data(flow - size, sid)  # padding
+            engine.acknowledge(sid, flow - size)  # padding
         body = stream.body
         if body.received + size > self._ctx.limits.max_body_size:
-            self._h2.acknowledge_received_data(size, sid)
+            engine.acknowledge(sid, size)
             self._fail_stream(stream, ProtocolError(413, "request body larger than max_body_size"))
             return
         if not size:
@@ -374,44 +374,61 @@ class H2Connection(asyncio.Protocol):
         if stream.paused:
             stream.unacked += size
         else:
-            self._h2.acknowledge_received_data(size, sid)
+            engine.acknowledge(sid, size)
 
-    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+    def _on_stream_ended(self, event: ev.StreamEnded) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is not None:
             stream.client_done = True
             if stream.body is not EMPTY_BODY:
                 stream.body.end(stream.request_trailers)
 
-    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+    def _on_trailers(self, event: ev.TrailersReceived) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
-        stream.client_done = True  # h2 has checked that trailers carry END_STREAM
+        stream.client_done = True  # the engine has checked that trailers carry END_STREAM
         try:
             stream.request_trailers = check_trailers(event.headers)
         except ProtocolError as exc:
             self._fail_stream(stream, exc)
 
-    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+    def _on_stream_reset(self, event: ev.StreamReset) -> None:
         stream = self._streams.get(event.stream_id)
-        if stream is None:
-            return
-        self._abandon(stream, "client reset the stream")
-        self._after_stream()
-        if event.remote_reset:
+        if stream is not None:
+            self._abandon(stream, "client reset the stream")
+            self._after_stream()
+        # Every stream the client cancels counts, whether or not bext had seen its request
+        # yet (an engine may drop a request reset in the same read before reporting it).
+        if event.remote:
             verdict = self._guard.stream_reset(self._now)
             if verdict is not None:
                 self._fail(verdict)
 
-    def _on_settings_acked(self, event: h2.events.SettingsAcknowledged) -> None:
+    def _on_stream_rejected(self, event: ev.StreamRejected) -> None:
+        """The engine reset a malformed request itself: it counts like bext's own resets."""
+        log.info("client %s: stream %d refused by the HTTP/2 engine (error %d)",
+                 self._client[0], event.stream_id, event.error_code)  # fmt: skip
+        verdict = self._guard.stream_reset(self._now)
+        if verdict is not None:
+            self._fail(verdict)
+
+    def _on_settings_acked(self, event: ev.SettingsAcknowledged) -> None:
         self._settings_acked = True
 
-    def _on_connection_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+    def _on_connection_terminated(self, event: ev.ConnectionTerminated) -> None:
         # The client sent GOAWAY. h2 refuses to send anything after it, so what is in
-        # flight cannot be finished: clients send it when they are done anyway.
+        # flight cannot be finished (on either engine, to behave alike): clients send it
+        # when they are done anyway.
         if event.error_code != _NO_ERROR:
             log.info("client %s: GOAWAY %s", self._client[0], event.error_code)
+        self._failed = True
+        self._linger_close()
+
+    def _on_connection_failed(self, event: ev.ConnectionFailed) -> None:
+        # The engine found a connection error itself and queued its GOAWAY.
+        log.info("client %s: HTTP/2 connection error %s: %s",
+                 self._client[0], event.error_code, event.reason)  # fmt: skip
         self._failed = True
         self._linger_close()
 
@@ -489,7 +506,11 @@ class H2Connection(asyncio.Protocol):
             if not self._live(stream):
                 raise ConnectionResetError("stream closed")
             if stream.out is None and not self._write_paused:
-                if self._h2.local_flow_control_window(stream.id) > 0:
+                try:
+                    window = self._engine.send_window(stream.id)
+                except StreamGone as exc:
+                    raise ConnectionResetError("stream closed") from exc
+                if window > 0:
                     stream.blocked_since = 0.0
                     return
                 if not stream.blocked_since:
@@ -527,12 +548,12 @@ class H2Connection(asyncio.Protocol):
                 fields.append((name, value))
         if length is not None and status not in NO_BODY_STATUS:
             fields.append((b"content-length", b"%d" % length))
-        self._h2.send_headers(stream.id, fields, end_stream=end_stream)
+        self._engine.send_headers(stream.id, fields, end_stream)
         stream.status = status
 
     def _send_continue(self, stream: _Stream) -> None:
         if self._live(stream) and not stream.status and not self._failed:
-            self._h2.send_headers(stream.id, [(b":status", b"100")])
+            self._engine.send_informational(stream.id, [(b":status", b"100")])
             self._flush()
 
     def _send_error(self, stream: _Stream, exc: ProtocolError) -> None:
@@ -546,10 +567,11 @@ class H2Connection(asyncio.Protocol):
         # A stream error: the answer, then RST_STREAM(PROTOCOL_ERROR) in place of END_STREAM.
         # Its few bytes fit any window a client can have opened.
         self._send_head(stream, exc.status, response.headers, len(response.body), False)
-        window = self._h2.local_flow_control_window(stream.id)
-        if body and len(response.body) <= window:
-            self._h2.send_data(stream.id, response.body)
+        engine = self._engine
+        if body and len(response.body) <= engine.send_window(stream.id):
+            engine.send_data(stream.id, response.body, False)
             stream.sent = len(response.body)
+        self._flush()  # the answer goes first: nghttp2 drops a reset stream's queued DATA
         self._send_reset(stream.id, _PROTOCOL_ERROR)
         request_or_none = stream.request
         if request_or_none is not None:
@@ -566,9 +588,9 @@ class H2Connection(asyncio.Protocol):
         if trailers:
             lowered = ((name.lower(), value) for name, value in trailers)
             fields = [field for field in lowered if field[0] not in CONNECTION_SPECIFIC]
-            self._h2.send_headers(stream.id, fields, end_stream=True)
+            self._engine.send_trailers(stream.id, fields)
         else:
-            self._h2.end_stream(stream.id)
+            self._engine.end_stream(stream.id)
         self._finish(stream)
 
     def _finish(self, stream: _Stream) -> None:
@@ -584,9 +606,10 @@ class H2Connection(asyncio.Protocol):
             # RFC 9113 §8.1: a complete response may end the request early; NO_ERROR tells
             # the client to stop sending the body without treating it as a failure.
             stream.body.discard()
+            self._flush()  # the response goes first: nghttp2 drops a reset stream's queue
             self._send_reset(stream.id, stream.reset_code)
         if stream.unacked:
-            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            self._engine.acknowledge(stream.id, stream.unacked)
             stream.unacked = 0
         self._after_stream()
 
@@ -606,7 +629,7 @@ class H2Connection(asyncio.Protocol):
         stream.activity = now = self._loop.time()
         stream.rate.release(now)  # the wait was ours, not the client's
         if stream.unacked and self._live(stream) and not self._failed:
-            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            self._engine.acknowledge(stream.id, stream.unacked)
             stream.unacked = 0
             if not self._closed:
                 self._flush()
@@ -619,7 +642,8 @@ class H2Connection(asyncio.Protocol):
         """
         sending = self._sending
         if sending and not self._write_paused and not self._failed:
-            state = self._h2
+            engine = self._engine
+            chunk = engine.max_send_chunk
             queued = 0
             progress = True
             while progress and sending and not self._write_paused and not self._closed:
@@ -629,8 +653,8 @@ class H2Connection(asyncio.Protocol):
                     if sending.get(sid) is not stream:
                         continue  # finished or dropped by an earlier turn of this round
                     try:
-                        window = state.local_flow_control_window(sid)
-                    except h2.exceptions.StreamClosedError:  # not expected: be safe anyway
+                        window = engine.send_window(sid)
+                    except StreamGone:  # not expected: be safe anyway
                         self._abandon(stream, "stream closed")
                         self._after_stream()
                         continue
@@ -645,18 +669,18 @@ class H2Connection(asyncio.Protocol):
                         del sending[sid]
                         _wake(stream.waiter)
                         continue
-                    size = min(window, state.max_outbound_frame_size, len(out))
+                    size = min(window, chunk, len(out))
                     progress = True
                     queued += size
                     if size < len(out):
-                        state.send_data(sid, out[:size])
+                        engine.send_data(sid, out[:size], False)
                         stream.out = out[size:]
                     else:
                         stream.out = None
                         ends = stream.out_end and (
                             stream.response is None or not stream.response.trailers
                         )
-                        state.send_data(sid, out, end_stream=ends)
+                        engine.send_data(sid, out, ends)
                         if ends:
                             self._finish(stream)
                         elif stream.out_end:
@@ -672,7 +696,7 @@ class H2Connection(asyncio.Protocol):
         self._flush()
 
     def _flush(self) -> None:
-        data = self._h2.data_to_send()
+        data = self._engine.data_to_send()
         if not data or self._closed or self._transport is None:
             return
         transport = self._transport
@@ -702,19 +726,17 @@ class H2Connection(asyncio.Protocol):
             stream.exchange = None
             exchange.cancel()
         if stream.unacked and not self._failed:
-            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            self._engine.acknowledge(stream.id, stream.unacked)
             stream.unacked = 0
 
-    def _reset(self, stream: _Stream, code: ErrorCodes) -> None:
+    def _reset(self, stream: _Stream, code: int) -> None:
         self._send_reset(stream.id, code)
         self._abandon(stream, "stream reset")
         self._after_stream()
 
-    def _send_reset(self, sid: int, code: ErrorCodes) -> None:
+    def _send_reset(self, sid: int, code: int) -> None:
         if not self._failed:
-            # Both sides may have ended it meanwhile: then there is nothing left to reset.
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
-                self._h2.reset_stream(sid, code)
+            self._engine.reset_stream(sid, code)
 
     def _fail_stream(self, stream: _Stream, exc: ProtocolError) -> None:
         """The request's input is unusable.
@@ -726,7 +748,7 @@ class H2Connection(asyncio.Protocol):
         END_STREAM. It counts against the reset budget like a client's reset, so a flood
         of them ends the connection, as a rapid reset does. Other faults are answered with
         ``exc.status`` if nothing was sent yet. An answer waits for :meth:`_start_new`,
-        after the read's events are all handled: h2 has already parsed the whole read, and
+        after the read's events are all handled: the engine has parsed the whole read, and
         a RST_STREAM later in it must win.
         """
         stream.body.fail(exc.reason)
@@ -754,14 +776,14 @@ class H2Connection(asyncio.Protocol):
         if not self._failed:
             self._failed = True
             last = self._goaway_id if self._draining else None
-            self._h2.close_connection(error_code=code, last_stream_id=last)
+            self._engine.close_connection(code, last)
         self._linger_close()
 
     def _start_drain(self) -> None:
         self._draining = True
-        self._goaway_id = self._h2.highest_inbound_stream_id
+        self._goaway_id = self._engine.highest_inbound_stream_id
         if not self._failed and self._transport is not None:
-            self._flush()  # keep frame order: what h2 queued goes first
+            self._flush()  # keep frame order: what the engine queued goes first
             self._transport.write(goaway_frame(self._goaway_id, _NO_ERROR))
         if not self._streams:
             self._linger_close()
@@ -877,17 +899,17 @@ class H2Connection(asyncio.Protocol):
             self._linger_close()
 
 
-_EVENT_HANDLERS: dict[type[h2.events.Event], Callable[[H2Connection, Any], None]] = {
-    h2.events.DataReceived: H2Connection._on_data,
-    h2.events.RequestReceived: H2Connection._on_request,
-    h2.events.StreamEnded: H2Connection._on_stream_ended,
-    h2.events.StreamReset: H2Connection._on_stream_reset,
-    h2.events.TrailersReceived: H2Connection._on_trailers,
-    h2.events.SettingsAcknowledged: H2Connection._on_settings_acked,
-    h2.events.ConnectionTerminated: H2Connection._on_connection_terminated,
+_EVENT_HANDLERS: dict[type[ev.EngineEvent], Callable[[H2Connection, Any], None]] = {
+    ev.DataReceived: H2Connection._on_data,
+    ev.RequestReceived: H2Connection._on_request,
+    ev.StreamEnded: H2Connection._on_stream_ended,
+    ev.StreamReset: H2Connection._on_stream_reset,
+    ev.StreamRejected: H2Connection._on_stream_rejected,
+    ev.TrailersReceived: H2Connection._on_trailers,
+    ev.SettingsAcknowledged: H2Connection._on_settings_acked,
+    ev.ConnectionTerminated: H2Connection._on_connection_terminated,
+    ev.ConnectionFailed: H2Connection._on_connection_failed,
 }
-"""Events that need action; window and settings changes only need the pump, which runs
-after every read anyway."""
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

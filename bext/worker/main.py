@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bext.config import Config
 from bext.handlers.https_redirect import HttpsRedirect
@@ -29,7 +30,9 @@ from bext.shm.peers import PeerTable
 from bext.worker.accept import AcceptGate, Acceptor
 from bext.worker.context import RequestHandler, RequestParser, Timeouts, WorkerContext
 from bext.worker.h1_connection import H1Connection
-from bext.worker.h3_server import H3Certificates, H3Server, start_h3
+
+if TYPE_CHECKING:  # aioquic is imported only with HTTP/3 on
+    from bext.worker.h3_server import H3Certificates, H3Server
 
 try:
     from uvloop import new_event_loop as uvloop_new_event_loop
@@ -179,6 +182,9 @@ class Worker:
             if kind == HTTPS:
                 gate.add(Acceptor.tls(gate, sock, secure, spec.tls.context))
             elif kind == QUIC:
+                # Imported only with HTTP/3 on (by the master first: see build_generation).
+                from bext.worker.h3_server import start_h3
+
                 self.h3_servers.append(
                     await start_h3(
                         sock, secure, h3_certificates(spec.tls), self.config.server.http3
@@ -248,5 +254,7 @@ class Worker:
 
 def h3_certificates(tls: TLSMaterial) -> H3Certificates:
     """The HTTP/3 engine loads the same PEM files as the TCP listener's context."""
+    from bext.worker.h3_server import H3Certificates
+
     resolved = tls.certificates
     return H3Certificates(resolved.default_cert, resolved.default_key, resolved.sni_paths())

@@ -40,12 +40,21 @@ def test_identity_clients_get_the_body_as_is_with_vary(accept: str | None) -> No
 
 def test_the_shared_response_is_never_modified() -> None:
     original = html(TEXT, (b"ETag", b'"v1"'), (b"Vary", b"Cookie"), (b"Content-Length", b"9"))
+    original.shared = True
     before = list(original.headers)
     comp = compressor()
     for accept in ("br", "gzip", None, "identity"):
         comp.apply(request(accept), original)
     assert original.headers == before
     assert original.body == TEXT and original.content_length == len(TEXT)
+
+
+def test_a_response_of_its_own_gets_vary_without_a_copy() -> None:
+    """A proxied response is the request's own: no second Response just for ``Vary``."""
+    original = html(TEXT, (b"Vary", b"Cookie"))
+    out = compressor().apply(request(None), original)
+    assert out is original
+    assert header(out, b"vary") == b"Cookie, Accept-Encoding"
 
 
 def _skip_cases() -> list[tuple[str, Response]]:

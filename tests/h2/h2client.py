@@ -73,7 +73,10 @@ class RawH2:
         timeout: float = 5.0,
         rcvbuf: int | None = None,
         handshake: bool = True,
+        auto_ack: bool = True,
     ) -> None:
+        """``auto_ack``: acknowledge the server's SETTINGS on receipt, as real clients do
+        (nghttp2 applies its advertised stream window only then)."""
         sock = socket.socket()
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -92,6 +95,8 @@ class RawH2:
         self.closed = False
         self.replies: dict[int, Reply] = {}
         self.server_settings: dict[int, int] = {}
+        self.auto_ack = auto_ack
+        self.settings_acked = False
         self._block: list[HeadersFrame | ContinuationFrame] = []
         if handshake:
             frame = SettingsFrame(0)
@@ -164,7 +169,9 @@ class RawH2:
         self.send(PingFrame(0, opaque_data=payload))
 
     def ack_settings(self) -> None:
-        self.send(SettingsFrame(0, flags=["ACK"]))
+        if not self.settings_acked:  # one SETTINGS from the server, one ACK
+            self.settings_acked = True
+            self.send(SettingsFrame(0, flags=["ACK"]))
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -195,6 +202,8 @@ class RawH2:
     def _note(self, frame: Frame) -> None:
         if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
             self.server_settings.update(frame.settings)
+            if self.auto_ack:
+                self.ack_settings()
         elif isinstance(frame, GoAwayFrame):
             self.goaway = frame
         elif isinstance(frame, (HeadersFrame, ContinuationFrame)):

@@ -15,15 +15,18 @@ from tests.support.server import BextProcess, config
 ROUTES = '[[route_rules]]\npattern = "/**"\nrespond = { status = 200, body = "ok" }\n'
 
 
-def serve(tmp_path: Path, http2: str) -> BextProcess:
-    text = config("[server.http2]\n" + http2 + "\n" + ROUTES, workers=1)
+def serve(tmp_path: Path, http2: str, engine: str) -> BextProcess:
+    """A ``bext run`` master (a subprocess: the suite's engine goes in its config)."""
+    text = config(f'[server.http2]\nengine = "{engine}"\n{http2}\n{ROUTES}', workers=1)
     # config() puts [server] first; the [server.http2] table must follow it.
     return BextProcess(tmp_path, text).start()
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[BextProcess]:
-    bext = serve(tmp_path, 'max_concurrent_streams = 7\ninitial_window_size = "64KB"')
+def server(tmp_path: Path, h2_engine_name: str) -> Iterator[BextProcess]:
+    bext = serve(
+        tmp_path, 'max_concurrent_streams = 7\ninitial_window_size = "64KB"', h2_engine_name
+    )
     try:
         yield bext
     finally:
@@ -41,8 +44,8 @@ def test_configured_settings_are_advertised(server: BextProcess) -> None:
         assert reply.status == 200 and reply.body == b"ok"
 
 
-def test_h2c_can_be_turned_off(tmp_path: Path) -> None:
-    bext = serve(tmp_path, "h2c = false")
+def test_h2c_can_be_turned_off(tmp_path: Path, h2_engine_name: str) -> None:
+    bext = serve(tmp_path, "h2c = false", h2_engine_name)
     try:
         with socket.create_connection(("127.0.0.1", bext.port), timeout=5) as sock:
             sock.sendall(PREFACE)

@@ -24,7 +24,7 @@ from bext.observe.accesslog import AccessLog
 from bext.protocol.events import ParserLimits
 from bext.proxy.tunnel import Tunnel
 from tests.h2.h2client import PROTOCOL_ERROR, RawH2
-from tests.h2.support import RecordingCounters
+from tests.h2.support import RecordingCounters, assert_stream_error
 from tests.support.inproc import serve, serve_harness
 
 LOOPS = ("asyncio", "uvloop")
@@ -247,7 +247,7 @@ def test_shared_response_is_not_modified() -> None:
     assert shared.headers == before and shared.wire_cache is None
 
 
-def test_request_trailers() -> None:
+def test_request_trailers(h2_engine_name: str) -> None:
     async def handler(request: Request) -> Response:
         body = await request.body.read_all(1 << 20)
         trailers = request.body.trailers or []
@@ -263,8 +263,7 @@ def test_request_trailers() -> None:
         conn.request(3, b"/", method=b"POST", body=b"x", end_stream=False)
         time.sleep(0.1)  # the handler is reading the body when the trailers arrive
         conn.send(conn.headers_frame(3, [(b":path", b"/nope")]))
-        reply = conn.response(3)
-        assert reply.status == 400
+        assert_stream_error(conn.response(3), h2_engine_name)
         conn.request(5)
         assert conn.response(5).status == 200 and conn.goaway is None
 
@@ -497,18 +496,23 @@ def test_handler_errors() -> None:
         ),
     ],
 )
-def test_malformed_and_refused_requests(fields: list[tuple[bytes, bytes]], status: int) -> None:
+def test_malformed_and_refused_requests(
+    fields: list[tuple[bytes, bytes]], status: int, h2_engine_name: str
+) -> None:
     """Answered on the stream; malformed ones are then a stream error, never a connection one."""
     with serve(describe) as port, RawH2(port) as conn:
         conn.send(conn.headers_frame(1, fields))
         reply = conn.response(1)
-        assert reply.status == status
+        if status == 400:
+            assert_stream_error(reply, h2_engine_name)
+        else:
+            assert reply.status == status
         conn.request(3, b"/ok")
         assert conn.response(3).status == 200
         assert conn.goaway is None
 
 
-def test_malformed_request_with_body_is_reset_with_protocol_error() -> None:
+def test_malformed_request_with_body_is_reset_with_protocol_error(h2_engine_name: str) -> None:
     with serve(echo) as port, RawH2(port) as conn:
         fields = [
             (b":method", b"POST"),
@@ -519,7 +523,7 @@ def test_malformed_request_with_body_is_reset_with_protocol_error() -> None:
         ]
         conn.send(conn.headers_frame(1, fields, end_stream=False))
         conn.read_until(lambda: conn.reply(1).reset is not None)
-        assert conn.reply(1).status == 400 and conn.reply(1).reset == PROTOCOL_ERROR
+        assert_stream_error(conn.reply(1), h2_engine_name)
 
 
 def test_body_size_limit() -> None:
@@ -540,17 +544,27 @@ def test_body_size_limit() -> None:
         assert conn.response(5).body == b"small"
 
 
-def test_content_length_mismatch_is_refused() -> None:
-    """h2 enforces content-length itself, as a connection error (RFC 9113 §5.4.1 allows)."""
+def test_content_length_mismatch_is_refused(h2_engine_name: str) -> None:
+    """Both engines enforce content-length themselves: h2 as a connection error (RFC 9113
+    §5.4.1 allows it), nghttp2 as the stream error §8.1.1 asks for."""
     with serve(echo) as port, RawH2(port) as conn:
         conn.request(1, b"/", method=b"POST", extra=[(b"content-length", b"3")], body=b"four")
-        goaway = conn.wait_goaway()
-        assert goaway.error_code == PROTOCOL_ERROR
+        if h2_engine_name == "nghttp2":
+            conn.read_until(lambda: conn.reply(1).reset is not None)
+            assert conn.reply(1).reset == PROTOCOL_ERROR
+            conn.request(3)
+            assert conn.response(3).status == 200 and conn.goaway is None
+        else:
+            goaway = conn.wait_goaway()
+            assert goaway.error_code == PROTOCOL_ERROR
     with serve(echo) as port, RawH2(port) as conn:
         conn.request(1, b"/", method=b"POST", extra=[(b"content-length", b"3")], body=b"ab")
         reply = conn.reply(1)
         conn.read_until(lambda: conn.goaway is not None or reply.reset is not None)
-        assert (conn.goaway and conn.goaway.error_code == PROTOCOL_ERROR) or reply.status == 400
+        if h2_engine_name == "nghttp2":
+            assert_stream_error(reply, h2_engine_name)
+        else:
+            assert (conn.goaway and conn.goaway.error_code == PROTOCOL_ERROR) or reply.status == 400
 
 
 def test_expect_100_continue() -> None:

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 
 from bext.config import Config
 from bext.config.schema import ServerConfig
-from bext.tls import ResolvedCertificates, SNIEntry, TLSSetupError, resolve_certificates
+from bext.tls.certs import ResolvedCertificates, SNIEntry, resolve_certificates
+from bext.tls.errors import TLSSetupError
 from tests.tls.pki import CA, key_pem, make_ca, make_leaf, new_key, now, write_pair
 
 Parse = Callable[[str], Config]

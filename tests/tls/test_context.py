@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bext.tls import ResolvedCertificates, SNIEntry, TLSSetupError, build_server_context
-from bext.tls.context import TLS12_CIPHERS
+from bext.tls.certs import ResolvedCertificates, SNIEntry
+from bext.tls.context import TLS12_CIPHERS, build_server_context
+from bext.tls.errors import TLSSetupError
 from tests.tls.pki import CA, Leaf, make_leaf, write_pair
 from tests.tls.server import TLSServer, handshake
 

@@ -18,16 +18,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from bext.config.load import parse_config
-from bext.tls import (
-    build_server_context,
+from bext.tls.certs import ResolvedCertificates
+from bext.tls.context import build_server_context
+from bext.tls.internal_ca import (
+    InternalCAError,
     describe_ca,
     ensure_ca,
     internal_hosts,
     issue_leaf,
     state_dir,
 )
-from bext.tls.certs import ResolvedCertificates
-from bext.tls.internal_ca import InternalCAError
 from tests.tls.pki import key_pem, now
 from tests.tls.server import TLSServer, handshake
 

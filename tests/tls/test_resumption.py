@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bext.tls import ResolvedCertificates, SNIEntry, build_server_context
+from bext.tls.certs import ResolvedCertificates, SNIEntry
+from bext.tls.context import build_server_context
 from tests.tls.pki import CA, make_leaf, write_pair
 
 MakeContext = Callable[[], ssl.SSLContext]
