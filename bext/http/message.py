@@ -21,8 +21,8 @@ class RequestNotes:
     that no phase takes notes on cost nothing. Each field has one writer: the phase named.
     """
 
-    __slots__ = ("cache", "client_ip", "request_id", "server", "trace_id", "upstream",
-                 "upstream_time", "waf")  # fmt: skip
+    __slots__ = ("cache", "client_ip", "parent_span_id", "request_id", "sampled", "server",
+                 "span_id", "trace_id", "upstream", "upstream_time", "waf")  # fmt: skip
 
     def __init__(self) -> None:
         self.client_ip: str | None = None
@@ -36,6 +36,12 @@ class RequestNotes:
         """The request id (``bext.observe.tracing``, the WAF): echoed and logged."""
         self.trace_id: str | None = None
         """The W3C trace id the request went upstream with."""
+        self.span_id: str | None = None
+        """bext's span for this request: the parent id the upstream was given."""
+        self.parent_span_id: str | None = None
+        """The client's span (its ``traceparent``'s parent id), when bext continued a trace."""
+        self.sampled = True
+        """The trace's sampled flag (a new trace is sampled)."""
         self.upstream_time: float | None = None
         """Seconds from sending the request upstream to its response head."""
         self.cache: str | None = None

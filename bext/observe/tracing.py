@@ -79,15 +79,18 @@ def identity_lines(
     if rid is None:
         kept = _kept_id(request, trusted, given_id) if trusted._networks else None
         rid = notes.request_id = kept or fresh[:16]
+    span = notes.span_id = fresh[16:32]
     match = _TRACEPARENT.fullmatch(traceparent.strip().lower()) if traceparent else None
     if match is not None and match.group(2) != _ZERO_SPAN:
         trace = match.group(1).decode("ascii")
         if trace != _ZERO_TRACE:
             notes.trace_id = trace
-            lines = (
-                f"x-request-id: {rid}\r\ntraceparent: 00-{trace}-{fresh[16:32]}-"
-                f"{match.group(3).decode('ascii')}\r\n"
-            ).encode("ascii")
+            notes.parent_span_id = match.group(2).decode("ascii")
+            flags = match.group(3).decode("ascii")
+            notes.sampled = int(flags, 16) & 1 == 1
+            lines = (f"x-request-id: {rid}\r\ntraceparent: 00-{trace}-{span}-{flags}\r\n").encode(
+                "ascii"
+            )
             return lines if tracestate is None else lines + b"tracestate: " + tracestate + b"\r\n"
     trace = notes.trace_id = fresh[32:]
-    return f"x-request-id: {rid}\r\ntraceparent: 00-{trace}-{fresh[16:32]}-01\r\n".encode("ascii")
+    return f"x-request-id: {rid}\r\ntraceparent: 00-{trace}-{span}-01\r\n".encode("ascii")
