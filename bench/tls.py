@@ -786,7 +786,7 @@ def environment(tools: dict[str, str], python: str) -> dict[str, str]:
         "    except m.PackageNotFoundError:\n"
         "        return 'missing'\n"
         "print(f'Python {platform.python_version()} ({ssl.OPENSSL_VERSION}), "
-        'uvloop {v("uvloop")}, h2 {v("h2")}, hpack {v("hpack")}, '
+        'uvloop {v("uvloop")}, ngh2 {v("ngh2")}, h2 {v("h2")}, hpack {v("hpack")}, '
         'hyperframe {v("hyperframe")}\')'
     )
     done = subprocess.run(

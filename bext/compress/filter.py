@@ -96,6 +96,12 @@ class Compressor:
         if hit is not None and hit[0] is response:  # holding it keeps its id unique
             return hit[1]
         result = self._apply(request, response)
+        if result is not response:
+            if result.stream is not None or result.file is not None:
+                return result  # read once, by this request: nothing to remember
+            # Remembered and sent to every request like this one: shared as well, so
+            # later phases copy it and the HTTP/1.1 writer serialises its head once.
+            result.shared = True
         size = len(response.body) + (len(result.body) if result is not response else 0)
         if self._shared_bytes + size > self.config.memory_cache:
             self._shared.clear()

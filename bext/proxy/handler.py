@@ -275,6 +275,8 @@ class ProxyHandler:
             retry.add_done_callback(partial(_settle, result))
             result.add_done_callback(partial(_cancel_with, retry))
         except BaseException as exc:  # never leave the exchange waiting for ever
+            buffer.close()
+            conn.abort()
             if not result.done():
                 result.set_exception(exc)
             if not isinstance(exc, Exception):

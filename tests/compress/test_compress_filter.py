@@ -208,3 +208,15 @@ def test_head_gets_the_headers_a_get_gets() -> None:
         head = comp.apply(request(accept, method="HEAD"), original)
         assert head.headers == get.headers
         assert head.content_length == get.content_length
+
+
+def test_what_is_made_of_a_shared_response_is_shared_too() -> None:
+    """The remembered variant goes to every request like this one: later phases must copy
+    it, and the HTTP/1.1 writer may serialise its head once."""
+    original = html()
+    original.shared = True
+    comp = compressor()
+    for accept in ("gzip", None):
+        first = comp.apply(request(accept), original)
+        assert first is not original and first.shared
+        assert comp.apply(request(accept), original) is first
