@@ -7,7 +7,8 @@ share included). Useful to compare two trees of bext on the proxy path without t
 of a 2-core load test: ``PYTHONPATH=<tree> .venv/bin/python bench/inproc_proxy.py``.
 ``bench/inproc_proxy.py 40`` also prints the 40 most expensive functions (cProfile).
 ``--respond`` measures a 1 KiB ``respond`` rule instead (``respond-1k``'s rule), the path
-every answer takes without an upstream.
+every answer takes without an upstream; ``--cache`` a hit of the response cache (the
+upstream's answer is ``public, max-age=600``, so only the first request reaches it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gc
 import os
 import pstats
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -34,7 +36,11 @@ from bext.worker.h1_connection import H1Connection
 from bext.worker.pipeline import Pipeline
 
 BODY = b"x" * 1024
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + BODY
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n"
+    + (b"Cache-Control: public, max-age=600\r\n\r\n" if "--cache" in sys.argv else b"\r\n")
+    + BODY
+)
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 
 
@@ -91,6 +97,16 @@ async def main() -> None:
 [[route_rules]]
 pattern = "/**"
 respond = {{ status = 200, body = "{BODY.decode()}", content_type = "text/plain" }}
+"""
+    elif "--cache" in sys.argv:
+        store = tempfile.mkdtemp(prefix="inproc-cache-")
+        routes = f"""
+[cache]
+path = "{store}"
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+cache = true
 """
     else:
         routes = """
