@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml integrations/django-bext/pyproject.toml
 	scripts/system-deps.sh test
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,waf]'
+	$(PY) -m pip install -q -e '.[test,waf,otel]'
 	$(PY) -m pip install -q -e integrations/django-bext
 	touch $(STAMP)
 

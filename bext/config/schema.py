@@ -493,12 +493,20 @@ class MetricsConfig:
     `gunicorn.requests` ... names with `bext` in place of `gunicorn`: see
     `bext.master.statsd`). `server_timing`: send a `Server-Timing` response header (read
     here, used by the response path).
+
+    `otlp_endpoint` (None: off) is the OTLP/HTTP traces URL each worker POSTs its spans to
+    every `otlp_interval` seconds, as `otlp_service_name`, keeping at most
+    `otlp_max_queue` spans in between (`bext.observe.otlp`; needs the `bext[otel]` extra).
     """
 
     statsd: tuple[str, int] | None = None
     statsd_prefix: str = "bext"
     statsd_interval: float = 10.0
     server_timing: bool = False
+    otlp_endpoint: str | None = None
+    otlp_service_name: str = "bext"
+    otlp_interval: float = 5.0
+    otlp_max_queue: int = 2048
 
 
 @dataclass(frozen=True, slots=True)

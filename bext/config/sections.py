@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bext.config import values
 from bext.config.errors import quote
@@ -57,6 +58,7 @@ from bext.config.schema import (
     default_cache_path,
 )
 from bext.config.units import format_duration, format_size, parse_duration
+from bext.observe import otlp_encode
 from bext.protocol import h2_engine
 from bext.protocol.h2_limits import HTTP2_ENGINES, H2Limits
 from bext.protocol.h3_limits import H3Limits
@@ -708,8 +710,16 @@ _STATSD_INTERVAL_MIN = 1.0
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
+_OTLP_INTERVAL_MIN = 1.0
+_OTLP_INTERVAL_MAX = 3600.0
+_OTLP_QUEUE_MAX = 1 << 20
+_OTLP_SERVICE_NAME = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
+"""Printable ASCII, 1 to 255 characters, no space at either end."""
+
+
 def read_metrics(ctx: Context, t: Table) -> MetricsConfig:
-    """`[metrics]`: the StatsD push (address, prefix, interval) and `server_timing`."""
+    """`[metrics]`: the StatsD push (address, prefix, interval), `server_timing` and the
+    OTLP span export (endpoint, service name, interval, queue)."""
     statsd: tuple[str, int] | None = None
     text = t.get_opt_str("statsd")
     if text is not None:
@@ -734,9 +744,89 @@ def read_metrics(ctx: Context, t: Table) -> MetricsConfig:
         )
         interval = 10.0
     server_timing = t.get_bool("server_timing", False)
+    otlp = _read_otlp(ctx, t)
     t.finish()
     return MetricsConfig(statsd=statsd, statsd_prefix=prefix, statsd_interval=interval,
-                         server_timing=server_timing)  # fmt: skip
+                         server_timing=server_timing, **otlp)  # fmt: skip
+
+
+def _read_otlp(ctx: Context, t: Table) -> dict[str, Any]:
+    """The `otlp_*` keys of `[metrics]`, as MetricsConfig's keyword arguments."""
+    endpoint = t.get_opt_str("otlp_endpoint")
+    if endpoint is not None:
+        try:
+            endpoint = otlp_endpoint(endpoint)
+        except ValueError as exc:
+            ctx.error(t.sub("otlp_endpoint"), str(exc))
+            endpoint = None
+    if endpoint is not None and not otlp_encode.available():
+        ctx.error(
+            t.sub("otlp_endpoint"),
+            f"needs the OTLP extra, which is not installed ({otlp_encode.LIBRARY} cannot be "
+            "imported): pip install 'bext[otel]' into bext's environment",
+        )
+        endpoint = None
+    service = t.get_str("otlp_service_name", "bext")
+    if _OTLP_SERVICE_NAME.fullmatch(service) is None:
+        ctx.error(
+            t.sub("otlp_service_name"),
+            f"expected 1 to 255 printable ASCII characters, not starting or ending with a "
+            f'space, such as "bext" or "shop-edge", got {quote(service)}',
+        )
+        service = "bext"
+    interval = t.get_duration("otlp_interval", 5.0)
+    if not _OTLP_INTERVAL_MIN <= interval <= _OTLP_INTERVAL_MAX:
+        ctx.error(
+            t.sub("otlp_interval"),
+            f"must be from {format_duration(_OTLP_INTERVAL_MIN)} to "
+            f"{format_duration(_OTLP_INTERVAL_MAX)}, got {format_duration(interval)}",
+        )
+        interval = 5.0
+    queue = t.get_int("otlp_max_queue", 2048, lo=1, hi=_OTLP_QUEUE_MAX)
+    return {"otlp_endpoint": endpoint, "otlp_service_name": service, "otlp_interval": interval,
+            "otlp_max_queue": queue}  # fmt: skip
+
+
+def otlp_endpoint(text: str) -> str:
+    """An OTLP/HTTP traces URL, checked: `http(s)://host[:port]/path[?query]`, the host an
+    IP address (IPv6 in brackets) or a DNS name. Returned as given."""
+    example = 'expected an OTLP/HTTP URL such as "http://127.0.0.1:4318/v1/traces"'
+    if not text.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError(f"{example}, without spaces or control characters, got {quote(text)}")
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed or invalid [IPv6 address]
+        raise ValueError(f"not a valid IPv6 address, got {quote(text)}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{example}: http:// or https://, got {quote(text)}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"must not hold a user name or password, got {quote(text)}")
+    host_port = parts.netloc.rpartition("@")[2]
+    if not host_port.startswith("[") and host_port.count(":") > 1:
+        raise ValueError(f"{example} (an IPv6 address goes in brackets), got {quote(text)}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or host_port.endswith(":"):
+        raise ValueError(f"has an invalid port (1-65535), got {quote(text)}")
+    if parts.fragment or text.endswith("#"):
+        raise ValueError(f"must not have a #fragment, got {quote(text)}")
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"{example}, got {quote(text)}")
+    if host_port.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+            if host_port.partition("]")[2][:1] not in ("", ":"):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"not a valid IPv6 address, got {quote(text)}") from None
+    elif not _ipv4_or_name(host):
+        raise ValueError(f"not a valid host name or IP address, got {quote(text)}")
+    if not parts.path.startswith("/"):
+        raise ValueError(f'needs a path such as "/v1/traces" after the host, got {quote(text)}')
+    return text
 
 
 def statsd_address(text: str) -> tuple[str, int]:
@@ -772,6 +862,21 @@ def statsd_address(text: str) -> tuple[str, int]:
     ):
         raise ValueError(f"not a valid host name or IP address, got {quote(text)}")
     return name, int(port_text)
+
+
+def _ipv4_or_name(host: str) -> bool:
+    """`host` (lowercase) is an IPv4 address or a DNS name."""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        name = host.removesuffix(".")
+        labels = name.split(".")
+        return (
+            len(name) <= 253
+            and all(_HOST_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()  # "300.1.1.1": a mistyped IPv4 address, not a name
+        )
+    return True
 
 
 def read_log(ctx: Context, t: Table) -> LogConfig:

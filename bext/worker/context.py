@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bext import __version__
 from bext.http.date import date_line
@@ -14,6 +14,9 @@ from bext.observe.accesslog import AccessLog
 from bext.protocol.events import Event, Headers, ParserLimits, ProtocolError
 from bext.protocol.h2_limits import H2Limits
 from bext.shm.counters import NullCounters, SlotCounters
+
+if TYPE_CHECKING:
+    from bext.observe.otlp import SpanRecorder
 
 
 class RequestHandler(Protocol):
@@ -107,6 +110,8 @@ class WorkerContext:
     h2: H2Limits = field(default_factory=H2Limits)
     state: WorkerState | None = None
     """Given by :meth:`for_listener`; a context built directly makes its own."""
+    otlp: SpanRecorder | None = None
+    """The worker's span recorder with ``[metrics] otlp_endpoint`` set; None: off."""
     shared: WorkerState = field(init=False)
     """The worker's state (``state``, made if none was given): read ``shared.stopping``."""
     connections: set[ConnectionLike] = field(init=False)
@@ -208,7 +213,8 @@ class WorkerContext:
         return self._fields
 
     def record(self, request: Request, status: int, sent: int, now: float) -> None:
-        """Count one response in shared memory and write its access-log line.
+        """Count one response in shared memory, write its access-log line and, with OTLP
+        export on, queue its span (:mod:`bext.observe.otlp`).
 
         The one place every HTTP version (and the tunnel switch) accounts for a response.
         """
@@ -227,6 +233,9 @@ class WorkerContext:
                 now - request.start_time,
                 request.log_fields(),
             )
+        otlp = self.otlp  # OTLP off: this check is all it costs
+        if otlp is not None:
+            otlp.record(request, status, now)
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:
         """Like :meth:`record` for an error answered before a request could be formed."""

@@ -20,6 +20,7 @@ from bext.handlers.https_redirect import HttpsRedirect
 from bext.limits.connections import ConnectionLimits
 from bext.observe.accesslog import AccessLog
 from bext.observe.errorlog import log, set_role
+from bext.observe.otlp import STOP_TIMEOUT, span_recorder, start_exporter
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1 import HttptoolsParser
 from bext.protocol.h1_ref import H11Parser
@@ -92,6 +93,7 @@ def build_context(
         max_keepalive_requests=server.max_keepalive_requests,
         max_connections=server.max_connections,
         h2=server.http2,
+        otlp=span_recorder(config.metrics),
     )
 
 
@@ -202,6 +204,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, self._request_stop, True)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         housekeeping = loop.create_task(self._housekeeping())
+        exporter = start_exporter(ctx.otlp, self.config.metrics)  # None: OTLP off
         gc.collect()
         gc.freeze()
         os.write(self.spec.ready_fd, b"r")
@@ -225,6 +228,8 @@ class Worker:
             conn.abort()
         for h3 in self.h3_servers:
             h3.close()
+        if exporter is not None:  # the last spans, best effort (not on a fast stop)
+            await exporter.stop(0.0 if self.fast else STOP_TIMEOUT)
         housekeeping.cancel()
         ctx.access_log.flush()
         self.spec.pipeline.close()
