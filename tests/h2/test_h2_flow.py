@@ -70,47 +70,93 @@ def test_smallest_configurable_windows_carry_an_upload(window: int, tmp_path: Pa
 
 
 def test_connection_window_bounds_all_streams_together() -> None:
+    """Four uploads on one connection: until the handlers read, bext holds one connection
+    window of their bodies in total (it acknowledges nothing meanwhile), not four stream
+    windows; once they read, its WINDOW_UPDATEs carry every upload to the end.
+
+    The client is the raw one, sending exactly what the windows allow as each WINDOW_UPDATE
+    arrives. httpx cannot be the client here: its HTTP/2 connection can stall concurrent
+    uploads on its own (httpcore's ``_wait_for_outgoing_flow`` blocks in a network read
+    even when another stream's read has delivered the WINDOW_UPDATE it waits for, so once
+    bext has nothing more to send the upload hangs with its windows open).
+    """
     limits = H2Limits(initial_window_size=512 * 1024, connection_window=768 * 1024)
+    size = 2_000_000
     started = threading.Event()
     release = asyncio.Event()
     seen: dict[bytes, int] = {}
-    loop_ref: list[asyncio.AbstractEventLoop] = []
 
     async def waiting(request: Request) -> Response:
-        loop_ref.append(asyncio.get_running_loop())
         seen[request.target] = 0
         if len(seen) == 4:
             started.set()
         await release.wait()
-        seen[request.target] = request.body.received
         body = await request.body.read_all(1 << 30)
         return Response(200, [], b"%d" % len(body))
 
-    async def upload(port: int) -> list[httpx.Response]:
-        async with httpx.AsyncClient(
-            http1=False, http2=True, base_url=f"http://127.0.0.1:{port}", timeout=20
-        ) as client:
-            return await asyncio.gather(
-                *(client.post(f"/{i}", content=b"u" * 2_000_000) for i in range(4))
-            )
+    sids = (1, 3, 5, 7)
+    windows = {0: 65535}  # what the client may still send: the connection (0), each stream
+    left = dict.fromkeys(sids, size)
+    updates: list[WindowUpdateFrame] = []
 
-    with serve_harness(waiting, h2=limits) as server:
-        result: list[list[httpx.Response]] = []
-        thread = threading.Thread(target=lambda: result.append(asyncio.run(upload(server.port))))
-        thread.start()
+    def read(conn: RawH2, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no frame in time")
+        frame = conn.read_frame(left)
+        assert frame is not None, "bext closed the connection"
+        if isinstance(frame, WindowUpdateFrame):
+            updates.append(frame)
+            windows[frame.stream_id] = windows.get(frame.stream_id, 0) + frame.window_increment
+
+    def upload(conn: RawH2) -> None:
+        """Send DATA, stream by stream in turn, as far as the windows allow."""
+        progress = True
+        while progress:
+            progress = False
+            for sid in sids:
+                n = min(16384, windows[0], windows[sid], left[sid])
+                if n:
+                    windows[0] -= n
+                    windows[sid] -= n
+                    left[sid] -= n
+                    conn.data(sid, b"u" * n, end_stream=not left[sid])
+                    progress = True
+
+    with serve_harness(waiting, h2=limits) as server, RawH2(server.port) as conn:
+        deadline = time.monotonic() + 5
+        while not conn.server_settings or windows[0] < limits.connection_window:
+            read(conn, deadline)
+        assert windows[0] == limits.connection_window
+        assert conn.server_settings[INITIAL_WINDOW] == limits.initial_window_size
+        updates.clear()
+        for sid in sids:
+            windows[sid] = limits.initial_window_size
+            conn.request(sid, b"/%d" % sid, b"POST", end_stream=False)
+        upload(conn)
+        assert windows[0] == 0 and all(left.values())  # the connection window ran out first
         assert started.wait(5)
-        time.sleep(0.3)
+        with pytest.raises(TimeoutError):
+            while True:
+                read(conn, time.monotonic() + 0.3)
+        assert updates == []  # bext acknowledges nothing while the handlers wait
         buffered = server.call(
             lambda: sum(
-                conn._streams[sid].body.received  # type: ignore[attr-defined]
-                for conn in server.ctx.connections
-                for sid in conn._streams  # type: ignore[attr-defined]
+                connection._streams[sid].body.received  # type: ignore[attr-defined]
+                for connection in server.ctx.connections
+                for sid in connection._streams  # type: ignore[attr-defined]
             )
         )
+        assert buffered == limits.connection_window
         server.call(release.set)
-        thread.join(20)
-    assert buffered <= limits.connection_window
-    assert [r.text for r in result[0]] == ["2000000"] * 4
+        deadline = time.monotonic() + 20
+        while not all(conn.reply(sid).ended for sid in sids):
+            read(conn, deadline)
+            upload(conn)
+    assert not any(left.values())
+    assert [(conn.reply(sid).status, conn.reply(sid).body) for sid in sids] == [
+        (200, b"2000000")
+    ] * 4
 
 
 def test_response_stream_is_pulled_only_when_the_window_is_open() -> None:
