@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from functools import partial
+from typing import Any
 
 from bext.compress.cache import CompressedCache
 from bext.compress.codecs import Codecs
@@ -66,6 +67,8 @@ _DROP_WHEN_ENCODED = frozenset(
 )
 _LEAVE_ALONE = frozenset({b"content-encoding", b"content-range", b"cache-control"})
 _ENCODING_VALUES = {"br": b"br", "gzip": b"gzip"}
+_UNKNOWN: Any = object()
+_MAX_VERDICTS = 4096
 _HEAD = "HEAD"
 
 
@@ -78,6 +81,8 @@ class Compressor:
         self.cache = CompressedCache(config.memory_cache)
         self._shared: dict[tuple[int, bytes | None], tuple[Response, Response]] = {}
         self._shared_bytes = 0
+        self._verdicts: dict[Hashable, tuple[bytes | None] | None] = {}
+        """:meth:`_verdict` by ``Response.identity`` (cache hits), at most _MAX_VERDICTS."""
 
     def apply(self, request: Request, response: Response) -> Response:
         """The response to send: ``response`` itself, or a compressed version of it.
@@ -113,30 +118,21 @@ class Compressor:
     def _apply(self, request: Request, response: Response) -> Response:
         if response.status != 200 or response.tunnel is not None:
             return response
-        content_type: bytes | None = None
-        etag: bytes | None = None
-        for name, value in response.headers:
-            lowered = name.lower()
-            if lowered == b"content-type":
-                content_type = value
-            elif lowered == b"etag":
-                etag = value
-            elif lowered in _LEAVE_ALONE and _leave_alone(lowered, value):
-                return response
-        if not self.types.allows(content_type):
-            return response
-        file = response.file
-        if file is not None:
-            size: int | None = file.count
-        elif response.stream is not None:
-            size = response.content_length
+        identity = response.identity
+        if identity is None:
+            verdict = self._verdict(response)
         else:
-            size = len(response.body)
-        if size is not None:
-            if size < self.min_size:
-                return response
-            if size > MAX_BUFFERED_SIZE and response.stream is None:
-                return response
+            # A cache entry: its headers and length are the same on every hit, and so is
+            # the verdict (the headers each hit adds, Age and Cache-Status, are not read).
+            verdict = self._verdicts.get(identity, _UNKNOWN)
+            if verdict is _UNKNOWN:
+                if len(self._verdicts) >= _MAX_VERDICTS:
+                    self._verdicts.clear()
+                verdict = self._verdicts[identity] = self._verdict(response)
+        if verdict is None:
+            return response
+        etag = verdict[0]
+        file = response.file
         encoding = negotiate([v for n, v in request.headers if n == b"accept-encoding"])
         if encoding is None:
             return _with_headers(response, _with_vary(response.headers))
@@ -150,6 +146,35 @@ class Compressor:
             make = partial(self.codecs.encoder, encoding, response.content_length)
             return Response(200, headers, stream=CompressedStream(stream, make))
         return self._bytes(response, headers, encoding, etag)
+
+    def _verdict(self, response: Response) -> tuple[bytes | None] | None:
+        """None when ``response`` is to be sent as it is (already encoded, a range,
+        ``no-transform``, a type or size not worth it); else its ETag, in a 1-tuple."""
+        content_type: bytes | None = None
+        etag: bytes | None = None
+        for name, value in response.headers:
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = value
+            elif lowered == b"etag":
+                etag = value
+            elif lowered in _LEAVE_ALONE and _leave_alone(lowered, value):
+                return None
+        if not self.types.allows(content_type):
+            return None
+        file = response.file
+        if file is not None:
+            size: int | None = file.count
+        elif response.stream is not None:
+            size = response.content_length
+        else:
+            size = len(response.body)
+        if size is not None:
+            if size < self.min_size:
+                return None
+            if size > MAX_BUFFERED_SIZE and response.stream is None:
+                return None
+        return (etag,)
 
     def _bytes(
         self, response: Response, headers: Headers, encoding: str, etag: bytes | None

@@ -220,3 +220,29 @@ def test_what_is_made_of_a_shared_response_is_shared_too() -> None:
         first = comp.apply(request(accept), original)
         assert first is not original and first.shared
         assert comp.apply(request(accept), original) is first
+
+
+def test_a_cache_entry_is_judged_once_and_its_hits_still_compressed() -> None:
+    """Responses with the same ``identity`` (hits of one cache entry) share the verdict on
+    their headers; what each hit gets still follows its own Accept-Encoding."""
+    comp = compressor()
+    judged: list[Response] = []
+    verdict = comp._verdict
+
+    def counting(response: Response) -> tuple[bytes | None] | None:
+        judged.append(response)
+        return verdict(response)
+
+    comp._verdict = counting  # type: ignore[method-assign]
+    for accept in ("gzip", None, "br", "gzip"):
+        hit = html(TEXT, (b"Age", b"3"))
+        hit.identity = ("entry", 1)
+        out = comp.apply(request(accept), hit)
+        expected = {"gzip": b"gzip", "br": b"br", None: None}[accept]
+        assert header(out, b"content-encoding") == expected
+        assert header(out, b"vary") == b"Accept-Encoding"
+    assert len(judged) == 1
+    other = html(TEXT, (b"Cache-Control", b"no-transform"))
+    other.identity = ("entry", 2)  # another entry: judged on its own headers
+    assert header(comp.apply(request("gzip"), other), b"content-encoding") is None
+    assert len(judged) == 2
