@@ -10,12 +10,12 @@ are stored, since later lookups read them, and never sent.
 from __future__ import annotations
 
 from bext.cache._fields import first_line
-from bext.cache.dates import parse_http_date
 from bext.cache.freshness import age_header_value
 from bext.cache.status import CacheStatus
 from bext.cache.store import StoredResponse
 from bext.cache.tags import EDGE_ONLY_FIELDS
 from bext.cache.validation import opaque_tag
+from bext.http.date import parse_http_date
 from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
 from bext.protocol.events import Headers

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from bext.cache._fields import first_line, split_list
 from bext.cache.authorization import has_authorization, reusable_with_authorization
-from bext.cache.dates import parse_http_date
 from bext.cache.directives import (
     CacheControl,
     SurrogateControl,
@@ -22,6 +21,7 @@ from bext.cache.directives import (
     response_cache_control,
     surrogate_control,
 )
+from bext.http.date import parse_http_date
 from bext.protocol.events import Headers
 
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})

@@ -9,8 +9,8 @@ list updated from it (§3.2).
 from __future__ import annotations
 
 from bext.cache._fields import first_line
-from bext.cache.dates import parse_http_date
 from bext.cache.storable import HOP_BY_HOP, connection_options
+from bext.http.date import parse_http_date
 from bext.protocol.events import Headers
 
 CONDITIONAL_FIELDS = frozenset(

@@ -23,7 +23,7 @@ from collections.abc import Collection
 
 from bext.config import Config
 from bext.config.schema import HealthConfig, UpstreamConfig, UpstreamServer
-from bext.shm.health import DOWN, UNTIL_MS, UP, HealthEntry, retain, server_key
+from bext.shm.health import DOWN, UNTIL_MS, UP, HealthEntry, server_key
 from bext.shm.layout import Segment
 
 log = logging.getLogger("bext")
@@ -76,12 +76,6 @@ def probe_host(config: Config, upstream: UpstreamConfig) -> str:
 def config_keys(config: Config) -> set[int]:
     """The health-table keys of every upstream server ``config`` names."""
     return {server_key(u.name, s.url) for u in config.upstreams for s in u.servers}
-
-
-def release_entries(segment: Segment, old: Config, new: Config) -> int:
-    """Before a reload claims ``new``'s entries: release those neither config names (the
-    old generation's workers keep writing theirs while they drain)."""
-    return retain(segment, config_keys(old) | config_keys(new))
 
 
 class HealthChecker:

@@ -18,77 +18,18 @@ given, so both are tried as a byte comparison before any parsing.
 
 from __future__ import annotations
 
-import calendar
-import re
-from email.utils import formatdate
+from bext.http.date import parse_http_date
 
 __all__ = [
     "etag_for",
-    "http_date",
     "if_range_matches",
     "list_matches",
-    "parse_http_date",
 ]
 
 
 def etag_for(mtime_ns: int, size: int, suffix: str = "") -> bytes:
     """The strong ETag (with its quotes) of a file version; ``suffix`` names a variant."""
     return b'"%x-%x%s"' % (mtime_ns, size, suffix.encode("ascii"))
-
-
-def http_date(seconds: int) -> bytes:
-    """An IMF-fixdate, as Last-Modified wants it."""
-    return formatdate(seconds, usegmt=True).encode("ascii")
-
-
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        (b"jan", b"feb", b"mar", b"apr", b"may", b"jun",
-         b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"),
-        start=1,
-    )
-}  # fmt: skip
-
-# The three forms RFC 9110 section 5.6.7 obliges recipients to accept.
-_IMF = re.compile(
-    rb"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT",
-)
-_RFC850 = re.compile(
-    rb"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT",
-)
-_ASCTIME = re.compile(
-    rb"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})",
-)
-
-
-def parse_http_date(value: bytes) -> int | None:
-    """Seconds since the epoch for an HTTP-date, or None if it is not one."""
-    value = value.strip(b" \t")
-    match = _IMF.fullmatch(value)
-    if match is not None:
-        day, month, year, hour, minute, second = match.groups()
-        full_year = int(year)
-    else:
-        match = _RFC850.fullmatch(value)
-        if match is not None:
-            day, month, year, hour, minute, second = match.groups()
-            # Two-digit years: RFC 9110 says a year more than 50 years ahead is in the
-            # past century; for file dates "< 70 means 20xx" is the practical reading.
-            full_year = int(year) + (2000 if int(year) < 70 else 1900)
-        else:
-            match = _ASCTIME.fullmatch(value)
-            if match is None:
-                return None
-            month, day, hour, minute, second, year = match.groups()
-            full_year = int(year)
-    month_number = _MONTHS.get(month.lower())
-    if month_number is None:
-        return None
-    fields = (full_year, month_number, int(day), int(hour), int(minute), int(second))
-    if not (1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 61):
-        return None
-    return calendar.timegm((*fields, 0, 0, 0))
 
 
 def _tags(value: bytes) -> list[tuple[bool, bytes]] | None:

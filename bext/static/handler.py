@@ -38,13 +38,14 @@ from urllib.parse import quote
 from bext.config import Config
 from bext.config.schema import RouteRule
 from bext.handlers import Handler
+from bext.http.date import parse_http_date
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import Request, Response
 from bext.limits.throttle import LogThrottle
 from bext.protocol.events import Headers
 from bext.static.cache_control import cache_control
-from bext.static.conditional import if_range_matches, list_matches, parse_http_date
+from bext.static.conditional import if_range_matches, list_matches
 from bext.static.filecache import ContentCache, EntryCache
 from bext.static.mime import content_type
 from bext.static.multipart import Byteranges

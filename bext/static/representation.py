@@ -24,9 +24,10 @@ import errno
 import os
 import stat
 
+from bext.http.date import format_http_date
 from bext.http.message import Response
 from bext.protocol.events import Headers
-from bext.static.conditional import etag_for, http_date
+from bext.static.conditional import etag_for
 from bext.static.filecache import ContentCache
 from bext.static.precompressed import IDENTITY
 
@@ -154,7 +155,7 @@ class Representation:
         self.vary = vary
         self.cacheable = cacheable
         self.etag = etag_for(self.mtime_ns, self.size, _SUFFIXES.get(coding, ""))
-        self.last_modified = http_date(self.mtime_s)
+        self.last_modified = format_http_date(self.mtime_s)
         own: Headers = [
             (b"Content-Type", content_type),
             (b"Last-Modified", self.last_modified),

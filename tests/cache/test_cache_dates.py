@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bext.cache.dates import format_http_date, parse_http_date
+from bext.http.date import format_http_date, parse_http_date
 
 EPOCH_1994 = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT
 

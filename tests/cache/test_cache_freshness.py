@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bext.cache.dates import format_http_date
 from bext.cache.directives import CacheControl
 from bext.cache.freshness import (
     HEURISTIC_CAP,
@@ -24,6 +23,7 @@ from bext.cache.freshness import (
     on_miss,
     stale_if_error_allowed,
 )
+from bext.http.date import format_http_date
 from bext.protocol.events import Headers
 
 NOW = 1_700_000_000.0

@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bext.cache.dates import format_http_date
 from bext.cache.storable import (
     UNDERSTOOD_STATUSES,
     Reason,
@@ -15,6 +14,7 @@ from bext.cache.storable import (
     storability,
     vary_star,
 )
+from bext.http.date import format_http_date
 from bext.protocol.events import Headers
 
 NOW = 1_700_000_000.0

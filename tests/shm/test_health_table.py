@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bext.config import Config, ConfigError, parse_config
-from bext.master.health import config_keys, release_entries
+from bext.master.health import config_keys
 from bext.shm.health import (
     DOWN,
     MAX_UPSTREAM_SERVERS,
@@ -82,7 +82,13 @@ def _config(*urls: str) -> Config:
     return parse_config(tomllib.loads(text), base_dir=Path.cwd())
 
 
-def test_release_entries_keeps_both_configurations(segment: Segment) -> None:
+def test_a_reload_keeps_the_entries_of_both_configurations(segment: Segment) -> None:
+    """What the master keeps when it builds a generation: the keys of the live
+    configurations (``retain``), and nothing else."""
+
+    def release_entries(segment: Segment, old: Config, new: Config) -> int:
+        return retain(segment, config_keys(old) | config_keys(new))
+
     one = _config("http://127.0.0.1:8000", "http://127.0.0.1:8001")
     two = _config("http://127.0.0.1:8001", "http://127.0.0.1:8002")
     three = _config("http://127.0.0.1:8003")

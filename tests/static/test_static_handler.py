@@ -12,7 +12,7 @@ import pytest
 from static_support import body, close, collected_static, handle, header, pipeline
 
 import bext.static.handler as static_handler_module
-from bext.static.conditional import http_date
+from bext.http.date import format_http_date as http_date
 
 STATIC = '[[route_rules]]\npattern = "/static/**"\nrender = "static"\n'
 MTIME = 1_700_000_000  # a fixed, whole-second modification time

@@ -8,14 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bext.http.date import format_http_date as http_date
+from bext.http.date import parse_http_date
 from bext.static.cache_control import IMMUTABLE, cache_control, is_content_addressed
-from bext.static.conditional import (
-    etag_for,
-    http_date,
-    if_range_matches,
-    list_matches,
-    parse_http_date,
-)
+from bext.static.conditional import etag_for, if_range_matches, list_matches
 from bext.static.filecache import ContentCache, EntryCache
 from bext.static.mime import content_type
 from bext.static.precompressed import preference
