@@ -822,7 +822,7 @@ def otlp_endpoint(text: str) -> str:
                 raise ValueError
         except ValueError:
             raise ValueError(f"not a valid IPv6 address, got {quote(text)}") from None
-    elif not _ipv4_or_name(host):
+    elif _ipv4_or_name(host) is None:
         raise ValueError(f"not a valid host name or IP address, got {quote(text)}")
     if not parts.path.startswith("/"):
         raise ValueError(f'needs a path such as "/v1/traces" after the host, got {quote(text)}')
@@ -849,34 +849,27 @@ def statsd_address(text: str) -> tuple[str, int]:
             raise ValueError(f"not a valid IPv6 address, got {quote(text)}") from None
     if ":" in head:
         raise ValueError(f"{example} (an IPv6 address goes in brackets), got {quote(text)}")
-    try:
-        return str(ipaddress.IPv4Address(head)), int(port_text)
-    except ValueError:
-        pass
-    name = head.lower().removesuffix(".")
-    labels = name.split(".")
-    if (
-        len(name) > 253
-        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
-        or labels[-1].isdigit()  # "300.1.1.1": a mistyped IPv4 address, not a name
-    ):
+    host = _ipv4_or_name(head)
+    if host is None:
         raise ValueError(f"not a valid host name or IP address, got {quote(text)}")
-    return name, int(port_text)
+    return host, int(port_text)
 
 
-def _ipv4_or_name(host: str) -> bool:
-    """`host` (lowercase) is an IPv4 address or a DNS name."""
+def _ipv4_or_name(host: str) -> str | None:
+    """``host`` as an IPv4 address or a DNS name (lower case, no final dot), or None if it
+    is neither."""
     try:
-        ipaddress.IPv4Address(host)
+        return str(ipaddress.IPv4Address(host))
     except ValueError:
-        name = host.removesuffix(".")
+        name = host.lower().removesuffix(".")
         labels = name.split(".")
-        return (
+        if (
             len(name) <= 253
             and all(_HOST_LABEL.fullmatch(label) for label in labels)
             and not labels[-1].isdigit()  # "300.1.1.1": a mistyped IPv4 address, not a name
-        )
-    return True
+        ):
+            return name
+        return None
 
 
 def read_log(ctx: Context, t: Table) -> LogConfig:
