@@ -14,25 +14,14 @@ expensive functions (cProfile) per engine; ``--engine h2`` runs one engine only.
 from __future__ import annotations
 
 import asyncio
-import cProfile
-import os
-import pstats
 import struct
 import sys
-import time
-import tomllib
-from pathlib import Path
 
 import uvloop
 from hpack import Encoder
+from inproc_support import seconds_per_request, worker_context
 
-from bext.config.load import parse_config
-from bext.observe.accesslog import AccessLog
-from bext.shm.counters import SlotCounters
-from bext.shm.layout import Segment
-from bext.worker import main as worker_main
 from bext.worker.h2_connection import H2Connection
-from bext.worker.pipeline import Pipeline
 
 BODY = "x" * 1024
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -97,15 +86,7 @@ access = "off"
 pattern = "/**"
 respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
 """
-    config = parse_config(tomllib.loads(text), base_dir=Path("/tmp"))
-    # A real shared segment and counter block, as in a worker: the per-response metrics
-    # are part of the cost.
-    segment = Segment()
-    pipeline = Pipeline(config, segment)
-    counters = SlotCounters(segment, 0, 1, os.getpid())
-    pipeline.bind_counters(counters)
-    ctx = worker_main.build_context(config, pipeline, AccessLog("off"), counters)
-    ctx.max_keepalive_requests = 10**9
+    ctx, pipeline = worker_context(text)
     connection = H2Connection(ctx)
     transport = ClientTransport()
     connection.connection_made(transport)  # type: ignore[arg-type]
@@ -133,23 +114,11 @@ respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
 
     transport.sid = -1
     await one(first)
-    for _ in range(2000):
-        await one(block)
-    best = float("inf")
-    for _ in range(int(os.environ.get("INPROC_BATCHES", "5"))):
-        started = time.perf_counter()
-        for _ in range(5000):
-            await one(block)
-        best = min(best, (time.perf_counter() - started) / 5000)
     if top:
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(5000):
-            await one(block)
-        profile.disable()
         print(f"-- engine = {engine}")
-        pstats.Stats(profile).sort_stats("tottime").print_stats(top)
+    best = await seconds_per_request(lambda: one(block), top)
     connection.abort()
+    pipeline.close()
     return best
 
 

@@ -14,26 +14,14 @@ upstream's answer is ``public, max-age=600``, so only the first request reaches 
 from __future__ import annotations
 
 import asyncio
-import cProfile
-import gc
-import os
-import pstats
 import sys
 import tempfile
-import time
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import uvloop
+from inproc_support import seconds_per_request, worker_context
 
-from bext.config.load import parse_config
-from bext.observe.accesslog import AccessLog
-from bext.shm.counters import SlotCounters
-from bext.shm.layout import Segment
-from bext.worker import main as worker_main
 from bext.worker.h1_connection import H1Connection
-from bext.worker.pipeline import Pipeline
 
 BODY = b"x" * 1024
 RESPONSE = (
@@ -92,15 +80,15 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Upstream, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    if "--respond" in sys.argv:
-        routes = f"""
+    with tempfile.TemporaryDirectory(prefix="inproc-cache-") as store:
+        if "--respond" in sys.argv:
+            routes = f"""
 [[route_rules]]
 pattern = "/**"
 respond = {{ status = 200, body = "{BODY.decode()}", content_type = "text/plain" }}
 """
-    elif "--cache" in sys.argv:
-        store = tempfile.mkdtemp(prefix="inproc-cache-")
-        routes = f"""
+        elif "--cache" in sys.argv:
+            routes = f"""
 [cache]
 path = "{store}"
 [[route_rules]]
@@ -108,56 +96,33 @@ pattern = "/**"
 proxy = "app"
 cache = true
 """
-    else:
-        routes = """
+        else:
+            routes = """
 [[route_rules]]
 pattern = "/**"
 proxy = "app"
 """
-    text = f"""
+        ctx, pipeline = worker_context(f"""
 [log]
 access = "off"
 [upstreams.app]
 [[upstreams.app.servers]]
 url = "http://127.0.0.1:{port}"
-{routes}"""
-    config = parse_config(tomllib.loads(text), base_dir=Path("/tmp"))
-    # A real shared segment and counter block, as in a worker: the per-response metrics
-    # are part of the cost.
-    segment = Segment()
-    pipeline = Pipeline(config, segment)
-    counters = SlotCounters(segment, 0, 1, os.getpid())
-    pipeline.bind_counters(counters)
-    ctx = worker_main.build_context(config, pipeline, AccessLog("off"), counters)
-    ctx.max_keepalive_requests = 10**9
-    connection = H1Connection(ctx)
-    transport = ClientTransport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
-    gc.collect()
-    gc.freeze()  # as a worker does once it is ready (bext.worker.main)
+{routes}""")
+        connection = H1Connection(ctx)
+        transport = ClientTransport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
 
-    async def one() -> None:
-        transport.waiter = loop.create_future()
-        connection.data_received(REQUEST)
-        await transport.waiter
+        async def one() -> None:
+            transport.waiter = loop.create_future()
+            connection.data_received(REQUEST)
+            await transport.waiter
 
-    for _ in range(2000):
-        await one()
-    best = float("inf")
-    for _ in range(int(os.environ.get("INPROC_BATCHES", "5"))):
-        started = time.perf_counter()
-        for _ in range(5000):
-            await one()
-        best = min(best, (time.perf_counter() - started) / 5000)
-    print(f"{best * 1e6:.1f} us/request")
-    top = [int(arg) for arg in sys.argv[1:] if arg.isdigit()]
-    if top:
-        profile = cProfile.Profile()
-        profile.enable()
-        for _ in range(5000):
-            await one()
-        profile.disable()
-        pstats.Stats(profile).sort_stats("tottime").print_stats(top[0])
+        top = next((int(arg) for arg in sys.argv[1:] if arg.isdigit()), 0)
+        best = await seconds_per_request(one, top)
+        print(f"{best * 1e6:.1f} us/request")
+        connection.abort()
+        pipeline.close()
     server.close()
 
 
