@@ -115,6 +115,15 @@ class Compressor:
         self._shared_bytes += size
         return result
 
+    def remembered(self, response: Response, accept_encoding: bytes | None) -> Response | None:
+        """What :meth:`apply` gave for a shared ``response`` and this Accept-Encoding value
+        (the first one) last time, or None if it does not remember: the quick lane
+        (:meth:`bext.worker.pipeline.Pipeline.quick`) needs no Request for a known answer."""
+        hit = self._shared.get((id(response), accept_encoding))
+        if hit is not None and hit[0] is response:
+            return hit[1]
+        return None
+
     def _apply(self, request: Request, response: Response) -> Response:
         if response.status != 200 or response.tunnel is not None:
             return response

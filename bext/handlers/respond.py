@@ -5,24 +5,34 @@ from __future__ import annotations
 import hashlib
 
 from bext.config.schema import RespondAction
-from bext.handlers import Handler
 from bext.http.message import Request, Response
+from bext.protocol.events import Headers
 
 
-def respond_handler(action: RespondAction, headers: list[tuple[bytes, bytes]]) -> Handler:
-    """The Response object is shared by every request the rule answers (read-only)."""
-    content_type = action.content_type.encode("latin-1")
-    body = action.body.encode("utf-8")
-    fields = [(b"Content-Type", content_type), *headers]
-    if action.status == 200 and not any(name.lower() == b"etag" for name, _ in headers):
-        fields.append((b"ETag", strong_etag(content_type, body)))
-    response = Response(action.status, fields, body)
-    response.shared = True
+class RespondHandler:
+    """A fixed response, shared by every request the rule answers (read-only)."""
 
-    def respond(_request: Request) -> Response:
-        return response
+    __slots__ = ("response",)
 
-    return respond
+    def __init__(self, action: RespondAction, headers: list[tuple[bytes, bytes]]) -> None:
+        content_type = action.content_type.encode("latin-1")
+        body = action.body.encode("utf-8")
+        fields = [(b"Content-Type", content_type), *headers]
+        if action.status == 200 and not any(name.lower() == b"etag" for name, _ in headers):
+            fields.append((b"ETag", strong_etag(content_type, body)))
+        self.response = Response(action.status, fields, body)
+        self.response.shared = True
+
+    def __call__(self, request: Request) -> Response:
+        return self.response
+
+    def quick(self, method: str, path: str, headers: Headers) -> Response | None:
+        """The same answer (:data:`~bext.handlers.QuickAnswer`); it reads nothing."""
+        return self.response
+
+
+def respond_handler(action: RespondAction, headers: list[tuple[bytes, bytes]]) -> RespondHandler:
+    return RespondHandler(action, headers)
 
 
 def strong_etag(content_type: bytes, body: bytes) -> bytes:

@@ -37,7 +37,6 @@ from urllib.parse import quote
 
 from bext.config import Config
 from bext.config.schema import RouteRule
-from bext.handlers import Handler
 from bext.http.date import parse_http_date
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
@@ -118,6 +117,17 @@ def _collect(headers: Headers) -> dict[bytes, bytes]:
     return fields
 
 
+def _plain(headers: Headers) -> tuple[bool, bytes | None]:
+    """Whether Accept-Encoding (once) is the only field in :data:`_WANTED`, and its value."""
+    accept_encoding: bytes | None = None
+    for name, value in headers:
+        if name in _WANTED:
+            if name != b"accept-encoding" or accept_encoding is not None:
+                return False, None
+            accept_encoding = value
+    return True, accept_encoding
+
+
 def _choose(entry: Entry, accept_encoding: bytes | None) -> Representation:
     """The representation the client prefers among those the file has."""
     reps = entry.reps
@@ -179,42 +189,17 @@ class StaticHandler:
         if method != "GET" and method != "HEAD":
             return error_response(405, request.header(b"accept"), extra_headers=_ALLOW)
         path = request.path
-        items = self.entries.items
-        entry = items.get(path)
+        entry = self.entries.items.get(path)
         if entry is None:
             return self._resolve(request)
-        # The fast path, inlined: one stat, compared field by field with the cached file.
-        try:
-            st = os.stat(entry.path)
-        except (OSError, ValueError):
+        if not self._current(entry):
             return self._stale(request)
-        rep = entry.identity
-        if (
-            st.st_mtime_ns != rep.mtime_ns
-            or st.st_size != rep.size
-            or st.st_ino != rep.ino
-            or st.st_ctime_ns != rep.ctime_ns
-            or st.st_dev != rep.dev
-            or (
-                time.monotonic() - entry.checked_at >= VARIANT_RECHECK
-                and not self._variants_current(entry)
-            )
-        ):
-            return self._stale(request)
-        items.move_to_end(path)
+        self.entries.items.move_to_end(path)
         # Which fields matter? Usually only Accept-Encoding, and only with variants.
-        accept_encoding: bytes | None = None
-        plain = True
-        for name, value in request.headers:
-            if name in _WANTED:
-                if name != b"accept-encoding" or accept_encoding is not None:
-                    plain = False
-                    break
-                accept_encoding = value
+        plain, accept_encoding = _plain(request.headers)
         try:
             if plain:
-                if len(entry.reps) > 1:
-                    rep = _choose(entry, accept_encoding)
+                rep = _choose(entry, accept_encoding) if len(entry.reps) > 1 else entry.identity
                 full = rep.full
                 if full is not None:
                     self.contents.items.move_to_end(rep)
@@ -225,6 +210,46 @@ class StaticHandler:
             return self._stale(request)
         except OutOfDescriptors as exc:
             return _unavailable(request, exc)
+
+    def quick(self, method: str, path: str, headers: Headers) -> Response | None:
+        """:meth:`__call__`'s answer when it is a file from the memory cache sent whole
+        (:data:`~bext.handlers.QuickAnswer`): the same ``stat`` check, the same choice
+        of representation. Anything else (not seen yet, changed, a conditional or Range
+        request, a file sent from disk) is None: the full path answers it."""
+        if method != "GET" and method != "HEAD":
+            return None
+        entry = self.entries.items.get(path)
+        if entry is None or not self._current(entry):
+            return None
+        plain, accept_encoding = _plain(headers)
+        if not plain:
+            return None
+        rep = _choose(entry, accept_encoding) if len(entry.reps) > 1 else entry.identity
+        full = rep.full
+        if full is None:
+            return None
+        self.entries.items.move_to_end(path)
+        self.contents.items.move_to_end(rep)
+        return full
+
+    def _current(self, entry: Entry) -> bool:
+        """The cached entry still describes the disk: one stat, compared field by field."""
+        try:
+            st = os.stat(entry.path)
+        except (OSError, ValueError):
+            return False
+        rep = entry.identity
+        return not (
+            st.st_mtime_ns != rep.mtime_ns
+            or st.st_size != rep.size
+            or st.st_ino != rep.ino
+            or st.st_ctime_ns != rep.ctime_ns
+            or st.st_dev != rep.dev
+            or (
+                time.monotonic() - entry.checked_at >= VARIANT_RECHECK
+                and not self._variants_current(entry)
+            )
+        )
 
     def _stale(self, request: Request) -> Response:
         """The cached entry no longer describes the disk: forget it and look again."""
@@ -479,6 +504,8 @@ def _unavailable(request: Request, exc: OutOfDescriptors) -> Response:
     return error_response(503, request.header(b"accept"), extra_headers=_RETRY)
 
 
-def static_handler(rule: RouteRule, config: Config, headers: list[tuple[bytes, bytes]]) -> Handler:
+def static_handler(
+    rule: RouteRule, config: Config, headers: list[tuple[bytes, bytes]]
+) -> StaticHandler:
     """A handler serving files for ``rule``; ``headers`` are the rule's own (they win)."""
     return StaticHandler(rule, config, headers)

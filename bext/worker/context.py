@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bext import __version__
 from bext.http.date import date_line
@@ -27,6 +27,12 @@ class RequestHandler(Protocol):
     """
 
     def handle(self, request: Request) -> Response | Awaitable[Response]: ...
+
+
+QuickLane = Callable[[str, "str | None", bytes, Headers], "tuple[Response, Any] | None"]
+"""``(method, host, target, header fields)`` of a body-less request to its final response
+and route (what ``request.route`` would be), or None: the request takes the full path
+(``handler.handle``)."""
 
 
 class RequestParser(Protocol):
@@ -112,6 +118,9 @@ class WorkerContext:
     """Given by :meth:`for_listener`; a context built directly makes its own."""
     otlp: SpanRecorder | None = None
     """The worker's span recorder with ``[metrics] otlp_endpoint`` set; None: off."""
+    quick: QuickLane | None = field(init=False)
+    """The handler's quick lane (:meth:`bext.worker.pipeline.Pipeline.quick`) for HTTP/1.1,
+    when it has one."""
     shared: WorkerState = field(init=False)
     """The worker's state (``state``, made if none was given): read ``shared.stopping``."""
     connections: set[ConnectionLike] = field(init=False)
@@ -126,6 +135,7 @@ class WorkerContext:
         self.access_log = self.shared.access_log
         self.counters = self.shared.counters
         self.connections = self.shared.connections
+        self.quick = getattr(self.handler, "quick", None)
         self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
         self._server_line = b"Server: " + self._server_value + b"\r\n"
         self._extra_lines = b"".join(
@@ -236,6 +246,12 @@ class WorkerContext:
         otlp = self.otlp  # OTLP off: this check is all it costs
         if otlp is not None:
             otlp.record(request, status, now)
+
+    @property
+    def records_requests(self) -> bool:
+        """:meth:`record` reads more of the request than its route and start time (the
+        access log, OTLP): the quick lane then builds a Request to record."""
+        return self.access_log.enabled or self.otlp is not None
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:
         """Like :meth:`record` for an error answered before a request could be formed."""

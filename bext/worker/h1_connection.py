@@ -301,6 +301,18 @@ class H1Connection(asyncio.Protocol):
     def _on_head(self, head: RequestHead, now: float) -> None:
         self._head = head
         has_body = head.has_body
+        quick = self._ctx.quick
+        if (
+            quick is not None
+            and not has_body
+            and self._current is None
+            and not self._queue
+            and head.upgrade is None
+        ):
+            answer = quick(head.method, head.host, head.target, head.headers)
+            if answer is not None:
+                self._send_quick(head, answer[0], answer[1], now)
+                return
         body = RequestBody(self, head.expect_continue) if has_body else EMPTY_BODY
         client = self._client
         # Request.from_head, spelled out: this is the hottest path of the server.
@@ -344,13 +356,46 @@ class H1Connection(asyncio.Protocol):
             if self._read_pauses & _PAUSED_BY_QUEUE:
                 self._resume_reading(_PAUSED_BY_QUEUE)
             if not self._queue and self._receiving is None and not self._parser.in_head:
-                if self._input_failed:
-                    self._close()
-                    return
-                self._idle_since = now = self._loop.time()
-                self._timer.arm(
-                    now + (DRAIN_IDLE_GRACE if ctx.shared.stopping else ctx.timeouts.keepalive)
-                )
+                self._idle()
+
+    def _idle(self) -> None:
+        """Nothing in flight or queued: wait for the next request (or close)."""
+        if self._input_failed:
+            self._close()
+            return
+        ctx = self._ctx
+        self._idle_since = now = self._loop.time()
+        self._timer.arm(now + (DRAIN_IDLE_GRACE if ctx.shared.stopping else ctx.timeouts.keepalive))
+
+    def _send_quick(self, head: RequestHead, response: Response, route: object, now: float) -> None:
+        """Answer from the quick lane: what :meth:`_drive`, the exchange, :meth:`send_whole`
+        and :meth:`_finish` do for a shared response, without a Request or an exchange."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        ctx = self._ctx
+        self._served += 1
+        keep_alive = (
+            head.keep_alive
+            and not ctx.shared.stopping
+            and self._served < ctx.max_keepalive_requests
+        )
+        status = response.status
+        body = b"" if head.method == "HEAD" or status in NO_BODY_STATUS else response.body
+        transport.write(self._shared_head(response, keep_alive, head.http_version == "1.0") + body)
+        if ctx.records_requests:
+            client = self._client
+            request = Request(head.method, head.target, head.headers, head.http_version,
+                              ctx.scheme, client[0], client[1], self._server_port, EMPTY_BODY,
+                              now, head.host)  # fmt: skip
+            request.route = route
+            ctx.record(request, status, len(body), self._loop.time())
+        else:  # what record() does with the rest unused
+            ctx.counters.response(status, len(body), route.index, self._loop.time() - now)  # type: ignore[attr-defined]
+        if not keep_alive:
+            self._close()
+        elif not self._parser.in_head:
+            self._idle()
 
     # -- Sender (bext.worker.exchange) ---------------------------------------------------------
 
@@ -388,17 +433,7 @@ class H1Connection(asyncio.Protocol):
         http10 = request.http_version == "1.0"
         length = None if status in NO_BODY_STATUS else len(response.body)
         if response.shared:
-            # The same Response goes out again and again: serialise its fields once.
-            cache = response.wire_cache
-            if cache is None:
-                cache = response.wire_cache = {}
-            key = (keep_alive, http10)
-            tail = cache.get(key)
-            if tail is None:
-                tail = cache[key] = response_head_parts(
-                    status, response.headers, length, keep_alive, http10
-                )
-            head = status_line(status) + self._ctx.preamble() + tail
+            head = self._shared_head(response, keep_alive, http10)
         else:
             head = response_head(
                 status, response.headers, self._ctx.preamble(), length, keep_alive, http10
@@ -410,6 +445,22 @@ class H1Connection(asyncio.Protocol):
             transport.write(head)
             transport.write(body)
         self._finish(request, status, len(body), keep_alive)
+
+    def _shared_head(self, response: Response, keep_alive: bool, http10: bool) -> bytes:
+        """The head of a Response that goes out again and again: its fields are
+        serialised once per framing, then only ``Date`` and ``Server`` are added."""
+        status = response.status
+        cache = response.wire_cache
+        if cache is None:
+            cache = response.wire_cache = {}
+        key = (keep_alive, http10)
+        tail = cache.get(key)
+        if tail is None:
+            length = None if status in NO_BODY_STATUS else len(response.body)
+            tail = cache[key] = response_head_parts(
+                status, response.headers, length, keep_alive, http10
+            )
+        return status_line(status) + self._ctx.preamble() + tail
 
     def send_head(
         self, request: Request, response: Response, length: int | None, with_body: bool

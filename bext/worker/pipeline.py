@@ -43,6 +43,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from bext.admin.endpoints import PREFIX as ADMIN_PREFIX
 from bext.admin.endpoints import AdminEndpoints
@@ -52,7 +53,7 @@ from bext.cache.handler import CacheHandler
 from bext.compress.filter import Compressor
 from bext.config import Config
 from bext.config.schema import RouteRule
-from bext.handlers import Handler
+from bext.handlers import Handler, QuickAnswer
 from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
@@ -62,6 +63,7 @@ from bext.limits.rate import RateLimit
 from bext.observe.prometheus import MetricsExporter
 from bext.observe.server_timing import server_timing
 from bext.observe.status_page import status_endpoints
+from bext.protocol.events import Headers
 from bext.proxy.balancer import UpstreamGroup
 from bext.proxy.handler import ProxyHandler
 from bext.proxy.headers import TrustedProxies
@@ -109,6 +111,9 @@ class Route:
     """The rule's ``[limits.NAME]``, checked after routing, before the handler."""
     access: AccessRules | None = None
     """The rule's ``allow``, ``deny``, ``methods`` and ``max_body_size``: checked first."""
+    quick: QuickAnswer | None = None
+    """The handler's answer without a Request (:meth:`Pipeline.quick`), when the rule
+    has nothing else to run: no access rules, rate limit or WAF."""
 
 
 def compile_route(
@@ -124,19 +129,24 @@ def compile_route(
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     inspected = waf if waf is not None and rule.uses_waf(config.waf.enabled) else None
     handler: Handler
+    quick: QuickAnswer | None = None
     if rule.respond is not None:
-        handler = respond_handler(rule.respond, headers)
+        handler = respond = respond_handler(rule.respond, headers)
+        quick = respond.quick
     elif rule.redirect is not None:
         handler = redirect_handler(rule.redirect, headers)
     elif rule.proxy is not None:
         handler = _proxy_route(rule, config, upstreams, headers, temp, cache, admin, inspected)
     else:
-        handler = static_handler(rule, config, headers)
+        handler = static = static_handler(rule, config, headers)
+        quick = static.quick
     if inspected is not None and rule.proxy is None:
         handler = WafGate(inspected, handler, bodies=True)
     limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
     access = AccessRules(rule, config.server.trusted_proxies) if AccessRules.needed(rule) else None
-    return Route(rule.pattern, rule.host, rule.index, handler, limit, access)
+    if inspected is not None or limit is not None or access is not None:
+        quick = None
+    return Route(rule.pattern, rule.host, rule.index, handler, limit, access, quick)
 
 
 def _proxy_route(
@@ -235,10 +245,16 @@ class Pipeline:
         response_phases: list[ResponsePhase] = []
         if config.metrics.server_timing:
             response_phases.append(server_timing)
+        compressor: Compressor | None = None
         if config.compression.enabled:
             with _building("compression"):
-                response_phases.append(Compressor(config.compression).apply)
+                compressor = Compressor(config.compression)
+                response_phases.append(compressor.apply)
         self.response_phases: tuple[ResponsePhase, ...] = tuple(response_phases)
+        self._quick_compressor = compressor
+        self._quick = not config.metrics.server_timing and not self.request_phases
+        """The quick lane is open: no phase reads more than the response and Accept-Encoding."""
+        self._lanes: dict[tuple[str | None, bytes], tuple[Route, str] | None] = {}
 
     def bind_counters(self, counters: SlotCounters) -> None:
         """Give the handlers that count things this worker's shared-memory slot, and open
@@ -272,14 +288,11 @@ class Pipeline:
                 return self._respond(request, _bad_target(request, exc))
             if authority is not None:
                 request.host = authority  # RFC 9112 §3.2.2: it overrides Host
-        raw_path, request.query = split_target(target)
         try:
-            request.path = routed = path = normalize_path(raw_path)
-            if "%2F" in path:  # routing sees what the app will: "%2F" is "/" (or refused)
-                routed = route_path(raw_path, reject=self.reject_encoded_slash)
+            request.path, request.query, routed = self._paths(target)
         except BadPath as exc:
             return self._respond(request, _bad_target(request, exc))
-        if path[:8] == ADMIN_PREFIX and (admin := self.admin(request)) is not None:
+        if request.path[:8] == ADMIN_PREFIX and (admin := self.admin(request)) is not None:
             return self._respond(request, admin)
         phases = self.request_phases
         if phases:
@@ -292,6 +305,71 @@ class Pipeline:
                         return self._respond(request, answer)
                     return self._resume(request, index, answer, routed)  # type: ignore[arg-type]
         return self._route_and_respond(request, routed)
+
+    def _paths(self, target: bytes) -> tuple[str, bytes, str]:
+        """An origin-form target's normalised path, raw query and the path routing sees.
+
+        Raises :class:`BadPath`. Routing sees what the app will: ``%2F`` is ``/`` there
+        (or refused with ``reject_encoded_slash``).
+        """
+        raw_path, query = split_target(target)
+        routed = path = normalize_path(raw_path)
+        if "%2F" in path:
+            routed = route_path(raw_path, reject=self.reject_encoded_slash)
+        return path, query, routed
+
+    def quick(
+        self, method: str, host: str | None, target: bytes, headers: Headers
+    ) -> tuple[Response, Route] | None:
+        """The quick lane: the final response and its route for a body-less request
+        whose answer needs no :class:`Request` (see :class:`~bext.handlers.QuickAnswer`),
+        or None to take :meth:`handle`.
+
+        Equivalent to :meth:`handle` by construction, never by imitation: where the
+        request lands is worked out once per ``(host, target)`` by the same functions
+        :meth:`handle` uses (and remembered, bounded); the rule's own quick answer then
+        decides, and the response phases' work is taken from what they remembered for
+        the same response and Accept-Encoding. Anything not already known falls back.
+        """
+        key = (host, target)
+        lane = self._lanes.get(key, _UNSEEN)
+        if lane is _UNSEEN:
+            lane = self._lane(host, target)
+            if len(self._lanes) >= _MAX_LANES:
+                self._lanes.clear()
+            self._lanes[key] = lane
+        if lane is None:
+            return None
+        route, path = lane
+        response = route.quick(method, path, headers)
+        if response is None or response.status < 200:  # 1xx: the exchange makes it a 502
+            return None
+        compressor = self._quick_compressor
+        if compressor is not None:
+            accept_encoding = None
+            for name, value in headers:
+                if name == b"accept-encoding":
+                    accept_encoding = value
+                    break
+            response = compressor.remembered(response, accept_encoding)
+            if response is None:
+                return None
+        return response, route
+
+    def _lane(self, host: str | None, target: bytes) -> tuple[Route, str] | None:
+        """Where :meth:`handle` would take an origin-form ``target``, if a quick answer."""
+        if not self._quick or target[:1] != b"/":
+            return None
+        try:
+            path, _, routed = self._paths(target)
+        except BadPath:
+            return None
+        if path[:8] == ADMIN_PREFIX:
+            return None
+        route = self.router.match(host, routed)
+        if route is None or route.quick is None:
+            return None
+        return route, path
 
     def _route_and_respond(self, request: Request, path: str) -> Response | Awaitable[Response]:
         """Route, the route phases, the handler, then the response phases."""
@@ -339,6 +417,11 @@ class Pipeline:
                 result = phase(request, result)
             return result
         return PendingResponse(request, result, phases)  # type: ignore[arg-type]
+
+
+_UNSEEN: Any = object()
+_MAX_LANES = 4096
+"""Remembered ``(host, target)`` lanes; all forgotten when full (clients pick the keys)."""
 
 
 def _bad_target(request: Request, exc: BadPath) -> Response:

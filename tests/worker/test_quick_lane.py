@@ -1,0 +1,283 @@
+"""The HTTP/1.1 quick lane (``Pipeline.quick``) answers exactly as the full path would.
+
+Every request below goes through a real :class:`H1Connection` over a real pipeline built
+from a config, twice: once with the quick lane, once without (``ctx.quick = None``). The
+bytes on the wire (``Date`` aside), the counters (status, bytes, rule) and the access log
+lines (time, id and duration aside) must be the same, and the lane must actually have
+answered the requests it is meant for, so this test fails if the lane either differs or
+is never taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bext.config import Config
+from bext.config.load import parse_config
+from bext.observe.accesslog import AccessLog
+from bext.shm.counters import NullCounters
+from bext.worker import main as worker_main
+from bext.worker.h1_connection import H1Connection
+from bext.worker.pipeline import Pipeline
+
+BODY = "quick " * 200
+
+CONFIG = f"""
+[server]
+port = 0
+host = "127.0.0.1"
+
+[limits.slow]
+rate = "1r/m"
+burst = 100
+
+[[route_rules]]
+pattern = "/r"
+respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
+headers = {{ "X-Rule" = "r" }}
+
+[[route_rules]]
+pattern = "/empty"
+respond = 204
+
+[[route_rules]]
+pattern = "/early"
+respond = 103
+
+[[route_rules]]
+pattern = "/h"
+host = "example.com"
+respond = {{ status = 200, body = "for example.com" }}
+
+[[route_rules]]
+pattern = "/h"
+respond = {{ status = 200, body = "for everyone else" }}
+
+[[route_rules]]
+pattern = "/limited"
+respond = {{ status = 200, body = "limited" }}
+limit = "slow"
+
+[[route_rules]]
+pattern = "/denied"
+respond = {{ status = 200, body = "denied" }}
+deny = ["127.0.0.1"]
+
+[[route_rules]]
+pattern = "/files/**"
+render = "static"
+root = "{{root}}"
+index = "index.html"
+"""
+
+# (name, raw request, answered by the quick lane on its second sending)
+REQUESTS: list[tuple[str, bytes, bool]] = [
+    ("get", b"GET /r HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("head", b"HEAD /r HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("gzip", b"GET /r HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n", True),
+    ("br", b"GET /r HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br, gzip\r\n\r\n", True),
+    ("http10", b"GET /r HTTP/1.0\r\n\r\n", True),
+    ("http10 keep-alive", b"GET /r HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", True),
+    ("close", b"GET /r HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", True),
+    ("query", b"GET /r?x=1&y HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("dot segment", b"GET /./r HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("escaped", b"GET /%72 HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("double slash", b"GET //r HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("climbing", b"GET /../r HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("bad escape", b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("encoded slash", b"GET /files%2Fa.txt HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("delete", b"DELETE /r HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("post", b"POST /r HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", False),
+    ("204", b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("103", b"GET /early HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("host rule", b"GET /h HTTP/1.1\r\nHost: example.com\r\n\r\n", True),
+    ("host rule, port", b"GET /h HTTP/1.1\r\nHost: example.com:80\r\n\r\n", True),
+    ("other host", b"GET /h HTTP/1.1\r\nHost: example.org\r\n\r\n", True),
+    ("absolute form", b"GET http://example.com/h HTTP/1.1\r\nHost: x\r\n\r\n", False),
+    ("rate limit", b"GET /limited HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("access rules", b"GET /denied HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("no route", b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("admin", b"GET /__bext/nothing HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("file", b"GET /files/a.txt HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("file gzip", b"GET /files/a.txt HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n", True),
+    ("file head", b"HEAD /files/a.txt HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    (
+        "file with .gz",
+        b"GET /files/b.css HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n",
+        True,
+    ),
+    ("file, no .gz", b"GET /files/b.css HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("file post", b"POST /files/a.txt HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("binary", b"GET /files/c.bin HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("index", b"GET /files/ HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    ("directory", b"GET /files/sub HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("large file", b"GET /files/large.txt HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    ("missing", b"GET /files/missing HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    (
+        "if-none-match",
+        b'GET /files/a.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: "x", *\r\n\r\n',
+        False,
+    ),
+    ("range", b"GET /files/a.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=0-9\r\n\r\n", False),
+    (
+        "twice accept-encoding",
+        b"GET /files/b.css HTTP/1.1\r\nHost: a\r\nAccept-Encoding: x\r\n"
+        b"Accept-Encoding: gzip\r\n\r\n",
+        False,
+    ),
+]
+
+
+class Transport:
+    """Collects what the connection writes; the connection closes it, or not."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        # As on TLS ("sslcontext"): files are read in chunks, never sendfile'd to a socket.
+        extra = {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 80), "sslcontext": 1}
+        return extra.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def write_eof(self) -> None: ...
+    def set_write_buffer_limits(self, *args: object) -> None: ...
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class Counted(NullCounters):
+    def __init__(self) -> None:
+        super().__init__()
+        self.responses: list[tuple[int, int, int]] = []
+
+    def response(self, status: int, sent: int, route: int = -1, duration: float = 0.0) -> None:
+        self.responses.append((status, sent, route))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    files = tmp_path / "www"
+    (files / "sub").mkdir(parents=True)
+    (files / "a.txt").write_text("text file " * 120)
+    (files / "b.css").write_text("body { color: red } " * 60)
+    (files / "b.css.gz").write_bytes(b"\x1f\x8b precompressed stand-in")
+    (files / "c.bin").write_bytes(os.urandom(1024))
+    (files / "index.html").write_text("<h1>index</h1>" * 20)
+    (files / "large.txt").write_text("large " * 100_000)
+    return files
+
+
+@pytest.fixture(params=["compression", "no compression"])
+def built(
+    request: pytest.FixtureRequest, root: Path, tmp_path: Path
+) -> Iterator[tuple[Config, Pipeline]]:
+    """The pipeline with and without the compression phase (the lane's answer then comes
+    from the handler alone, not from what the phase remembered)."""
+    text = CONFIG.replace("{root}", str(root))
+    if request.param == "no compression":
+        text = "[compression]\nenabled = false\n" + text
+    config = parse_config(tomllib.loads(text), base_dir=tmp_path)
+    pipeline = Pipeline(config)
+    yield config, pipeline
+    pipeline.close()
+
+
+def serve(
+    built: tuple[Config, Pipeline], quick: bool, log: AccessLog, raw: list[bytes]
+) -> tuple[bytes, bool, list[tuple[int, int, int]], int]:
+    """Feed ``raw`` (one read each) to one connection of a worker-built context: what it
+    wrote, whether it closed, what it counted, how many requests the quick lane answered."""
+    config, pipeline = built
+    counters = Counted()
+    ctx = worker_main.build_context(config, pipeline, log, counters)
+    taken = 0
+    lane = ctx.quick
+    assert lane is not None
+
+    def counting(*args: Any) -> Any:
+        nonlocal taken
+        answer = lane(*args)
+        taken += answer is not None
+        return answer
+
+    ctx.quick = counting if quick else None
+
+    async def run() -> tuple[bytes, bool]:
+        conn = H1Connection(ctx)
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        for data in raw:
+            if transport.closed:
+                break
+            conn.data_received(data)
+            for _ in range(20):  # let an exchange that waits finish
+                await asyncio.sleep(0)
+        conn.connection_lost(None)
+        return bytes(transport.out), transport.closed
+
+    out, closed = asyncio.run(run())
+    return out, closed, counters.responses, taken
+
+
+def _dated(out: bytes) -> bytes:
+    return re.sub(rb"Date: [^\r]*\r\n", b"Date: -\r\n", out)
+
+
+def _logged(path: Path) -> list[str]:
+    """The log's lines without what differs between any two requests (time, id, duration)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    path.unlink(missing_ok=True)
+    return [
+        re.sub(r'\[[^]]*\]|id=\S+| \d+\.\d{3}(?= |$)|"(time|id|request_time)": [^,}]+', "-", line)
+        for line in lines
+    ]
+
+
+@pytest.mark.parametrize(("name", "raw", "expect_quick"), REQUESTS, ids=[r[0] for r in REQUESTS])
+@pytest.mark.parametrize("log_format", ["off", "combined", "json"])
+def test_quick_lane_answers_as_the_full_path(
+    built: tuple[Config, Pipeline],
+    tmp_path: Path,
+    name: str,
+    raw: bytes,
+    expect_quick: bool,
+    log_format: str,
+) -> None:
+    log_path = tmp_path / "access.log"
+    results = []
+    for quick in (False, True):  # the full path first: it fills the caches the lane reads
+        log = AccessLog("off" if log_format == "off" else str(log_path), log_format)
+        # On one connection: one request per read, then two in one read (pipelined).
+        out, closed, counted, taken = serve(built, quick, log, [raw, raw, raw + raw])
+        log.close()
+        results.append((_dated(out), closed, counted, _logged(log_path), taken))
+    full_run, quick_run = results
+    assert quick_run[:4] == full_run[:4]
+    assert full_run[1] or full_run[0].count(b"HTTP/1.") == 4, "every request answered"
+    assert (quick_run[4] > 0) == expect_quick, f"the quick lane answered {quick_run[4]}"
