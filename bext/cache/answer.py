@@ -37,13 +37,13 @@ def client_headers(stored: Headers) -> Headers:
     return [(name, value) for name, value in stored if name.lower() not in NOT_SENT]
 
 
-_PRECONDITION_FIELDS = frozenset({b"if-none-match", b"if-modified-since", b"range", b"if-range"})
+PRECONDITION_FIELDS = frozenset({b"if-none-match", b"if-modified-since", b"range", b"if-range"})
 
 
 def has_preconditions(headers: Headers) -> bool:
     """Whether the request has a field :func:`answer` evaluates (one pass, a set lookup
     per field)."""
-    return any(name in _PRECONDITION_FIELDS for name, _ in headers)
+    return any(name in PRECONDITION_FIELDS for name, _ in headers)
 
 
 def answer(
@@ -72,6 +72,14 @@ def answer(
         ranged = _ranged(request, stored, headers)
         if ranged is not None:
             return ranged
+    return _full(stored, headers)
+
+
+def plain_hit(stored: StoredResponse, age: float, sent: Headers, hit_ttl: int) -> Response:
+    """:func:`answer` for a plain hit to a request without preconditions or ``Range``
+    (:func:`has_preconditions` is False), which needs nothing else of the request."""
+    headers = [*sent, (b"Age", age_header_value(age)),
+               (b"Cache-Status", b"bext;hit;ttl=%d" % hit_ttl)]  # fmt: skip
     return _full(stored, headers)
 
 

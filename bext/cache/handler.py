@@ -33,9 +33,10 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import BinaryIO
 
-from bext.cache.answer import answer
+from bext.cache.answer import PRECONDITION_FIELDS, answer, plain_hit
 from bext.cache.capture import CapturedBody
 from bext.cache.directives import request_cache_control, response_cache_control
 from bext.cache.engine import Found, ResponseCache
@@ -49,7 +50,8 @@ from bext.cache.freshness import (
     stale_if_error_allowed,
 )
 from bext.cache.invalidation import SAFE_METHODS, invalidates, invalidation_targets
-from bext.cache.key import SEPARATOR, host_key, request_key
+from bext.cache.key import SEPARATOR, host_key, primary_key, request_key
+from bext.cache.memory import Held
 from bext.cache.purge import PurgeError, normalise_target
 from bext.cache.status import CacheStatus, Fwd
 from bext.cache.storable import headers_to_store, storability
@@ -57,7 +59,7 @@ from bext.cache.store import EntryMeta, StoredResponse
 from bext.cache.tags import EDGE_ONLY_FIELDS, parse_tags
 from bext.cache.validation import freshen_headers, matches_not_modified, revalidation_request
 from bext.cache.vary import secondary_key
-from bext.handlers import Handler
+from bext.handlers import Handler, QuickAnswer, QuickTarget
 from bext.http.body import EMPTY_BODY
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
@@ -132,6 +134,37 @@ class CacheHandler:
             return self._miss(request, key, Fwd.URI_MISS)
         return self._serve(request, key, found)
 
+    # -- the quick lane ---------------------------------------------------------------------
+
+    def quick_answer(self, target: QuickTarget) -> QuickAnswer:
+        """:data:`~bext.handlers.QuickAnswers`: :meth:`quick_hit` for the target's key."""
+        key = primary_key(target.path, target.target, target.query, target.host, target.scheme)
+        return partial(self.quick_hit, key)
+
+    def quick_hit(self, key: bytes, method: str, headers: Headers) -> Response | None:
+        """:meth:`__call__`'s answer when it is a plain fresh hit of an entry held in
+        memory, to a GET or HEAD without directives, preconditions, ``Range`` or
+        ``Upgrade``; counted as one. Anything else is None: the full path looks again."""
+        cache = self.cache
+        if (method != "GET" and method != "HEAD") or not cache.ready:
+            return None
+        for name, _ in headers:
+            if name in _NOT_QUICK:
+                return None
+        found = cache.lookup(key, headers)
+        if found is None:
+            return None
+        held = found.held
+        stored = held.stored
+        if stored.body is None:  # a file-backed entry: the full path sends it
+            stored.close()
+            return None
+        age, remaining = _age(held)
+        if remaining <= 0 or not held.plain or found.soft_purged:
+            return None
+        cache.counters.cache("hit")
+        return plain_hit(stored, age, held.client_headers, int(remaining))
+
     def _serve(
         self, request: Request, key: bytes, found: Found, collapsed: bool = False
     ) -> Response | Awaitable[Response]:
@@ -139,8 +172,7 @@ class CacheHandler:
         cache = self.cache
         held = found.held
         stored = held.stored
-        age = held.initial_age + max(0.0, time.time() - stored.response_time)
-        remaining = held.lifetime - age
+        age, remaining = _age(held)
         if (
             remaining > 0
             and held.plain
@@ -506,6 +538,15 @@ def _url_prefix(request: Request) -> bytes:
 _DIRECTIVE_FIELDS = frozenset({b"cache-control", b"pragma", b"authorization"})
 """Request fields that can change what a fresh stored response may do (RFC 9111 §5.2.1,
 §5.4, §3.5)."""
+
+_NOT_QUICK = _DIRECTIVE_FIELDS | PRECONDITION_FIELDS | {b"upgrade"}
+"""Request fields that send a request to the full path (:meth:`CacheHandler.quick_hit`)."""
+
+
+def _age(held: Held) -> tuple[float, float]:
+    """A held response's current age and what remains of its freshness lifetime."""
+    age = held.initial_age + max(0.0, time.time() - held.stored.response_time)
+    return age, held.lifetime - age
 
 
 def _has_directives(headers: Headers) -> bool:

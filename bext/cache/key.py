@@ -47,12 +47,15 @@ def host_key(host: str | None, scheme: str) -> bytes:
 
 def request_key(request: Request) -> bytes:
     """The primary cache key of a routed request (its path and query already split)."""
-    path = escape_path(request.path).encode("utf-8", "surrogateescape")
-    if b"?" in request.target:
-        path += b"?" + request.query
-    return SEPARATOR.join(
-        (path, host_key(request.host, request.scheme), request.scheme.encode("ascii"))
-    )
+    return primary_key(request.path, request.target, request.query, request.host, request.scheme)
+
+
+def primary_key(path: str, target: bytes, query: bytes, host: str | None, scheme: str) -> bytes:
+    """The primary key of a request to ``target`` (normalised ``path``, raw ``query``)."""
+    key = escape_path(path).encode("utf-8", "surrogateescape")
+    if b"?" in target:
+        key += b"?" + query
+    return SEPARATOR.join((key, host_key(host, scheme), scheme.encode("ascii")))
 
 
 def url_prefix(host: str | None, path_and_query: str) -> bytes:

@@ -85,7 +85,14 @@ class Compressor:
         """:meth:`_verdict` by ``Response.identity`` (cache hits), at most _MAX_VERDICTS."""
 
     def apply(self, request: Request, response: Response) -> Response:
-        """The response to send: ``response`` itself, or a compressed version of it.
+        """The response to send: ``response`` itself, or a compressed version of it."""
+        return self.for_fields(request.method, request.headers, response, request)
+
+    def for_fields(
+        self, method: str, fields: Headers, response: Response, request: Request | None = None
+    ) -> Response:
+        """:meth:`apply` for a request known by its method and header fields; ``request``
+        (its host and path name a compressed file) is needed for a file body only.
 
         A shared ``response`` is never modified: ``respond`` rules and the static memory
         cache share one Response between all requests. For those, the outcome depends only
@@ -95,12 +102,17 @@ class Compressor:
         (``Vary``) instead of being copied.
         """
         if not response.shared:
-            return self._apply(request, response)
-        key = (id(response), request.header(b"accept-encoding"))
+            return self._apply(method, fields, response, request)
+        accept_encoding = None
+        for name, value in fields:
+            if name == b"accept-encoding":
+                accept_encoding = value
+                break
+        key = (id(response), accept_encoding)
         hit = self._shared.get(key)
         if hit is not None and hit[0] is response:  # holding it keeps its id unique
             return hit[1]
-        result = self._apply(request, response)
+        result = self._apply(method, fields, response, request)
         if result is not response:
             if result.stream is not None or result.file is not None:
                 return result  # read once, by this request: nothing to remember
@@ -115,16 +127,9 @@ class Compressor:
         self._shared_bytes += size
         return result
 
-    def remembered(self, response: Response, accept_encoding: bytes | None) -> Response | None:
-        """What :meth:`apply` gave for a shared ``response`` and this Accept-Encoding value
-        (the first one) last time, or None if it does not remember: the quick lane
-        (:meth:`bext.worker.pipeline.Pipeline.quick`) needs no Request for a known answer."""
-        hit = self._shared.get((id(response), accept_encoding))
-        if hit is not None and hit[0] is response:
-            return hit[1]
-        return None
-
-    def _apply(self, request: Request, response: Response) -> Response:
+    def _apply(
+        self, method: str, fields: Headers, response: Response, request: Request | None
+    ) -> Response:
         if response.status != 200 or response.tunnel is not None:
             return response
         identity = response.identity
@@ -142,15 +147,16 @@ class Compressor:
             return response
         etag = verdict[0]
         file = response.file
-        encoding = negotiate([v for n, v in request.headers if n == b"accept-encoding"])
+        encoding = negotiate([v for n, v in fields if n == b"accept-encoding"])
         if encoding is None:
             return _with_headers(response, _with_vary(response.headers))
         headers = _encoded_headers(response.headers, encoding)
         if file is not None:
+            assert request is not None, "a file body is compressed for a Request"
             return self._file(request, response, headers, encoding, etag)
         stream = response.stream
         if stream is not None:
-            if request.method == _HEAD:
+            if method == _HEAD:
                 return Response(200, headers, stream=BodylessStream(stream))
             make = partial(self.codecs.encoder, encoding, response.content_length)
             return Response(200, headers, stream=CompressedStream(stream, make))

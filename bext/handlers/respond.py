@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from bext.config.schema import RespondAction
+from bext.handlers import QuickAnswer, QuickTarget
 from bext.http.message import Request, Response
 from bext.protocol.events import Headers
 
@@ -26,8 +27,11 @@ class RespondHandler:
     def __call__(self, request: Request) -> Response:
         return self.response
 
-    def quick(self, method: str, path: str, headers: Headers) -> Response | None:
-        """The same answer (:data:`~bext.handlers.QuickAnswer`); it reads nothing."""
+    def quick_answer(self, target: QuickTarget) -> QuickAnswer:
+        """The same answer anywhere (:data:`~bext.handlers.QuickAnswers`)."""
+        return self._quick
+
+    def _quick(self, method: str, headers: Headers) -> Response:
         return self.response
 
 

@@ -33,10 +33,12 @@ import logging
 import os
 import stat
 import time
+from functools import partial
 from urllib.parse import quote
 
 from bext.config import Config
 from bext.config.schema import RouteRule
+from bext.handlers import QuickAnswer, QuickTarget
 from bext.http.date import parse_http_date
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
@@ -211,11 +213,15 @@ class StaticHandler:
         except OutOfDescriptors as exc:
             return _unavailable(request, exc)
 
-    def quick(self, method: str, path: str, headers: Headers) -> Response | None:
-        """:meth:`__call__`'s answer when it is a file from the memory cache sent whole
-        (:data:`~bext.handlers.QuickAnswer`): the same ``stat`` check, the same choice
-        of representation. Anything else (not seen yet, changed, a conditional or Range
-        request, a file sent from disk) is None: the full path answers it."""
+    def quick_answer(self, target: QuickTarget) -> QuickAnswer:
+        """:data:`~bext.handlers.QuickAnswers`: :meth:`quick` for the target's path."""
+        return partial(self.quick, target.path)
+
+    def quick(self, path: str, method: str, headers: Headers) -> Response | None:
+        """:meth:`__call__`'s answer when it is a file from the memory cache sent whole:
+        the same ``stat`` check, the same choice of representation. Anything else (not
+        seen yet, changed, a conditional or Range request, a file sent from disk) is
+        None: the full path answers it."""
         if method != "GET" and method != "HEAD":
             return None
         entry = self.entries.items.get(path)

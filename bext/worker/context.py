@@ -29,8 +29,8 @@ class RequestHandler(Protocol):
     def handle(self, request: Request) -> Response | Awaitable[Response]: ...
 
 
-QuickLane = Callable[[str, "str | None", bytes, Headers], "tuple[Response, Any] | None"]
-"""``(method, host, target, header fields)`` of a body-less request to its final response
+QuickLane = Callable[[str, "str | None", bytes, str, Headers], "tuple[Response, Any] | None"]
+"""``(method, host, target, scheme, header fields)`` of a body-less request to its final response
 and route (what ``request.route`` would be), or None: the request takes the full path
 (``handler.handle``)."""
 

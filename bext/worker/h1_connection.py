@@ -309,7 +309,7 @@ class H1Connection(asyncio.Protocol):
             and not self._queue
             and head.upgrade is None
         ):
-            answer = quick(head.method, head.host, head.target, head.headers)
+            answer = quick(head.method, head.host, head.target, self._ctx.scheme, head.headers)
             if answer is not None:
                 self._send_quick(head, answer[0], answer[1], now)
                 return
@@ -381,17 +381,22 @@ class H1Connection(asyncio.Protocol):
             and self._served < ctx.max_keepalive_requests
         )
         status = response.status
-        body = b"" if head.method == "HEAD" or status in NO_BODY_STATUS else response.body
-        transport.write(self._shared_head(response, keep_alive, head.http_version == "1.0") + body)
+        with_body = head.method != "HEAD" and status not in NO_BODY_STATUS
+        sent = self._write_whole(
+            transport, response, keep_alive, head.http_version == "1.0", with_body
+        )
         if ctx.records_requests:
             client = self._client
             request = Request(head.method, head.target, head.headers, head.http_version,
                               ctx.scheme, client[0], client[1], self._server_port, EMPTY_BODY,
                               now, head.host)  # fmt: skip
             request.route = route
-            ctx.record(request, status, len(body), self._loop.time())
+            note = route.quick_note  # type: ignore[attr-defined]
+            if note is not None:
+                request.notes.cache = note
+            ctx.record(request, status, sent, self._loop.time())
         else:  # what record() does with the rest unused
-            ctx.counters.response(status, len(body), route.index, self._loop.time() - now)  # type: ignore[attr-defined]
+            ctx.counters.response(status, sent, route.index, self._loop.time() - now)  # type: ignore[attr-defined]
         if not keep_alive:
             self._close()
         elif not self._parser.in_head:
@@ -429,12 +434,25 @@ class H1Connection(asyncio.Protocol):
             return
         keep_alive = self._framing(request)
         self._response_started = True
+        sent = self._write_whole(
+            transport, response, keep_alive, request.http_version == "1.0", with_body
+        )
+        self._finish(request, response.status, sent, keep_alive)
+
+    def _write_whole(
+        self,
+        transport: asyncio.Transport,
+        response: Response,
+        keep_alive: bool,
+        http10: bool,
+        with_body: bool,
+    ) -> int:
+        """Write a response whose body is in memory; returns the body bytes written."""
         status = response.status
-        http10 = request.http_version == "1.0"
-        length = None if status in NO_BODY_STATUS else len(response.body)
         if response.shared:
             head = self._shared_head(response, keep_alive, http10)
         else:
+            length = None if status in NO_BODY_STATUS else len(response.body)
             head = response_head(
                 status, response.headers, self._ctx.preamble(), length, keep_alive, http10
             )
@@ -444,7 +462,7 @@ class H1Connection(asyncio.Protocol):
         else:
             transport.write(head)
             transport.write(body)
-        self._finish(request, status, len(body), keep_alive)
+        return len(body)
 
     def _shared_head(self, response: Response, keep_alive: bool, http10: bool) -> bytes:
         """The head of a Response that goes out again and again: its fields are

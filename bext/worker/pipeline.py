@@ -53,7 +53,7 @@ from bext.cache.handler import CacheHandler
 from bext.compress.filter import Compressor
 from bext.config import Config
 from bext.config.schema import RouteRule
-from bext.handlers import Handler, QuickAnswer
+from bext.handlers import Handler, QuickAnswer, QuickAnswers, QuickTarget
 from bext.handlers.redirect import redirect_handler
 from bext.handlers.respond import respond_handler
 from bext.http.errors import error_response
@@ -111,9 +111,11 @@ class Route:
     """The rule's ``[limits.NAME]``, checked after routing, before the handler."""
     access: AccessRules | None = None
     """The rule's ``allow``, ``deny``, ``methods`` and ``max_body_size``: checked first."""
-    quick: QuickAnswer | None = None
-    """The handler's answer without a Request (:meth:`Pipeline.quick`), when the rule
+    quick: QuickAnswers | None = None
+    """The handler's answers without a Request (:meth:`Pipeline.quick`), when the rule
     has nothing else to run: no access rules, rate limit or WAF."""
+    quick_note: str | None = None
+    """What a quick answer of this rule notes as ``request.notes.cache`` (``HIT``)."""
 
 
 def compile_route(
@@ -129,24 +131,27 @@ def compile_route(
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rule.headers]
     inspected = waf if waf is not None and rule.uses_waf(config.waf.enabled) else None
     handler: Handler
-    quick: QuickAnswer | None = None
+    quick: QuickAnswers | None = None
     if rule.respond is not None:
         handler = respond = respond_handler(rule.respond, headers)
-        quick = respond.quick
+        quick = respond.quick_answer
     elif rule.redirect is not None:
         handler = redirect_handler(rule.redirect, headers)
     elif rule.proxy is not None:
         handler = _proxy_route(rule, config, upstreams, headers, temp, cache, admin, inspected)
+        if isinstance(handler, CacheHandler):
+            quick = handler.quick_answer  # fresh hits only
     else:
         handler = static = static_handler(rule, config, headers)
-        quick = static.quick
+        quick = static.quick_answer
     if inspected is not None and rule.proxy is None:
         handler = WafGate(inspected, handler, bodies=True)
     limit = limits[rule.limit] if limits is not None and rule.limit is not None else None
     access = AccessRules(rule, config.server.trusted_proxies) if AccessRules.needed(rule) else None
     if inspected is not None or limit is not None or access is not None:
         quick = None
-    return Route(rule.pattern, rule.host, rule.index, handler, limit, access, quick)
+    note = "HIT" if isinstance(handler, CacheHandler) else None
+    return Route(rule.pattern, rule.host, rule.index, handler, limit, access, quick, note)
 
 
 def _proxy_route(
@@ -254,7 +259,7 @@ class Pipeline:
         self._quick_compressor = compressor
         self._quick = not config.metrics.server_timing and not self.request_phases
         """The quick lane is open: no phase reads more than the response and Accept-Encoding."""
-        self._lanes: dict[tuple[str | None, bytes], tuple[Route, str] | None] = {}
+        self._lanes: dict[tuple[str | None, bytes, str], tuple[Route, QuickAnswer] | None] = {}
 
     def bind_counters(self, counters: SlotCounters) -> None:
         """Give the handlers that count things this worker's shared-memory slot, and open
@@ -319,49 +324,44 @@ class Pipeline:
         return path, query, routed
 
     def quick(
-        self, method: str, host: str | None, target: bytes, headers: Headers
+        self, method: str, host: str | None, target: bytes, scheme: str, headers: Headers
     ) -> tuple[Response, Route] | None:
         """The quick lane: the final response and its route for a body-less request
-        whose answer needs no :class:`Request` (see :class:`~bext.handlers.QuickAnswer`),
+        whose rule answers it without a :class:`Request` (:data:`~bext.handlers.QuickAnswer`),
         or None to take :meth:`handle`.
 
         Equivalent to :meth:`handle` by construction, never by imitation: where the
-        request lands is worked out once per ``(host, target)`` by the same functions
-        :meth:`handle` uses (and remembered, bounded); the rule's own quick answer then
-        decides, and the response phases' work is taken from what they remembered for
-        the same response and Accept-Encoding. Anything not already known falls back.
+        request lands is worked out once per ``(host, target, scheme)`` by the same
+        functions :meth:`handle` uses (and remembered, bounded); the rule's own quick
+        answer decides; the response phases run as for any response (only compression
+        can be on: with Server-Timing there is no quick lane).
         """
-        key = (host, target)
+        key = (host, target, scheme)
         lane = self._lanes.get(key, _UNSEEN)
         if lane is _UNSEEN:
-            lane = self._lane(host, target)
+            lane = self._lane(host, target, scheme)
             if len(self._lanes) >= _MAX_LANES:
                 self._lanes.clear()
             self._lanes[key] = lane
         if lane is None:
             return None
-        route, path = lane
-        response = route.quick(method, path, headers)
+        route, answer = lane
+        response = answer(method, headers)
         if response is None or response.status < 200:  # 1xx: the exchange makes it a 502
             return None
         compressor = self._quick_compressor
         if compressor is not None:
-            accept_encoding = None
-            for name, value in headers:
-                if name == b"accept-encoding":
-                    accept_encoding = value
-                    break
-            response = compressor.remembered(response, accept_encoding)
-            if response is None:
-                return None
+            response = compressor.for_fields(method, headers, response)
         return response, route
 
-    def _lane(self, host: str | None, target: bytes) -> tuple[Route, str] | None:
+    def _lane(
+        self, host: str | None, target: bytes, scheme: str
+    ) -> tuple[Route, QuickAnswer] | None:
         """Where :meth:`handle` would take an origin-form ``target``, if a quick answer."""
         if not self._quick or target[:1] != b"/":
             return None
         try:
-            path, _, routed = self._paths(target)
+            path, query, routed = self._paths(target)
         except BadPath:
             return None
         if path[:8] == ADMIN_PREFIX:
@@ -369,7 +369,8 @@ class Pipeline:
         route = self.router.match(host, routed)
         if route is None or route.quick is None:
             return None
-        return route, path
+        answer = route.quick(QuickTarget(host, scheme, target, path, query))
+        return None if answer is None else (route, answer)
 
     def _route_and_respond(self, request: Request, path: str) -> Response | Awaitable[Response]:
         """Route, the route phases, the handler, then the response phases."""
