@@ -47,18 +47,19 @@ class HttptoolsParser:
         "_events",
         "_fallback",
         "_feed_body",
+        "_fields",
         "_framing",
         "_head_bytes",
         "_header_bytes",
-        "_headers",
         "_in_head",
         "_in_message",
         "_last_upgrade",
         "_limits",
+        "_max_header_size",
+        "_max_headers",
         "_parser",
         "_pending_error",
         "_size_line",
-        "_trailers",
         "_upgrade_tail",
         "_url",
         "_url_len",
@@ -66,6 +67,8 @@ class HttptoolsParser:
 
     def __init__(self, limits: ParserLimits) -> None:
         self._limits = limits
+        self._max_header_size = limits.max_header_size
+        self._max_headers = limits.max_headers
         self._events: list[Event] = []
         self._error: ProtocolError | None = None
         self._pending_error: ProtocolError | None = None
@@ -94,9 +97,9 @@ class HttptoolsParser:
     def _reset_message(self) -> None:
         self._url: list[bytes] = []
         self._url_len = 0
-        self._headers: Headers = []
+        self._fields: Headers = []
+        """The header section's fields, then (once it is complete) the trailer section's."""
         self._header_bytes = 0
-        self._trailers: Headers | None = None
         self._body_size = 0
         self._chunks = 0
         self._framing = 0
@@ -151,7 +154,7 @@ class HttptoolsParser:
             # partial field values itself, so bound them here (one feed of slack).
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_size + self._limits.max_uri_length:
-                status = 414 if not self._headers and self._url else 431
+                status = 414 if not self._fields and self._url else 431
                 self._error = ProtocolError(status, "request head too large")
                 return self._fail_feed()
         elif in_chunked_body and self._completed == completed:
@@ -286,20 +289,16 @@ class HttptoolsParser:
             self._fail(414, "request-target too long")
         self._url.append(part)
 
-    def on_header(self, name: bytes, value: bytes | None) -> None:
-        value = value.rstrip(b" \t") if value else b""  # llhttp strips leading OWS only
-        if self._in_head:
-            headers = self._headers
-        else:
-            if self._trailers is None:
-                self._trailers = []
-            headers = self._trailers
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._limits.max_header_size:
-            self._fail(431, "header section too large")
-        if len(headers) >= self._limits.max_headers:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Called once per field: the hottest callback, so one combined limit test.
+        value = value.rstrip(b" \t")  # llhttp strips leading OWS only
+        fields = self._fields  # the header section's, then the trailer section's
+        self._header_bytes = size = self._header_bytes + len(name) + len(value) + 4
+        if size > self._max_header_size or len(fields) >= self._max_headers:
+            if size > self._max_header_size:
+                self._fail(431, "header section too large")
             self._fail(431, "too many header fields")
-        headers.append((name.lower(), value))
+        fields.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -309,13 +308,14 @@ class HttptoolsParser:
                 parser.get_method().decode("latin-1"),
                 b"".join(self._url),
                 parser.get_http_version(),
-                self._headers,
+                self._fields,
                 self._limits,
             )
         except ProtocolError as exc:
             self._error = exc
             raise
         self._header_bytes = 0
+        self._fields = []  # trailer fields from here on, if any
         self._last_upgrade = head.upgrade
         self._chunked = self._size_line = head.chunked
         self._events.append(head)
@@ -338,7 +338,7 @@ class HttptoolsParser:
         self._chunks = 0
         self._chunked = self._in_message = False
         self._completed += 1
-        self._events.append(MessageEnd(self._trailers))
+        self._events.append(MessageEnd(self._fields or None))
 
     def _fail(self, status: int, reason: str) -> None:
         self._error = ProtocolError(status, reason)
