@@ -257,8 +257,11 @@ class Pipeline:
                 response_phases.append(compressor.apply)
         self.response_phases: tuple[ResponsePhase, ...] = tuple(response_phases)
         self._quick_compressor = compressor
-        self._quick = not config.metrics.server_timing and not self.request_phases
-        """The quick lane is open: no phase reads more than the response and Accept-Encoding."""
+        self._quick = not self.request_phases and self.response_phases == (
+            (compressor.apply,) if compressor is not None else ()
+        )
+        """The quick lane is open: no request phase, and no response phase but compression
+        (which :meth:`quick` runs itself). Any other phase, Server-Timing for one, closes it."""
         self._lanes: dict[tuple[str | None, bytes, str], tuple[Route, QuickAnswer] | None] = {}
 
     def bind_counters(self, counters: SlotCounters) -> None:

@@ -389,3 +389,22 @@ def test_quick_lane_answers_as_the_full_path(
     if expect_quick:
         assert full_run[1] or full_run[0].count(b"HTTP/1.") == 4, "every request answered"
     assert (quick_run[4] > 0) == expect_quick, f"the quick lane answered {quick_run[4]}"
+
+
+@pytest.mark.parametrize("server_timing", [False, True])
+def test_another_response_phase_closes_the_lane(tmp_path: Path, server_timing: bool) -> None:
+    """Server-Timing is a response phase the lane cannot run: with it, no quick answers."""
+    text = f"""
+[metrics]
+server_timing = {"true" if server_timing else "false"}
+
+[[route_rules]]
+pattern = "/r"
+respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
+"""
+    pipeline = Pipeline(parse_config(tomllib.loads(text), base_dir=tmp_path))
+    answer = pipeline.quick("GET", "a", b"/r", "http", [(b"host", b"a")])
+    if server_timing:
+        assert answer is None
+    else:
+        assert answer is not None and answer[0].body == BODY.encode()
