@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections import deque
 from typing import cast
 
@@ -531,6 +532,7 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         assert transport is not None and sock is not None
+        corked = _cork(sock, 1)  # head and file in full segments (nginx's tcp_nopush)
         try:
             self.send_head(request, response, file.count, True)
             sent = await self._sendfile(transport, sock.fileno(), file.fd, file.offset,
@@ -542,6 +544,8 @@ class H1Connection(asyncio.Protocol):
             self.abort()
         finally:
             file.close()
+            if corked and not self._closed:
+                _cork(sock, 0)  # the last partial segment goes now
 
     async def _sendfile(
         self, transport: asyncio.Transport, sock_fd: int, file_fd: int, offset: int, count: int
@@ -786,6 +790,15 @@ class H1Connection(asyncio.Protocol):
             upcoming.append(deadline)
         if upcoming:
             self._timer.arm(min(upcoming))
+
+
+def _cork(sock: socket.socket, on: int) -> bool:
+    """Set ``TCP_CORK`` on a connection's socket; False where it cannot be (a Unix socket)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+    except OSError:
+        return False
+    return True
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

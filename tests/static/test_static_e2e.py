@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -321,3 +322,22 @@ def test_static_e2e_large_file_sendfile(start_bext: Start, app_dir: Path) -> Non
         r = client.get("/media/video.mp4", headers={"range": "bytes=0-9,-10"})
         assert r.status_code == 206 and data[:10] in r.content and data[-10:] in r.content
         assert client.get("/static/ten.txt").content == b"0123456789"
+
+
+def test_static_e2e_file_sent_corked_then_uncorked(start_bext: Start, app_dir: Path) -> None:
+    """A file above the memory cache goes out with the socket corked (head and body in
+    full segments); the cork is lifted at its end, so a small response after it on the
+    same connection is not held back for the kernel's 200 ms cork timeout."""
+    body = os.urandom(600 * 1024)
+    (app_dir / "staticfiles" / "large.bin").write_bytes(body)
+    server = start_bext(config(static_routes(), app_dir=str(app_dir)))
+    with RawConnection(server.port) as conn:
+        for _ in range(3):
+            conn.send(b"GET /static/large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = conn.read_response()
+            assert r.status == 200 and r.body == body
+            started = time.monotonic()
+            conn.send(b"GET /static/ten.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = conn.read_response()
+            assert r.status == 200 and r.body == b"0123456789"
+            assert time.monotonic() - started < 0.15
