@@ -239,7 +239,9 @@ class ProxyHandler:
             return None
         buffer = self._response_buffer(conn)
         waiter = conn.begin(head, request.method == "HEAD", buffer)
-        result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        # The connection's loop, not asyncio.get_running_loop(): that one checks the pid,
+        # and getpid() is a system call on every request.
+        result: asyncio.Future[Response] = waiter.get_loop().create_future()
         waiter.add_done_callback(partial(self._headed, request, head, pools, conn, buffer, result))
         result.add_done_callback(partial(_abandon, conn, buffer))
         return result
