@@ -56,6 +56,7 @@ import lmdb
 
 from bext.cache.vary import SecondaryKey
 from bext.protocol.events import Headers
+from bext.runtime.pid import current_pid
 
 DEFAULT_INLINE_LIMIT = 256 * 1024
 """Bodies up to this many bytes are kept in LMDB; larger ones in files."""
@@ -294,7 +295,7 @@ class Store:
     def open(self) -> None:
         """Open the environment in this process (call it in each worker after ``fork``) and
         remove temporary body files older than ``temp_max_age``."""
-        if self._env is not None and self._pid == os.getpid():
+        if self._env is not None and self._pid == current_pid():
             return
         self._env = None  # an environment inherited across fork is never touched
         self.path.mkdir(parents=True, exist_ok=True)
@@ -321,12 +322,12 @@ class Store:
             env.close()  # opened but unusable: not left for the garbage collector
             raise
         self._env = env
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._clean_temp_files()
 
     def close(self) -> None:
         """Close the environment (a no-op when not open, or in a forked child)."""
-        if self._env is not None and self._pid == os.getpid():
+        if self._env is not None and self._pid == current_pid():
             self._env.close()
         self._env = None
         self._dbs = {}
@@ -341,7 +342,7 @@ class Store:
     def _opened(self) -> lmdb.Environment:
         if self._env is None:
             raise StoreError("the store is not open")
-        if self._pid != os.getpid():
+        if self._pid != current_pid():  # per lookup: no system call
             raise StoreError("the store was opened before fork; call open() in this process")
         return self._env
 

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Collection
 
+from bext.runtime.pid import current_pid
 from bext.shm.layout import HEALTH_ENTRIES, HEALTH_FIELDS, HEALTH_OFFSET, Segment
 from bext.shm.locks import StripedLock
 
@@ -99,19 +100,6 @@ class HealthEntry:
         return int(self.words[self.index + IN_FLIGHT])
 
 
-_pid = os.getpid()
-"""This process's pid, refreshed in every forked child: ``take`` and ``give_back`` run
-for every request to a server with ``max_conns``, and ``os.getpid`` is a system call."""
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
 class InFlight:
     """The requests in flight to one server from every worker, for ``max_conns``.
 
@@ -161,7 +149,7 @@ class InFlight:
                 return False
             self._checked = now
             recount = True
-        pid = _pid
+        pid = current_pid()  # take and give_back run for every request with max_conns
         with self._lock.hold(index):
             if words[index + KEY] != self._key:
                 return True  # released by a reload while this worker drains: not counted
@@ -180,7 +168,7 @@ class InFlight:
         """One request counted by :meth:`take` in this process has ended."""
         words = self._words
         index = self._index
-        pid = _pid
+        pid = current_pid()
         with self._lock.hold(index):
             cell = self._cell
             if cell < 0 or words[index + KEY] != self._key:
