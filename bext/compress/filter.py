@@ -67,6 +67,11 @@ _DROP_WHEN_ENCODED = frozenset(
 )
 _LEAVE_ALONE = frozenset({b"content-encoding", b"content-range", b"cache-control"})
 _ENCODING_VALUES = {"br": b"br", "gzip": b"gzip"}
+_READ = frozenset({b"content-type", b"etag", b"vary"}) | _LEAVE_ALONE
+"""The response fields :meth:`Compressor._verdict` reads."""
+_NO_VARY = -1
+_VARIES = -2
+"""Where a response's headers stand on Vary (else: the index of the first Vary field)."""
 _UNKNOWN: Any = object()
 _MAX_VERDICTS = 4096
 _HEAD = "HEAD"
@@ -81,7 +86,7 @@ class Compressor:
         self.cache = CompressedCache(config.memory_cache)
         self._shared: dict[tuple[int, bytes | None], tuple[Response, Response]] = {}
         self._shared_bytes = 0
-        self._verdicts: dict[Hashable, tuple[bytes | None] | None] = {}
+        self._verdicts: dict[Hashable, tuple[bytes | None, int] | None] = {}
         """:meth:`_verdict` by ``Response.identity`` (cache hits), at most _MAX_VERDICTS."""
 
     def apply(self, request: Request, response: Response) -> Response:
@@ -145,12 +150,12 @@ class Compressor:
                 verdict = self._verdicts[identity] = self._verdict(response)
         if verdict is None:
             return response
-        etag = verdict[0]
+        etag, vary = verdict
         file = response.file
         encoding = negotiate([v for n, v in fields if n == b"accept-encoding"])
         if encoding is None:
-            return _with_headers(response, _with_vary(response.headers))
-        headers = _encoded_headers(response.headers, encoding)
+            return _with_headers(response, _with_vary(response.headers, vary))
+        headers = _encoded_headers(response.headers, encoding, vary)
         if file is not None:
             assert request is not None, "a file body is compressed for a Request"
             return self._file(request, response, headers, encoding, etag)
@@ -160,20 +165,27 @@ class Compressor:
                 return Response(200, headers, stream=BodylessStream(stream))
             make = partial(self.codecs.encoder, encoding, response.content_length)
             return Response(200, headers, stream=CompressedStream(stream, make))
-        return self._bytes(response, headers, encoding, etag)
+        return self._bytes(response, headers, encoding, etag, vary)
 
-    def _verdict(self, response: Response) -> tuple[bytes | None] | None:
+    def _verdict(self, response: Response) -> tuple[bytes | None, int] | None:
         """None when ``response`` is to be sent as it is (already encoded, a range,
-        ``no-transform``, a type or size not worth it); else its ETag, in a 1-tuple."""
+        ``no-transform``, a type or size not worth it); else its ETag and where its
+        headers stand on Vary (:func:`_with_vary`), found in the same pass."""
         content_type: bytes | None = None
         etag: bytes | None = None
-        for name, value in response.headers:
+        vary = _NO_VARY
+        for index, (name, value) in enumerate(response.headers):
             lowered = name.lower()
+            if lowered not in _READ:
+                continue  # most fields: one set lookup
             if lowered == b"content-type":
                 content_type = value
             elif lowered == b"etag":
                 etag = value
-            elif lowered in _LEAVE_ALONE and _leave_alone(lowered, value):
+            elif lowered == b"vary":
+                if vary != _VARIES:
+                    vary = _VARIES if _vary_covers(value) else index if vary < 0 else vary
+            elif _leave_alone(lowered, value):
                 return None
         if not self.types.allows(content_type):
             return None
@@ -189,10 +201,10 @@ class Compressor:
                 return None
             if size > MAX_BUFFERED_SIZE and response.stream is None:
                 return None
-        return (etag,)
+        return (etag, vary)
 
     def _bytes(
-        self, response: Response, headers: Headers, encoding: str, etag: bytes | None
+        self, response: Response, headers: Headers, encoding: str, etag: bytes | None, vary: int
     ) -> Response:
         body = response.body
         key: Hashable = None
@@ -214,7 +226,7 @@ class Compressor:
                 self.cache.put(key, compressed)
         if len(compressed) >= len(body):
             # Incompressible after all (mislabelled binary): the original is smaller.
-            return _with_headers(response, _with_vary(response.headers))
+            return _with_headers(response, _with_vary(response.headers, vary))
         return Response(200, headers, compressed)
 
     def _file(
@@ -278,18 +290,15 @@ def _vary_covers(value: bytes) -> bool:
     return False
 
 
-def _with_vary(headers: Headers) -> Headers:
+def _with_vary(headers: Headers, vary: int) -> Headers:
     """``headers`` saying the response varies with Accept-Encoding (the same list if they
-    already do). An existing Vary field is extended, not repeated."""
-    first = -1
-    for index, (name, value) in enumerate(headers):
-        if name.lower() == b"vary":
-            if _vary_covers(value):
-                return headers
-            if first < 0:
-                first = index
-    if first < 0:
+    already do: ``vary`` is ``_VARIES``). An existing Vary field (the first, at index
+    ``vary``) is extended, not repeated; with none (``_NO_VARY``) one is added."""
+    if vary == _VARIES:
+        return headers
+    if vary == _NO_VARY:
         return [*headers, (b"Vary", b"Accept-Encoding")]
+    first = vary
     out = list(headers)
     name, value = out[first]
     value = value.strip()
@@ -301,10 +310,11 @@ def _weak(etag: bytes) -> bytes:
     return b"W/" + etag if etag.startswith(b'"') else etag
 
 
-def _encoded_headers(headers: Headers, encoding: str) -> Headers:
-    """``headers`` rewritten for the body compressed with ``encoding``."""
+def _encoded_headers(headers: Headers, encoding: str, vary: int) -> Headers:
+    """``headers`` rewritten for the body compressed with ``encoding`` (``vary``: as
+    :func:`_with_vary` takes it)."""
     out: Headers = []
-    for name, value in _with_vary(headers):
+    for name, value in _with_vary(headers, vary):
         lowered = name.lower()
         if lowered in _DROP_WHEN_ENCODED:
             continue

@@ -246,3 +246,27 @@ def test_a_cache_entry_is_judged_once_and_its_hits_still_compressed() -> None:
     other.identity = ("entry", 2)  # another entry: judged on its own headers
     assert header(comp.apply(request("gzip"), other), b"content-encoding") is None
     assert len(judged) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ([], [b"Accept-Encoding"]),
+        ([(b"Vary", b"Cookie")], [b"Cookie, Accept-Encoding"]),
+        ([(b"vary", b" accept-encoding ")], [b" accept-encoding "]),
+        ([(b"Vary", b"*")], [b"*"]),
+        ([(b"Vary", b"")], [b"Accept-Encoding"]),
+        ([(b"Vary", b"Cookie"), (b"Vary", b"Accept-Encoding")], [b"Cookie", b"Accept-Encoding"]),
+        ([(b"Vary", b"Cookie"), (b"Vary", b"Origin")], [b"Cookie, Accept-Encoding", b"Origin"]),
+    ],
+)
+@pytest.mark.parametrize("accept", [None, "gzip"])
+def test_vary_is_added_once_or_extended(
+    fields: list[tuple[bytes, bytes]], expected: list[bytes], accept: str | None
+) -> None:
+    """Vary is found in the same pass as the other fields the phase reads: an existing
+    field that covers Accept-Encoding (or ``*``) stays as it is, the first other one is
+    extended, and without any one is added, whether or not the body is compressed."""
+    out = compressor().apply(request(accept), html(TEXT, *fields))
+    assert [value for name, value in out.headers if name.lower() == b"vary"] == expected
+    assert (header(out, b"content-encoding") is not None) == (accept is not None)
