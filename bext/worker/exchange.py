@@ -33,7 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Protocol
 
-from bext.http.body import BodyError
+from bext.http.body import EMPTY_BODY, BodyError
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import PendingResponse, Request, Response
@@ -130,13 +130,31 @@ class StreamSender:
         return False
 
 
-def start(ctx: WorkerContext, request: Request, sender: Sender) -> Exchange | None:
+def start(
+    ctx: WorkerContext, request: Request, sender: Sender, quick: bool = True
+) -> Exchange | None:
     """Run the pipeline for ``request`` and answer through ``sender``.
 
     Returns None when the answer was sent (or handed to the sender) already; otherwise the
     :class:`Exchange` that finishes it, which the connection keeps so that it can
     :meth:`~Exchange.cancel` it.
+
+    A body-less request is offered to the pipeline's quick lane first (``ctx.quick``,
+    :meth:`~bext.worker.pipeline.Pipeline.quick`): its answer is whole and final, so it
+    goes to :meth:`Sender.send_whole` as the full path's would. ``quick=False``: the
+    caller offered it already (HTTP/1.1 does, before it makes a Request).
     """
+    lane = ctx.quick
+    if quick and lane is not None and request.body is EMPTY_BODY:
+        answer = lane(request.method, request.host, request.target, ctx.scheme, request.headers)
+        if answer is not None:
+            response, route = answer
+            request.route = route
+            note = route.quick_note
+            if note is not None:
+                request.notes.cache = note
+            sender.send_whole(request, response, with_body(request, response.status))
+            return None
     try:
         result = ctx.handler.handle(request)
     except Exception:

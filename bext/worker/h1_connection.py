@@ -350,7 +350,7 @@ class H1Connection(asyncio.Protocol):
                     and not ctx.shared.stopping
                     and self._served < ctx.max_keepalive_requests
                 )
-                self._exchange = start_exchange(ctx, request, self)
+                self._exchange = start_exchange(ctx, request, self, quick=False)
         finally:
             self._driving = False
         if self._current is None and not self._closed:

@@ -14,19 +14,23 @@ import asyncio
 import os
 import re
 import socket
+import struct
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hpack import Decoder, Encoder
 
 from bext.config import Config
 from bext.config.load import parse_config
 from bext.observe.accesslog import AccessLog
+from bext.protocol.h2_guard import PREFACE as H2_PREFACE
 from bext.shm.counters import NullCounters
 from bext.worker import main as worker_main
 from bext.worker.h1_connection import H1Connection
+from bext.worker.h2_connection import H2Connection
 from bext.worker.pipeline import Pipeline
 
 BODY = "quick " * 200
@@ -408,3 +412,142 @@ respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
         assert answer is None
     else:
         assert answer is not None and answer[0].body == BODY.encode()
+
+
+# -- HTTP/2: the same lane, offered by the exchange ------------------------------------------
+
+_FRAME = struct.Struct(">HBBBL")  # length (24 bits, as 16 + 8), type, flags, stream id
+_DATA, _HEADERS, _SETTINGS, _WINDOW_UPDATE = 0x0, 0x1, 0x4, 0x8
+_END_STREAM, _END_HEADERS, _ACK = 0x1, 0x4, 0x1
+
+
+def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload) >> 8, len(payload) & 0xFF, kind, flags, sid) + payload
+
+
+def _as_h2(raw: bytes) -> list[tuple[bytes, bytes]] | None:
+    """``raw`` (an HTTP/1.1 request of :data:`REQUESTS`) as HTTP/2 fields, or None where
+    HTTP/2 has no such request (HTTP/1.0, a body, connection-specific fields, a target
+    that is not origin-form)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    line, *lines = head.split(b"\r\n")
+    method, target, version = line.split(b" ")
+    if version != b"HTTP/1.1" or body or target[:1] != b"/":
+        return None
+    fields = [
+        (name.lower(), value.strip()) for name, _, value in (x.partition(b":") for x in lines)
+    ]
+    if any(name in (b"connection", b"upgrade", b"content-length") for name, _ in fields):
+        return None
+    host = next(value for name, value in fields if name == b"host")
+    pseudo = [
+        (b":method", method),
+        (b":scheme", b"http"),
+        (b":authority", host),
+        (b":path", target),
+    ]
+    return pseudo + [(name, value) for name, value in fields if name != b"host"]
+
+
+class H2Transport(Transport):
+    """Collects what an HTTP/2 connection writes."""
+
+
+def _h2_responses(out: bytes) -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+    """(stream id, fields without date, body) of every stream answered in ``out``."""
+    decoder = Decoder()
+    streams: dict[int, tuple[list[tuple[bytes, bytes]], bytearray]] = {}
+    pos = 0
+    while pos + 9 <= len(out):
+        hi, lo, kind, _, sid = _FRAME.unpack_from(out, pos)
+        payload = out[pos + 9 : pos + 9 + (hi << 8 | lo)]
+        pos += 9 + len(payload)
+        if kind == _HEADERS:
+            fields = [(bytes(n), bytes(v)) for n, v in decoder.decode(payload, raw=True)]
+            streams[sid] = ([f for f in fields if f[0] != b"date"], bytearray())
+        elif kind == _DATA and sid in streams:
+            streams[sid][1].extend(payload)
+    return [(sid, fields, bytes(body)) for sid, (fields, body) in sorted(streams.items())]
+
+
+def _stable_field(field: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """A response field without what changes with the clock or every request."""
+    name, value = field
+    if name in (b"age", b"x-request-id"):
+        return name, b"-"
+    return name, re.sub(rb"ttl=-?\d+", b"ttl=-", value)
+
+
+H2_REQUESTS = [(name, fields, quick) for name, raw, quick in REQUESTS if (fields := _as_h2(raw))]
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "expect_quick"), H2_REQUESTS, ids=[r[0] for r in H2_REQUESTS]
+)
+def test_quick_lane_answers_as_the_full_path_on_http2(
+    built: tuple[Config, Pipeline, Counted],
+    tmp_path: Path,
+    name: str,
+    fields: list[tuple[bytes, bytes]],
+    expect_quick: bool,
+) -> None:
+    """HTTP/2 builds its Request first; the exchange offers it to the lane. Answers,
+    counters and access log lines are those of the full path."""
+    config, pipeline, counters = built
+    log_path = tmp_path / "access.log"
+    upstream_socket = pipeline.upstream_socket  # type: ignore[attr-defined]
+
+    async def serve_h2(quick: bool, log: AccessLog, sends: int) -> tuple[Any, ...]:
+        counters.responses.clear()
+        ctx = worker_main.build_context(config, pipeline, log, counters)
+        taken = 0
+        lane = ctx.quick
+        assert lane is not None
+
+        def counting(*args: Any) -> Any:
+            nonlocal taken
+            answer = lane(*args)
+            taken += answer is not None
+            return answer
+
+        ctx.quick = counting if quick else None
+        conn = H2Connection(ctx)
+        transport = H2Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(
+            H2_PREFACE  # windows as large as they go: no response waits for WINDOW_UPDATE
+            + _frame(_SETTINGS, 0, 0, struct.pack(">HL", 0x4, 2**31 - 1))
+            + _frame(_WINDOW_UPDATE, 0, 0, struct.pack(">L", 2**31 - 1 - 65535))
+            + _frame(_SETTINGS, _ACK, 0, b"")
+        )
+        encoder = Encoder()
+        for index in range(sends):
+            block = encoder.encode(fields)
+            conn.data_received(_frame(_HEADERS, _END_HEADERS | _END_STREAM, 2 * index + 1, block))
+            for _ in range(2000):  # until answered (a miss goes upstream), 2 s at most
+                if not conn._streams:
+                    break
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        conn.connection_lost(None)
+        return _h2_responses(bytes(transport.out)), list(counters.responses), taken
+
+    async def both() -> list[tuple[Any, ...]]:
+        upstream = await asyncio.get_running_loop().create_server(Upstream, sock=upstream_socket)
+        await serve_h2(False, AccessLog("off"), 1)  # fills the caches
+        results = []
+        for quick in (False, True):
+            log = AccessLog(str(log_path), "combined")
+            answered, counted, taken = await serve_h2(quick, log, 3)
+            log.close()
+            stable = [
+                (sid, [_stable_field(f) for f in fields], body) for sid, fields, body in answered
+            ]
+            results.append((stable, counted, _logged(log_path), taken))
+        upstream.close()
+        return results
+
+    full_run, quick_run = asyncio.run(both())
+    assert quick_run[:3] == full_run[:3]
+    assert len(full_run[0]) == 3, "every request answered"
+    assert (quick_run[3] > 0) == expect_quick, f"the quick lane answered {quick_run[3]}"
