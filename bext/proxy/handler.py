@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Protocol
 
@@ -242,8 +242,11 @@ class ProxyHandler:
         # The connection's loop, not asyncio.get_running_loop(): that one checks the pid,
         # and getpid() is a system call on every request.
         result: asyncio.Future[Response] = waiter.get_loop().create_future()
-        waiter.add_done_callback(partial(self._headed, request, head, pools, conn, buffer, result))
-        result.add_done_callback(partial(_abandon, conn, buffer))
+        abandon = partial(_abandon, conn, buffer)
+        waiter.add_done_callback(
+            partial(self._headed, request, head, pools, conn, buffer, result, abandon)
+        )
+        result.add_done_callback(abandon)
         return result
 
     def _headed(
@@ -254,6 +257,7 @@ class ProxyHandler:
         conn: UpstreamConnection,
         buffer: SpillBuffer,
         result: asyncio.Future[Response],
+        abandon: Callable[[asyncio.Future[Response]], None],
         waiter: asyncio.Future[ResponseHead],
     ) -> None:
         """:meth:`_send_now`'s response head (or failure) arrived."""
@@ -262,7 +266,11 @@ class ProxyHandler:
         try:
             error = waiter.exception()
             if error is None:
-                result.set_result(self._answer(request, pools[0], conn, buffer, waiter.result()))
+                answer = self._answer(request, pools[0], conn, buffer, waiter.result())
+                # Answered: nothing left to abandon, and a done callback would cost a
+                # scheduled call per request only to find the result was not cancelled.
+                result.remove_done_callback(abandon)
+                result.set_result(answer)
                 return
             buffer.close()
             conn.abort()
