@@ -29,6 +29,7 @@ from bext.observe.accesslog import AccessLog
 from bext.protocol.h2_guard import PREFACE as H2_PREFACE
 from bext.shm.counters import NullCounters
 from bext.worker import main as worker_main
+from bext.worker.context import WorkerContext
 from bext.worker.h1_connection import H1Connection
 from bext.worker.h2_connection import H2Connection
 from bext.worker.pipeline import Pipeline
@@ -300,26 +301,34 @@ def built(
     sock.close()
 
 
+def _context(
+    built: tuple[Config, Pipeline, Counted], quick: bool, log: AccessLog
+) -> tuple[WorkerContext, list[int]]:
+    """A worker-built context with the quick lane (counting the requests it answered, in
+    the returned one-item list) or without it; the counters start empty."""
+    config, pipeline, counters = built
+    counters.responses.clear()
+    ctx = worker_main.build_context(config, pipeline, log, counters)
+    taken = [0]
+    lane = ctx.quick
+    assert lane is not None
+
+    def counting(*args: Any) -> Any:
+        answer = lane(*args)
+        taken[0] += answer is not None
+        return answer
+
+    ctx.quick = counting if quick else None
+    return ctx, taken
+
+
 async def serve(
     built: tuple[Config, Pipeline, Counted], quick: bool, log: AccessLog, raw: list[bytes]
 ) -> tuple[bytes, bool, list[tuple[int | str, int, int]], int]:
     """Feed ``raw`` (one read each, each answered before the next) to one connection of a
     worker-built context: what it wrote, whether it closed, what it counted, and how many
     requests the quick lane answered."""
-    config, pipeline, counters = built
-    counters.responses.clear()
-    ctx = worker_main.build_context(config, pipeline, log, counters)
-    taken = 0
-    lane = ctx.quick
-    assert lane is not None
-
-    def counting(*args: Any) -> Any:
-        nonlocal taken
-        answer = lane(*args)
-        taken += answer is not None
-        return answer
-
-    ctx.quick = counting if quick else None
+    ctx, taken = _context(built, quick, log)
     conn = H1Connection(ctx)
     transport = Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -333,7 +342,7 @@ async def serve(
             await asyncio.sleep(0.001)
     await asyncio.sleep(0.01)  # what follows a response (a cache store) settles
     conn.connection_lost(None)
-    return bytes(transport.out), transport.closed, list(counters.responses), taken
+    return bytes(transport.out), transport.closed, list(built[2].responses), taken[0]
 
 
 def _stable(out: bytes) -> bytes:
@@ -493,24 +502,12 @@ def test_quick_lane_answers_as_the_full_path_on_http2(
 ) -> None:
     """HTTP/2 builds its Request first; the exchange offers it to the lane. Answers,
     counters and access log lines are those of the full path."""
-    config, pipeline, counters = built
+    _, pipeline, counters = built
     log_path = tmp_path / "access.log"
     upstream_socket = pipeline.upstream_socket  # type: ignore[attr-defined]
 
     async def serve_h2(quick: bool, log: AccessLog, sends: int) -> tuple[Any, ...]:
-        counters.responses.clear()
-        ctx = worker_main.build_context(config, pipeline, log, counters)
-        taken = 0
-        lane = ctx.quick
-        assert lane is not None
-
-        def counting(*args: Any) -> Any:
-            nonlocal taken
-            answer = lane(*args)
-            taken += answer is not None
-            return answer
-
-        ctx.quick = counting if quick else None
+        ctx, taken = _context(built, quick, log)
         conn = H2Connection(ctx)
         transport = H2Transport()
         conn.connection_made(transport)  # type: ignore[arg-type]
@@ -530,7 +527,7 @@ def test_quick_lane_answers_as_the_full_path_on_http2(
                 await asyncio.sleep(0.001)
         await asyncio.sleep(0.01)
         conn.connection_lost(None)
-        return _h2_responses(bytes(transport.out)), list(counters.responses), taken
+        return _h2_responses(bytes(transport.out)), list(counters.responses), taken[0]
 
     async def both() -> list[tuple[Any, ...]]:
         upstream = await asyncio.get_running_loop().create_server(Upstream, sock=upstream_socket)
