@@ -135,7 +135,7 @@ class WorkerContext:
         self.access_log = self.shared.access_log
         self.counters = self.shared.counters
         self.connections = self.shared.connections
-        self.quick = getattr(self.handler, "quick", None)
+        self.quick = getattr(self.handler, "quick_lane", None)
         self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
         self._server_line = b"Server: " + self._server_value + b"\r\n"
         self._extra_lines = b"".join(

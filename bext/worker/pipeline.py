@@ -257,11 +257,14 @@ class Pipeline:
                 response_phases.append(compressor.apply)
         self.response_phases: tuple[ResponsePhase, ...] = tuple(response_phases)
         self._quick_compressor = compressor
-        self._quick = not self.request_phases and self.response_phases == (
-            (compressor.apply,) if compressor is not None else ()
+        self._quick = (
+            any(route.quick is not None for route in routes)
+            and not self.request_phases
+            and self.response_phases == ((compressor.apply,) if compressor is not None else ())
         )
-        """The quick lane is open: no request phase, and no response phase but compression
-        (which :meth:`quick` runs itself). Any other phase, Server-Timing for one, closes it."""
+        """The quick lane is open: some rule has quick answers, there is no request phase,
+        and no response phase but compression (which :meth:`quick` runs itself). Any other
+        phase, Server-Timing for one, closes it."""
         self._lanes: dict[tuple[str | None, bytes, str], tuple[Route, QuickAnswer] | None] = {}
 
     def bind_counters(self, counters: SlotCounters) -> None:
@@ -326,6 +329,11 @@ class Pipeline:
             routed = route_path(raw_path, reject=self.reject_encoded_slash)
         return path, query, routed
 
+    @property
+    def quick_lane(self) -> Callable[..., tuple[Response, Route] | None] | None:
+        """:meth:`quick` when the lane is open, else None: connections then never ask."""
+        return self.quick if self._quick else None
+
     def quick(
         self, method: str, host: str | None, target: bytes, scheme: str, headers: Headers
     ) -> tuple[Response, Route] | None:
@@ -339,6 +347,8 @@ class Pipeline:
         answer decides; the response phases run as for any response (only compression
         can be on: with Server-Timing there is no quick lane).
         """
+        if len(target) > _MAX_LANE_TARGET:
+            return None  # remembered lanes stay small; a long target takes the full path
         key = (host, target, scheme)
         lane = self._lanes.get(key, _UNSEEN)
         if lane is _UNSEEN:
@@ -425,7 +435,11 @@ class Pipeline:
 
 _UNSEEN: Any = object()
 _MAX_LANES = 4096
-"""Remembered ``(host, target)`` lanes; all forgotten when full (clients pick the keys)."""
+"""Remembered ``(host, target, scheme)`` lanes; all forgotten when full (clients pick the
+keys)."""
+_MAX_LANE_TARGET = 512
+"""Longer request-targets are never looked up in, nor added to, the remembered lanes: with
+:data:`_MAX_LANES` this bounds what they hold to a few MiB per worker."""
 
 
 def _bad_target(request: Request, exc: BadPath) -> Response:

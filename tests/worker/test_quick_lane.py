@@ -418,9 +418,42 @@ respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
     pipeline = Pipeline(parse_config(tomllib.loads(text), base_dir=tmp_path))
     answer = pipeline.quick("GET", "a", b"/r", "http", [(b"host", b"a")])
     if server_timing:
-        assert answer is None
+        assert answer is None and pipeline.quick_lane is None
     else:
         assert answer is not None and answer[0].body == BODY.encode()
+        assert pipeline.quick_lane is not None
+
+
+def test_no_lane_without_quick_answers(tmp_path: Path) -> None:
+    """A configuration whose rules all need the full path (here: a proxy without a cache)
+    has no lane at all: connections never ask, so proxied requests pay nothing for it."""
+    text = """
+[upstreams.app]
+servers = ["http://127.0.0.1:9"]
+
+[[route_rules]]
+pattern = "/**"
+proxy = "app"
+"""
+    config = parse_config(tomllib.loads(text), base_dir=tmp_path)
+    pipeline = Pipeline(config)
+    assert pipeline.quick_lane is None
+    assert worker_main.build_context(config, pipeline, AccessLog("off")).quick is None
+
+
+def test_long_targets_take_the_full_path_and_are_not_remembered(tmp_path: Path) -> None:
+    text = f"""
+[[route_rules]]
+pattern = "/**"
+respond = {{ status = 200, body = "{BODY}", content_type = "text/plain" }}
+"""
+    pipeline = Pipeline(parse_config(tomllib.loads(text), base_dir=tmp_path))
+    fields = [(b"host", b"a")]
+    for length in (512, 513, 8000):
+        target = b"/" + b"x" * (length - 1)
+        answer = pipeline.quick("GET", "a", target, "http", fields)
+        assert (answer is not None) == (length <= 512)
+    assert [key[1] for key in pipeline._lanes] == [b"/" + b"x" * 511]
 
 
 # -- HTTP/2: the same lane, offered by the exchange ------------------------------------------
