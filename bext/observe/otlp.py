@@ -42,6 +42,7 @@ from bext import __version__
 from bext.config.schema import MetricsConfig
 from bext.observe.errorlog import log
 from bext.observe.otlp_encode import Encoder
+from bext.shm.metrics import SPAN_OUTCOMES, NullMetrics, WorkerMetrics
 
 if TYPE_CHECKING:
     from bext.http.message import Request
@@ -220,6 +221,9 @@ async def _final_status(reader: asyncio.StreamReader) -> int:
     raise ValueError("too many interim answers")
 
 
+_EXPORTED, _FAILED, _DROPPED = (SPAN_OUTCOMES.index(o) for o in ("exported", "failed", "dropped"))
+
+
 class SpanExporter:
     """A worker's export task: :meth:`start` in the running loop, :meth:`stop` to end."""
 
@@ -228,9 +232,14 @@ class SpanExporter:
         recorder: SpanRecorder,
         config: MetricsConfig,
         clock: Callable[[], float] = time.monotonic,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         assert config.otlp_endpoint is not None
         self.recorder = recorder
+        self.metrics: WorkerMetrics = metrics if metrics is not None else NullMetrics()
+        """The worker's labelled metrics: spans exported, failed and dropped
+        (``bext_otlp_spans_total`` in ``/__bext/metrics``)."""
+        self._drops_counted = 0
         self.endpoint = Endpoint.parse(config.otlp_endpoint)
         self.interval = config.otlp_interval
         self.timeout = EXPORT_TIMEOUT
@@ -300,6 +309,7 @@ class SpanExporter:
         else:
             if 200 <= status < 300:
                 self.exported += len(records)
+                self.metrics.spans(_EXPORTED, len(records))
             else:
                 self._failed(len(records), f"the collector answered {status}")
 
@@ -319,6 +329,7 @@ class SpanExporter:
         """Count a failed export of ``count`` spans; log at most once a minute."""
         self.failures += 1
         self.lost += count
+        self.metrics.spans(_FAILED, count)
         self._unreported += 1
         now = self._clock()
         if now >= self._next_report:
@@ -333,6 +344,9 @@ class SpanExporter:
         dropped = self.recorder.dropped
         if dropped == self._drops_reported:
             return
+        if dropped > self._drops_counted:
+            self.metrics.spans(_DROPPED, dropped - self._drops_counted)
+            self._drops_counted = dropped
         now = self._clock()
         if now >= self._next_drop_report:
             log.warning("otlp: %d spans dropped: more than otlp_max_queue = %d between two "
@@ -342,10 +356,13 @@ class SpanExporter:
             self._next_drop_report = now + ERROR_LOG_EVERY
 
 
-def start_exporter(recorder: SpanRecorder | None, config: MetricsConfig) -> SpanExporter | None:
-    """Start exporting ``recorder``'s spans (None, and nothing started, with export off)."""
+def start_exporter(
+    recorder: SpanRecorder | None, config: MetricsConfig, metrics: WorkerMetrics | None = None
+) -> SpanExporter | None:
+    """Start exporting ``recorder``'s spans (None, and nothing started, with export off);
+    what becomes of them is counted in ``metrics``."""
     if recorder is None or config.otlp_endpoint is None:
         return None
-    exporter = SpanExporter(recorder, config)
+    exporter = SpanExporter(recorder, config, metrics=metrics)
     exporter.start()
     return exporter

@@ -71,6 +71,8 @@ class MetricsExporter:
         self.reader = m.MetricsReader(segment)
         self.rules = [(str(rule.index), rule.pattern) for rule in config.route_rules]
         self.upstreams = list(upstreams)
+        self.otlp = config.metrics.otlp_endpoint is not None
+        """Span export is on: ``bext_otlp_spans_total`` is part of the output."""
         self.counters: SlotCounters = NullCounters()
         """The serving worker's own counts (``Pipeline.bind_counters``), published before
         a read; other workers' are at most ``bext.shm.tally.PUBLISH_DELAY`` old."""
@@ -155,6 +157,11 @@ class MetricsExporter:
 
         text.family("bext_tls_handshakes_total", "counter", "TLS handshakes completed.")
         text.sample("bext_tls_handshakes_total", totals[m.TLS_HANDSHAKES])
+        if self.otlp:
+            text.family("bext_otlp_spans_total", "counter",
+                        "Spans recorded for OTLP export, by what became of them.")  # fmt: skip
+            for index, outcome in enumerate(m.SPAN_OUTCOMES):
+                text.sample("bext_otlp_spans_total", totals[m.SPANS + index], outcome=outcome)
         for name, field, help_text in _SLOT_COUNTERS:
             text.family(name, "counter", help_text)
             text.sample(name, self.segment.sum(field))

@@ -9,7 +9,8 @@ fixed list of status codes, a fixed set of duration buckets), never paths or cli
 * the request duration histogram (Prometheus's default buckets), overall;
 * per upstream: the response time histogram (request sent to response head), errors by
   kind, retries, queue waits and their total time;
-* connections accepted and open, by HTTP version; TLS handshakes.
+* connections accepted and open, by HTTP version; TLS handshakes;
+* OTLP spans exported, failed and dropped (with ``otlp_endpoint`` set).
 
 The block of a worker is its slot block's twin (same index: :func:`bext.shm.layout.
 block_index`), so a reload's old and new workers never share one, and the master sums
@@ -32,6 +33,7 @@ __all__ = [
     "ERROR_KINDS",
     "MAX_ROUTES",
     "MAX_UPSTREAMS",
+    "SPAN_OUTCOMES",
     "VERSIONS",
     "MetricsReader",
     "WorkerMetrics",
@@ -50,6 +52,9 @@ CODES = (100, 101, 200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 4
 """Status codes counted one by one; any other is counted as its class (``4xx``)."""
 ERROR_KINDS = ("connect", "timeout", "reset", "invalid")
 VERSIONS = ("1.1", "2", "3")
+SPAN_OUTCOMES = ("exported", "failed", "dropped")
+"""What became of the spans recorded for OTLP export: a collector took them, their export
+failed, or they never queued (``otlp_max_queue`` was full)."""
 
 _CLASSES = 5
 _BUCKETS = len(DURATION_BUCKETS) + 1
@@ -68,7 +73,8 @@ QUEUE_WAIT_TIME = QUEUE_WAITS + MAX_UPSTREAMS
 ACCEPTED = QUEUE_WAIT_TIME + MAX_UPSTREAMS
 OPEN = ACCEPTED + len(VERSIONS)
 TLS_HANDSHAKES = OPEN + len(VERSIONS)
-USED = TLS_HANDSHAKES + 1
+SPANS = TLS_HANDSHAKES + 1
+USED = SPANS + len(SPAN_OUTCOMES)
 assert USED <= METRIC_FIELDS, USED
 
 _CODE_INDEX = {code: CODE + index for index, code in enumerate(CODES)}
@@ -168,6 +174,11 @@ class WorkerMetrics:
         self._values[TLS_HANDSHAKES] += 1
         self._changed()
 
+    def spans(self, outcome: int, count: int) -> None:
+        """``count`` OTLP spans met ``SPAN_OUTCOMES[outcome]``."""
+        self._values[SPANS + outcome] += count
+        self._changed()
+
 
 class NullMetrics(WorkerMetrics):
     """For code running outside a worker (tests, tools): counts nothing."""
@@ -203,6 +214,9 @@ class NullMetrics(WorkerMetrics):
         pass
 
     def tls_handshake(self) -> None:
+        pass
+
+    def spans(self, outcome: int, count: int) -> None:
         pass
 
 

@@ -204,7 +204,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, self._request_stop, True)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         housekeeping = loop.create_task(self._housekeeping())
-        exporter = start_exporter(ctx.otlp, self.config.metrics)  # None: OTLP off
+        exporter = start_exporter(ctx.otlp, self.config.metrics, ctx.counters.metrics)
         gc.collect()
         gc.freeze()
         os.write(self.spec.ready_fd, b"r")

@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.origin import Answer, Origin
 from tests.support.server import BextProcess, config
@@ -117,8 +118,11 @@ def collector() -> Iterator[Collector]:
     server.stop()
 
 
-def otlp_config(origin: Origin, **metrics: str) -> str:
-    keys = "\n".join(f'{key} = "{value}"' for key, value in metrics.items())
+def otlp_config(origin: Origin, **metrics: str | int) -> str:
+    keys = "\n".join(
+        f"{key} = {value}" if isinstance(value, int) else f'{key} = "{value}"'
+        for key, value in metrics.items()
+    )
     return config(
         f"""
 [metrics]
@@ -255,3 +259,37 @@ def test_a_failing_collector_is_logged_and_the_requests_go_on(
     assert httpx.get(server.base_url + "/a").status_code == 200
     collector.wait_for_trace(upstream_traceparent(origin)[0])
     assert server.proc is not None and server.proc.poll() is None
+    # What became of the spans, in /__bext/metrics (read by prometheus_client's parser).
+    assert spans_total(server) == {"exported": 1.0, "failed": 1.0, "dropped": 0.0}
+
+
+def test_spans_over_the_queue_are_dropped_and_counted(
+    start_bext: Start, origin: Origin, collector: Collector
+) -> None:
+    """Five spans in a burst, two queue places: whatever way an export splits the burst,
+    at least one span is dropped, and every span is either exported or counted dropped."""
+    server = start_bext(
+        otlp_config(origin, otlp_endpoint=collector.url, otlp_interval="2s", otlp_max_queue=2)
+    )
+    with httpx.Client(base_url=server.base_url) as client:
+        for _ in range(5):
+            assert client.get("/a").status_code == 200
+    deadline = time.monotonic() + 10
+    totals = spans_total(server)
+    while totals["exported"] + totals["dropped"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        totals = spans_total(server)
+    assert totals["exported"] + totals["dropped"] == 5
+    assert totals["dropped"] >= 1 and totals["failed"] == 0
+    assert len(collector.spans()) == totals["exported"]
+
+
+def spans_total(server: BextProcess) -> dict[str, float]:
+    """``bext_otlp_spans_total`` by outcome, as Prometheus would read it."""
+    text = httpx.get(server.base_url + "/__bext/metrics").text
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bext_otlp_spans_total"
+    }
