@@ -58,8 +58,7 @@ def answer(
     :func:`client_headers` of ``stored.headers`` when the caller has it already; with
     ``hit_ttl`` the status is a plain hit with that ttl, written without building it."""
     member = status.serialise() if hit_ttl is None else b"bext;hit;ttl=%d" % hit_ttl
-    headers = [*(client_headers(stored.headers) if sent is None else sent),
-               (b"Age", age_header_value(age)), (b"Cache-Status", member)]  # fmt: skip
+    headers = _sent(client_headers(stored.headers) if sent is None else sent, age, member)
     if stored.status == 200 and not has_preconditions(request.headers):
         return _full(stored, headers)  # the common hit: no precondition, no Range
     if stored.status == 200 and _not_modified(request, stored.headers):
@@ -78,9 +77,13 @@ def answer(
 def plain_hit(stored: StoredResponse, age: float, sent: Headers, hit_ttl: int) -> Response:
     """:func:`answer` for a plain hit to a request without preconditions or ``Range``
     (:func:`has_preconditions` is False), which needs nothing else of the request."""
-    headers = [*sent, (b"Age", age_header_value(age)),
-               (b"Cache-Status", b"bext;hit;ttl=%d" % hit_ttl)]  # fmt: skip
-    return _full(stored, headers)
+    return _full(stored, _sent(sent, age, b"bext;hit;ttl=%d" % hit_ttl))
+
+
+def _sent(fields: Headers, age: float, cache_status: bytes) -> Headers:
+    """A stored response's client fields with the ``Age`` and ``Cache-Status`` of this
+    answer appended (last: a 304 and a 416 keep exactly these two)."""
+    return [*fields, (b"Age", age_header_value(age)), (b"Cache-Status", cache_status)]
 
 
 def _full(stored: StoredResponse, headers: Headers) -> Response:

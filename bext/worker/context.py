@@ -121,6 +121,9 @@ class WorkerContext:
     quick: QuickLane | None = field(init=False)
     """The handler's quick lane (:meth:`bext.worker.pipeline.Pipeline.quick`) for HTTP/1.1,
     when it has one."""
+    records_requests: bool = field(init=False)
+    """:meth:`record` reads more of a request than its route and start time (the access
+    log, OTLP): the HTTP/1.1 quick lane then builds a Request to record."""
     shared: WorkerState = field(init=False)
     """The worker's state (``state``, made if none was given): read ``shared.stopping``."""
     connections: set[ConnectionLike] = field(init=False)
@@ -136,6 +139,7 @@ class WorkerContext:
         self.counters = self.shared.counters
         self.connections = self.shared.connections
         self.quick = getattr(self.handler, "quick_lane", None)
+        self.records_requests = self.access_log.enabled or self.otlp is not None
         self._server_value = b"bext/" + __version__.encode() if self.server_tokens else b"bext"
         self._server_line = b"Server: " + self._server_value + b"\r\n"
         self._extra_lines = b"".join(
@@ -246,12 +250,6 @@ class WorkerContext:
         otlp = self.otlp  # OTLP off: this check is all it costs
         if otlp is not None:
             otlp.record(request, status, now)
-
-    @property
-    def records_requests(self) -> bool:
-        """:meth:`record` reads more of the request than its route and start time (the
-        access log, OTLP): the quick lane then builds a Request to record."""
-        return self.access_log.enabled or self.otlp is not None
 
     def record_unparsed(self, client_addr: str, status: int, sent: int) -> None:
         """Like :meth:`record` for an error answered before a request could be formed."""

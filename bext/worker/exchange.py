@@ -149,10 +149,7 @@ def start(
         answer = lane(request.method, request.host, request.target, ctx.scheme, request.headers)
         if answer is not None:
             response, route = answer
-            request.route = route
-            note = route.quick_note
-            if note is not None:
-                request.notes.cache = note
+            route.claim(request)
             sender.send_whole(request, response, with_body(request, response.status))
             return None
     try:

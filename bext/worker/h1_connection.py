@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 from collections import deque
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.errors import error_response
@@ -46,6 +46,9 @@ from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange
 from bext.worker.exchange import start as start_exchange
 from bext.worker.h2_connection import H2Connection
+
+if TYPE_CHECKING:
+    from bext.worker.pipeline import Route
 
 log = logging.getLogger("bext")
 
@@ -344,12 +347,7 @@ class H1Connection(asyncio.Protocol):
                     return
                 self._current = request
                 self._response_started = False
-                self._served += 1
-                self._keep_alive = (
-                    keep_alive
-                    and not ctx.shared.stopping
-                    and self._served < ctx.max_keepalive_requests
-                )
+                self._keep_alive = self._serve_one(keep_alive)
                 self._exchange = start_exchange(ctx, request, self, quick=False)
         finally:
             self._driving = False
@@ -358,6 +356,13 @@ class H1Connection(asyncio.Protocol):
                 self._resume_reading(_PAUSED_BY_QUEUE)
             if not self._queue and self._receiving is None and not self._parser.in_head:
                 self._idle()
+
+    def _serve_one(self, keep_alive: bool) -> bool:
+        """Count a request about to be answered; whether the connection stays open after it
+        (the client asked to keep it, the worker is not draining, the limit not reached)."""
+        self._served += 1
+        ctx = self._ctx
+        return keep_alive and not ctx.shared.stopping and self._served < ctx.max_keepalive_requests
 
     def _idle(self) -> None:
         """Nothing in flight or queued: wait for the next request (or close)."""
@@ -368,36 +373,27 @@ class H1Connection(asyncio.Protocol):
         self._idle_since = now = self._loop.time()
         self._timer.arm(now + (DRAIN_IDLE_GRACE if ctx.shared.stopping else ctx.timeouts.keepalive))
 
-    def _send_quick(self, head: RequestHead, response: Response, route: object, now: float) -> None:
+    def _send_quick(self, head: RequestHead, response: Response, route: Route, now: float) -> None:
         """Answer from the quick lane: what :meth:`_drive`, the exchange, :meth:`send_whole`
         and :meth:`_finish` do for a shared response, without a Request or an exchange."""
         transport = self._transport
         if transport is None or self._closed:
             return
         ctx = self._ctx
-        self._served += 1
-        keep_alive = (
-            head.keep_alive
-            and not ctx.shared.stopping
-            and self._served < ctx.max_keepalive_requests
-        )
+        keep_alive = self._serve_one(head.keep_alive)
         status = response.status
         with_body = head.method != "HEAD" and status not in NO_BODY_STATUS
         sent = self._write_whole(
             transport, response, keep_alive, head.http_version == "1.0", with_body
         )
         if ctx.records_requests:
-            client = self._client
-            request = Request(head.method, head.target, head.headers, head.http_version,
-                              ctx.scheme, client[0], client[1], self._server_port, EMPTY_BODY,
-                              now, head.host)  # fmt: skip
-            request.route = route
-            note = route.quick_note  # type: ignore[attr-defined]
-            if note is not None:
-                request.notes.cache = note
+            request = Request.from_head(
+                head, ctx.scheme, self._client, self._server_port, EMPTY_BODY, now
+            )
+            route.claim(request)
             ctx.record(request, status, sent, self._loop.time())
         else:  # what record() does with the rest unused
-            ctx.counters.response(status, sent, route.index, self._loop.time() - now)  # type: ignore[attr-defined]
+            ctx.counters.response(status, sent, route.index, self._loop.time() - now)
         if not keep_alive:
             self._close()
         elif not self._parser.in_head:

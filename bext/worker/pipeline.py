@@ -117,6 +117,13 @@ class Route:
     quick_note: str | None = None
     """What a quick answer of this rule notes as ``request.notes.cache`` (``HIT``)."""
 
+    def claim(self, request: Request) -> None:
+        """Note on ``request`` what routing and the handler would have, for a request this
+        rule answered from the quick lane (the logging phase reads it)."""
+        request.route = self
+        if self.quick_note is not None:
+            request.notes.cache = self.quick_note
+
 
 def compile_route(
     rule: RouteRule,

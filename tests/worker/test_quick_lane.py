@@ -491,10 +491,6 @@ def _as_h2(raw: bytes) -> list[tuple[bytes, bytes]] | None:
     return pseudo + [(name, value) for name, value in fields if name != b"host"]
 
 
-class H2Transport(Transport):
-    """Collects what an HTTP/2 connection writes."""
-
-
 def _h2_responses(out: bytes) -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
     """(stream id, fields without date, body) of every stream answered in ``out``."""
     decoder = Decoder()
@@ -542,7 +538,7 @@ def test_quick_lane_answers_as_the_full_path_on_http2(
     async def serve_h2(quick: bool, log: AccessLog, sends: int) -> tuple[Any, ...]:
         ctx, taken = _context(built, quick, log)
         conn = H2Connection(ctx)
-        transport = H2Transport()
+        transport = Transport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         conn.data_received(
             H2_PREFACE  # windows as large as they go: no response waits for WINDOW_UPDATE
