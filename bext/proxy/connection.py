@@ -1,6 +1,8 @@
 """One keep-alive HTTP/1.1 connection to an upstream server (Gunicorn, Uvicorn).
 
-The response head is awaited as a future; the body is pushed into a
+The response head is awaited as a future, or handed to a listener at the end of the read
+that completed it (the proxy's warm-connection path: no scheduled call); the body is
+pushed into a
 :class:`~bext.proxy.spill.SpillBuffer` as fast as the upstream sends it, and the
 connection goes back to its pool the moment the response is complete, whether or not the
 client has read it yet. That is what frees a sync Gunicorn worker from a slow client.
@@ -71,9 +73,13 @@ class ResponseHead:
         """Seconds from the request head's write to the read that completed this head."""
 
 
+HeadListener = Callable[["asyncio.Future[ResponseHead]"], None]
+"""What :meth:`UpstreamConnection.begin` calls when the response head (or a failure) is in."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, read_timeout: float, on_idle: Callable[[UpstreamConnection], None]) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._read_timeout = read_timeout
         self._on_idle = on_idle
         self.transport: asyncio.Transport | None = None
@@ -86,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         # The response in progress.
         self._parser: httptools.HttpResponseParser | None = None
         self._head_waiter: asyncio.Future[ResponseHead] | None = None
+        self._listener: tuple[HeadListener, asyncio.Future[ResponseHead]] | None = None
         self._body: SpillBuffer | None = None
         self._headers: Headers = []
         self._received = 0
@@ -118,7 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self._received += len(data)
-        self._last_read = self._loop.time()
+        self._last_read = self.loop.time()
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -131,6 +138,8 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"invalid response from upstream: {exc}", no_response=False))
             self.close()
+        if self._listener is not None:
+            self._tell()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -144,6 +153,7 @@ class UpstreamConnection(asyncio.Protocol):
                 head_waiter.set_exception(
                     UpstreamError(reason, no_response=self._received == 0, reused=self.requests > 1)
                 )
+                self._tell()
             elif self._body is not None:
                 if self._close_delimited():
                     self._body.end()
@@ -169,13 +179,25 @@ class UpstreamConnection(asyncio.Protocol):
     # -- used by the proxy handler ---------------------------------------------------------
 
     def begin(
-        self, head: bytes, head_only: bool, body: SpillBuffer, has_body: bool = False
+        self,
+        head: bytes,
+        head_only: bool,
+        body: SpillBuffer,
+        has_body: bool = False,
+        listener: HeadListener | None = None,
     ) -> asyncio.Future[ResponseHead]:
-        """Send a request head and prepare to receive its response."""
+        """Send a request head and prepare to receive its response.
+
+        The future returned settles with the response head, or the failure. ``listener``
+        is called with it once it has, directly: at the end of the read that completed
+        the head (the body that came with it is in ``body`` by then), or when the
+        connection fails or times out. A done callback would cost a scheduled call.
+        """
         assert self.transport is not None
         self.requests += 1
         self._parser = httptools.HttpResponseParser(self)
-        self._head_waiter = self._loop.create_future()
+        waiter = self._head_waiter = self.loop.create_future()
+        self._listener = None if listener is None else (listener, waiter)
         self._body = body
         self._headers = []
         self._received = 0
@@ -183,10 +205,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._message_done = False
         self._upgraded = False
         self.request_sent = not has_body
-        self._last_read = self._sent_at = self._loop.time()
+        self._last_read = self._sent_at = self.loop.time()
         self._arm_timer()
         self.transport.write(head)
-        return self._head_waiter
+        return waiter
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -196,7 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             raise ConnectionResetError("upstream closed the connection")
         if self._write_paused:
-            self._drain_waiter = self._loop.create_future()
+            self._drain_waiter = self.loop.create_future()
             try:
                 await self._drain_waiter
             finally:
@@ -210,7 +232,7 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = False
-            self._last_read = self._loop.time()
+            self._last_read = self.loop.time()
             self.transport.resume_reading()
 
     def peer_closed(self) -> bool:
@@ -309,7 +331,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = None
         self._head_waiter = None
         if keep_alive and not self.closed:
-            self.idle_since = self._loop.time()
+            self.idle_since = self.loop.time()
             self._on_idle(self)
         elif not self._upgraded:
             self.close()
@@ -324,17 +346,25 @@ class UpstreamConnection(asyncio.Protocol):
                 return False
         return True
 
+    def _tell(self) -> None:
+        """Hand a settled head (or failure) to :meth:`begin`'s listener, once."""
+        listening = self._listener
+        if listening is not None and listening[1].done():
+            self._listener = None
+            listening[0](listening[1])
+
     def _fail(self, error: UpstreamError) -> None:
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
+            self._tell()
         elif self._body is not None:
             self._body.fail(error.reason)
         self._parser = None
 
     def _arm_timer(self) -> None:
         if self._timer is None:
-            self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._on_timer)
+            self._timer = self.loop.call_at(self._last_read + self._read_timeout, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -346,10 +376,10 @@ class UpstreamConnection(asyncio.Protocol):
         if self._message_done or self.closed or self._parser is None:
             return
         if self._reading_paused:
-            self._last_read = self._loop.time()  # the client is slow, not the upstream
+            self._last_read = self.loop.time()  # the client is slow, not the upstream
         deadline = self._last_read + self._read_timeout
-        if deadline <= self._loop.time():
+        if deadline <= self.loop.time():
             self._fail(UpstreamTimeout("upstream read timed out", no_response=self._received == 0))
             self.abort()
             return
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = self.loop.call_at(deadline, self._on_timer)

@@ -238,14 +238,12 @@ class ProxyHandler:
         if conn is None:
             return None
         buffer = self._response_buffer(conn)
-        waiter = conn.begin(head, request.method == "HEAD", buffer)
         # The connection's loop, not asyncio.get_running_loop(): that one checks the pid,
         # and getpid() is a system call on every request.
-        result: asyncio.Future[Response] = waiter.get_loop().create_future()
+        result: asyncio.Future[Response] = conn.loop.create_future()
         abandon = partial(_abandon, conn, buffer)
-        waiter.add_done_callback(
-            partial(self._headed, request, head, pools, conn, buffer, result, abandon)
-        )
+        headed = partial(self._headed, request, head, pools, conn, buffer, result, abandon)
+        conn.begin(head, request.method == "HEAD", buffer, False, headed)
         result.add_done_callback(abandon)
         return result
 
@@ -260,7 +258,9 @@ class ProxyHandler:
         abandon: Callable[[asyncio.Future[Response]], None],
         waiter: asyncio.Future[ResponseHead],
     ) -> None:
-        """:meth:`_send_now`'s response head (or failure) arrived."""
+        """:meth:`_send_now`'s response head (or failure) arrived. The connection calls
+        this at the end of the read that completed the head (the body that came with it
+        is buffered by then), or when it failed."""
         if result.done():
             return  # cancelled: the client went away, and _abandon let go of the upstream
         try:

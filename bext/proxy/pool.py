@@ -40,7 +40,7 @@ class PooledConnection(UpstreamConnection):
                 # On the next turn of the loop: the transport closes the socket only after
                 # this returns, and the server must see it closed before the request this
                 # frees opens the next one (or the two overlap at the server for a moment).
-                self._loop.call_soon(self.finished)
+                self.loop.call_soon(self.finished)
 
 
 class ConnectionPool:
@@ -120,7 +120,8 @@ class ConnectionPool:
         if not isinstance(conn, PooledConnection):
             conn.close()  # not one of ours
             return
-        conn.finished()
+        if conn.on_finished is not None:
+            conn.finished()
         if len(self._idle) >= self.keepalive:
             conn.close()
             return

@@ -123,7 +123,10 @@ class SpillBuffer:
         elif self._write_pos == self._read_pos and (
             self._memory + len(data) <= self._memory_limit or self._file_limit == 0
         ):
-            self._keep(self._chunks, data)
+            # The common case (a response that fits in memory), spelled out: it runs for
+            # every proxied response.
+            self._chunks.append(data)
+            self._memory += len(data)
         else:
             # Once anything is on disk, later data goes there too so order is kept.
             self._spill(data)
@@ -137,11 +140,13 @@ class SpillBuffer:
         ):
             self._paused = True
             self._on_pause()
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def end(self) -> None:
         self._done = True
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def fail(self, reason: str) -> None:
         if not self._done:
