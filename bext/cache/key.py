@@ -24,6 +24,7 @@ from bext.http.message import Request
 
 _DEFAULT_PORT = {"http": ":80", "https": ":443"}
 SEPARATOR = b"\x00"
+_QUESTION_MARK = ord("?")
 
 
 def escape_path(path: str) -> str:
@@ -53,7 +54,7 @@ def request_key(request: Request) -> bytes:
 def primary_key(path: str, target: bytes, query: bytes, host: str | None, scheme: str) -> bytes:
     """The primary key of a request to ``target`` (normalised ``path``, raw ``query``)."""
     key = escape_path(path).encode("utf-8", "surrogateescape")
-    if b"?" in target:
+    if _QUESTION_MARK in target:  # a byte value: see bext.routing.path
         key += b"?" + query
     return SEPARATOR.join((key, host_key(host, scheme), scheme.encode("ascii")))
 

@@ -25,6 +25,7 @@ __all__ = [
     "Context",
     "Table",
     "checked",
+    "header_table",
     "is_int",
     "key_repr",
     "named_tables",
@@ -286,6 +287,38 @@ def string_list(ctx: Context, path: str, value: Any) -> list[tuple[str, str]]:
         if ctx.expect(f"{path}[{i}]", item, "str"):
             items.append((f"{path}[{i}]", item))
     return items
+
+
+def header_table(
+    t: Table, key: str, check_name: Callable[[str], str], example: str
+) -> tuple[tuple[str, str], ...]:
+    """`key = { name = "value" }`: header fields, names checked (and lowercased) by
+    ``check_name``, values printable ASCII; a name given twice (in any case) is refused.
+    ``example`` shows the form in the message for a value that is not a table."""
+    raw = t.take(key)
+    path = t.sub(key)
+    if raw is MISSING:
+        return ()
+    ctx = t.ctx
+    if not isinstance(raw, dict):
+        ctx.error(path, f"expected a table such as {example}, got {show_value(raw)}")
+        return ()
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in raw.items():
+        header_path = f"{path}.{key_repr(name)}"
+        lowered = checked(ctx, header_path, check_name, name)
+        if lowered is not None and lowered in seen:
+            ctx.error(header_path, f"{quote(lowered)} is set twice (header names ignore case)")
+            lowered = None
+        if not ctx.expect(header_path, value, "str"):
+            continue
+        if checked(ctx, header_path, values.check_header_value, value) is None:
+            continue
+        if lowered is not None:
+            seen.add(lowered)
+            headers.append((lowered, value))
+    return tuple(headers)
 
 
 def named_tables(t: Table, noun: str, *, skip_bad_names: bool) -> Iterator[tuple[str, Table]]:

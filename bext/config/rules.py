@@ -19,8 +19,8 @@ from bext.config.reader import (
     Context,
     Table,
     checked,
+    header_table,
     is_int,
-    key_repr,
     named_tables,
     show_value,
     string_list,
@@ -102,7 +102,9 @@ def _read_rule(
     limit = _read_reference(ctx, t, "limit", limit_names, "limit", "limits")
     respond = _read_respond(ctx, t)
     redirect = _read_redirect(ctx, t)
-    headers = _read_headers(ctx, t)
+    headers = header_table(
+        t, "headers", values.check_header_name, '{ "cache-control" = "no-store" }'
+    )
     index_file = t.get_opt_str("index")
     if index_file is not None and (
         not index_file or "/" in index_file or "\0" in index_file or index_file in (".", "..")
@@ -261,36 +263,6 @@ def _read_redirect(ctx: Context, rule: Table) -> RedirectAction | None:
         ctx.error(t.sub("status"), f"expected one of {options}, got {status}")
     t.finish()
     return RedirectAction(to=to or "/", status=status)
-
-
-def _read_headers(ctx: Context, rule: Table) -> tuple[tuple[str, str], ...]:
-    """`headers = { name = "value" }`: extra response headers, names lowercased."""
-    raw = rule.take("headers")
-    path = rule.sub("headers")
-    if raw is MISSING:
-        return ()
-    if not isinstance(raw, dict):
-        ctx.error(
-            path,
-            f'expected a table such as {{ "cache-control" = "no-store" }}, got {show_value(raw)}',
-        )
-        return ()
-    headers: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for name, value in raw.items():
-        header_path = f"{path}.{key_repr(name)}"
-        lowered = checked(ctx, header_path, values.check_header_name, name)
-        if lowered is not None and lowered in seen:
-            ctx.error(header_path, f"{quote(lowered)} is set twice (header names ignore case)")
-            lowered = None
-        if not ctx.expect(header_path, value, "str"):
-            continue
-        if checked(ctx, header_path, values.check_header_value, value) is None:
-            continue
-        if lowered is not None:
-            seen.add(lowered)
-            headers.append((lowered, value))
-    return tuple(headers)
 
 
 def _check_reachability(ctx: Context, rules: Iterable[RouteRule]) -> None:

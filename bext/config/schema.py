@@ -497,6 +497,8 @@ class MetricsConfig:
     `otlp_endpoint` (None: off) is the OTLP/HTTP traces URL each worker POSTs its spans to
     every `otlp_interval` seconds, as `otlp_service_name`, keeping at most
     `otlp_max_queue` spans in between (`bext.observe.otlp`; needs the `bext[otel]` extra).
+    `otlp_headers` go with every export (a collector's API key: never shown by `repr`),
+    and `otlp_compression` ("gzip" or "none") is the body's encoding.
     """
 
     statsd: tuple[str, int] | None = None
@@ -507,6 +509,8 @@ class MetricsConfig:
     otlp_service_name: str = "bext"
     otlp_interval: float = 5.0
     otlp_max_queue: int = 2048
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    otlp_compression: str = "none"
 
 
 @dataclass(frozen=True, slots=True)

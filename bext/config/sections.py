@@ -24,6 +24,7 @@ from bext.config.reader import (
     Context,
     Table,
     checked,
+    header_table,
     is_int,
     key_repr,
     named_tables,
@@ -713,6 +714,8 @@ _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _OTLP_INTERVAL_MIN = 1.0
 _OTLP_INTERVAL_MAX = 3600.0
 _OTLP_QUEUE_MAX = 1 << 20
+OTLP_COMPRESSIONS = ("none", "gzip")
+"""`otlp_compression`: the export body as it is, or gzipped (what collectors accept)."""
 _OTLP_SERVICE_NAME = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 """Printable ASCII, 1 to 255 characters, no space at either end."""
 
@@ -783,8 +786,12 @@ def _read_otlp(ctx: Context, t: Table) -> dict[str, Any]:
         )
         interval = 5.0
     queue = t.get_int("otlp_max_queue", 2048, lo=1, hi=_OTLP_QUEUE_MAX)
+    headers = header_table(t, "otlp_headers", values.check_export_header_name,
+                           '{ authorization = "Bearer <key>" }')  # fmt: skip
+    compression = t.get_choice("otlp_compression", "none", OTLP_COMPRESSIONS)
     return {"otlp_endpoint": endpoint, "otlp_service_name": service, "otlp_interval": interval,
-            "otlp_max_queue": queue}  # fmt: skip
+            "otlp_max_queue": queue, "otlp_headers": headers,
+            "otlp_compression": compression}  # fmt: skip
 
 
 def otlp_endpoint(text: str) -> str:

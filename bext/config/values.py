@@ -42,6 +42,8 @@ _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _MANAGED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
 )
+# What bext's own requests (OTLP export) say about themselves.
+_EXPORT_MANAGED_HEADERS = frozenset({"host", "content-type", "content-encoding"})
 _FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
 # C0 and C1 control characters (NUL included) and lone surrogates: no file name a config
 # means, and things no system call takes (NUL) or no log line shows faithfully.
@@ -242,6 +244,19 @@ def check_header_name(name: str) -> str:
     lowered = name.lower()
     if lowered in _MANAGED_HEADERS:
         raise ValueError(f"{quote(lowered)} is managed by bext and cannot be set by a rule")
+    return lowered
+
+
+def check_export_header_name(name: str) -> str:
+    """Validate a header name for bext's OTLP export requests; returned lowercased.
+
+    Collectors want authentication here (``authorization``, ``x-api-key``...); the fields
+    that frame the request or say what its body is stay bext's."""
+    if not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"{quote(name)} is not a valid HTTP header name")
+    lowered = name.lower()
+    if lowered in _MANAGED_HEADERS or lowered in _EXPORT_MANAGED_HEADERS:
+        raise ValueError(f"{quote(lowered)} is set by bext on export requests")
     return lowered
 
 

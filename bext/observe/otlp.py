@@ -17,9 +17,11 @@ worker's housekeeping): every ``otlp_interval`` seconds it takes the list, conve
 loop's clock to Unix nanoseconds (an offset measured once per export, so a stepped wall
 clock is followed), encodes an OTLP ``ExportTraceServiceRequest``
 (:mod:`bext.observe.otlp_encode`, a few hundred spans at a time with the loop running in
-between), and POSTs it as ``application/x-protobuf`` with a small HTTP/1.1 client (one
-connection per export, ``Connection: close``, :data:`EXPORT_TIMEOUT`). A graceful stop
-exports what is left, within :data:`STOP_TIMEOUT`.
+between), gzips it with ``otlp_compression = "gzip"`` (in slices, the loop running in
+between as well), and POSTs it as ``application/x-protobuf`` with ``otlp_headers`` (a
+collector's API key) with a small HTTP/1.1 client (one connection per export,
+``Connection: close``, :data:`EXPORT_TIMEOUT`). A graceful stop exports what is left,
+within :data:`STOP_TIMEOUT`.
 
 Failures (a refused connection, a timeout, a non-2xx answer) drop that export's spans,
 are counted, and are logged at most once a minute; nothing raises into the worker. Spans
@@ -33,7 +35,8 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -91,6 +94,11 @@ MAX_TEXT = 1024
 """Characters of a path or host kept in a span (both are bounded by the parser anyway)."""
 MAX_RESPONSE_LINE = 8192
 """Bytes of one line of the collector's answer read at most."""
+GZIP_LEVEL = 1
+"""zlib's fastest level: the worker's loop waits while a slice is compressed, and span
+ids and names compress well at any level."""
+GZIP_SLICE = 64 * 1024
+"""Bytes of an export body gzipped between two turns of the event loop."""
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?\r?\n")
 
@@ -173,8 +181,11 @@ async def post(
     body: bytes,
     timeout: float = EXPORT_TIMEOUT,
     ssl_context: ssl.SSLContext | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    gzipped: bool = False,
 ) -> int:
-    """POST ``body`` (protobuf) to ``endpoint``; the final status code of the answer.
+    """POST ``body`` (protobuf; ``gzipped``: gzip-encoded) to ``endpoint`` with the extra
+    ``headers`` (checked by the config reader); the final status code of the answer.
 
     One connection, closed after the status line has been read: an export is a few
     requests a minute, not worth a pool. Raises OSError, TimeoutError or ValueError (an
@@ -192,7 +203,9 @@ async def post(
                 f"Host: {endpoint.authority}\r\n"
                 f"User-Agent: bext/{__version__}\r\n"
                 "Content-Type: application/x-protobuf\r\n"
-                f"Content-Length: {len(body)}\r\n"
+                + ("Content-Encoding: gzip\r\n" if gzipped else "")
+                + "".join(f"{name}: {value}\r\n" for name, value in headers)
+                + f"Content-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
             )
             writer.write(head.encode("ascii") + body)
@@ -221,6 +234,20 @@ async def _final_status(reader: asyncio.StreamReader) -> int:
     raise ValueError("too many interim answers")
 
 
+async def _gzip(body: bytes) -> bytes:
+    """``body`` gzip-encoded, :data:`GZIP_SLICE` bytes at a time with the loop running in
+    between (an export of thousands of spans is a few hundred KiB)."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip wrapper
+    view = memoryview(body)
+    parts = []
+    for first in range(0, len(view), GZIP_SLICE):
+        if first:
+            await asyncio.sleep(0)
+        parts.append(compressor.compress(view[first : first + GZIP_SLICE]))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
 _EXPORTED, _FAILED, _DROPPED = (SPAN_OUTCOMES.index(o) for o in ("exported", "failed", "dropped"))
 
 
@@ -244,6 +271,8 @@ class SpanExporter:
         self.interval = config.otlp_interval
         self.timeout = EXPORT_TIMEOUT
         self._encoder = Encoder(config.otlp_service_name)
+        self._headers = config.otlp_headers
+        self._gzip = config.otlp_compression == "gzip"
         self._clock = clock
         self._ssl: ssl.SSLContext | None = None
         self._stopping: asyncio.Event | None = None
@@ -297,9 +326,12 @@ class SpanExporter:
             return
         try:
             body = await self._encode(records)
+            if self._gzip:
+                body = await _gzip(body)
             if self.endpoint.tls and self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            status = await post(self.endpoint, body, self.timeout, self._ssl)
+            status = await post(self.endpoint, body, self.timeout, self._ssl, self._headers,
+                                self._gzip)  # fmt: skip
         except asyncio.CancelledError:
             raise
         except TimeoutError:

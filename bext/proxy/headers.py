@@ -94,6 +94,7 @@ def client_addresses(request: Request, trusted: TrustedProxies) -> tuple[bytes, 
 
 
 _SCHEMES = {"http": b"http", "https": b"https"}
+_UNDERSCORE = ord("_")
 
 
 def upstream_request_head(
@@ -134,7 +135,7 @@ def upstream_request_head(
             elif name == b"x-request-id" and given_id is None:
                 given_id = value
             continue
-        if not underscores and b"_" in name:
+        if not underscores and _UNDERSCORE in name:  # a byte value: see bext.routing.path
             continue  # X_Forwarded_Proto would read as X-Forwarded-Proto to the app
         if name == b"host":
             host = value

@@ -1,4 +1,5 @@
-"""[metrics] otlp_*: the OTLP span export's endpoint, service name, interval and queue."""
+"""[metrics] otlp_*: the OTLP span export's endpoint, service name, interval, queue,
+headers and compression."""
 
 from __future__ import annotations
 
@@ -140,5 +141,44 @@ def test_the_extra_is_installed_for_the_tests() -> None:
 
 
 def test_unknown_otlp_key(problems: Problems) -> None:
-    found = problems('[metrics]\notlp_headers = "x"\n')
-    assert found == [found[0]] and found[0].startswith("metrics.otlp_headers: unknown key")
+    found = problems('[metrics]\notlp_protocol = "grpc"\n')
+    assert found == [found[0]] and found[0].startswith("metrics.otlp_protocol: unknown key")
+
+
+def test_headers_and_compression(load: Load) -> None:
+    metrics = load(
+        '[metrics]\notlp_compression = "gzip"\n'
+        'otlp_headers = { Authorization = "Bearer s3cret", "x-scope-orgid" = "shop" }\n'
+    ).metrics
+    assert metrics.otlp_compression == "gzip"
+    assert metrics.otlp_headers == (("authorization", "Bearer s3cret"), ("x-scope-orgid", "shop"))
+    assert "s3cret" not in repr(metrics)  # an API key never reaches a log line
+    assert load("[metrics]\n").metrics.otlp_headers == ()
+    assert load("[metrics]\n").metrics.otlp_compression == "none"
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ('"Bearer x"', "expected a table such as { authorization"),
+        ('{ Host = "x" }', '"host" is set by bext on export requests'),
+        ('{ "content-type" = "x" }', '"content-type" is set by bext on export requests'),
+        ('{ "Content-Encoding" = "br" }', '"content-encoding" is set by bext'),
+        ('{ "content-length" = "1" }', '"content-length" is set by bext'),
+        ('{ "transfer-encoding" = "chunked" }', '"transfer-encoding" is set by bext'),
+        ('{ "bad name" = "x" }', "is not a valid HTTP header name"),
+        ('{ "x-key" = "a\\r\\nHost: evil" }', "must not contain CR, LF or NUL"),
+        ('{ "x-key" = 42 }', "expected a string, got 42"),
+        ('{ "X-Key" = "a", "x-key" = "b" }', '"x-key" is set twice'),
+    ],
+)
+def test_bad_headers_are_refused(problems: Problems, headers: str, reason: str) -> None:
+    found = problems(f"[metrics]\notlp_headers = {headers}\n")
+    assert len(found) == 1 and found[0].startswith("metrics.otlp_headers"), found
+    assert reason in found[0], found
+
+
+def test_bad_compression_is_refused(problems: Problems) -> None:
+    found = problems('[metrics]\notlp_compression = "gz"\n')
+    assert found == [found[0]] and found[0].startswith("metrics.otlp_compression: expected one")
+    assert '"gzip"' in found[0]

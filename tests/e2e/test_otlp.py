@@ -8,6 +8,7 @@ the client's span when the client sent a ``traceparent``.
 
 from __future__ import annotations
 
+import gzip
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.parser import text_string_to_metric_families
 
+from bext.observe.otlp import GZIP_SLICE
 from tests.support.origin import Answer, Origin
 from tests.support.server import BextProcess, config
 
@@ -70,8 +72,13 @@ class Collector:
 
     def requests(self) -> list[Any]:
         with self._lock:
-            bodies = [body for _, _, body in self.posts]
-        return [ExportTraceServiceRequest.FromString(body) for body in bodies]
+            posts = list(self.posts)
+        return [
+            ExportTraceServiceRequest.FromString(
+                gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
+            )
+            for _, headers, body in posts
+        ]
 
     def spans(self) -> list[tuple[dict[str, Any], Any]]:
         """Every span received, with its resource's attributes."""
@@ -118,11 +125,14 @@ def collector() -> Iterator[Collector]:
     server.stop()
 
 
-def otlp_config(origin: Origin, **metrics: str | int) -> str:
-    keys = "\n".join(
-        f"{key} = {value}" if isinstance(value, int) else f'{key} = "{value}"'
-        for key, value in metrics.items()
-    )
+def toml_value(value: str | int | dict[str, str]) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = "{v}"' for k, v in value.items()) + " }"
+    return str(value) if isinstance(value, int) else f'"{value}"'
+
+
+def otlp_config(origin: Origin, **metrics: str | int | dict[str, str]) -> str:
+    keys = "\n".join(f"{key} = {toml_value(value)}" for key, value in metrics.items())
     return config(
         f"""
 [metrics]
@@ -246,6 +256,34 @@ def test_a_graceful_stop_exports_what_is_left(
     assert server.proc is not None and server.proc.returncode == 0
     resource, span = collector.wait_for_trace(trace_id, timeout=1.0)
     assert span.span_id.hex() == span_id and resource["service.name"] == "bext"
+
+
+def test_exports_carry_the_configured_headers_and_can_be_gzipped(
+    start_bext: Start, origin: Origin, collector: Collector
+) -> None:
+    # What a hosted collector asks for: an API key in a header, and a compressed body.
+    server = start_bext(
+        otlp_config(
+            origin,
+            otlp_endpoint=collector.url,
+            otlp_interval="1h",
+            otlp_compression="gzip",
+            otlp_headers={"Authorization": "Bearer s3cret", "x-tenant": "shop"},
+        )
+    )
+    for _ in range(300):  # enough spans for more than one gzip slice of the body
+        httpx.get(server.base_url + "/a")
+    trace_id, span_id, _ = upstream_traceparent(origin)
+    server.stop()  # the stopping worker exports at once
+    _, span = collector.wait_for_trace(trace_id, timeout=2.0)
+    assert span.span_id.hex() == span_id
+    assert len(collector.spans()) == 300
+    [(path, headers, body)] = collector.posts
+    assert path == "/v1/traces"
+    assert headers["authorization"] == "Bearer s3cret" and headers["x-tenant"] == "shop"
+    assert headers["content-encoding"] == "gzip"
+    assert headers["content-type"] == "application/x-protobuf"
+    assert body[:2] == b"\x1f\x8b" and len(gzip.decompress(body)) > max(GZIP_SLICE, 2 * len(body))
 
 
 def test_a_failing_collector_is_logged_and_the_requests_go_on(

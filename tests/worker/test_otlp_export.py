@@ -8,6 +8,7 @@ ExportTraceServiceRequest and survives every way a collector can fail.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import socket
 import tomllib
@@ -25,7 +26,7 @@ from bext.http.body import EMPTY_BODY
 from bext.http.message import Request, Response
 from bext.observe import otlp
 from bext.observe.accesslog import AccessLog
-from bext.observe.otlp import Endpoint, SpanExporter, SpanRecord, SpanRecorder, post
+from bext.observe.otlp import GZIP_SLICE, Endpoint, SpanExporter, SpanRecord, SpanRecorder, post
 from bext.observe.otlp_encode import Encoder, server_address
 from bext.observe.tracing import identity_lines
 from bext.proxy.headers import TrustedProxies
@@ -338,3 +339,29 @@ def test_the_module_starts_nothing_with_otlp_off() -> None:
     assert otlp.span_recorder(MetricsConfig()) is None
     assert otlp.start_exporter(None, MetricsConfig()) is None
     assert otlp.start_exporter(SpanRecorder(1), MetricsConfig()) is None
+
+
+def test_gzip_yields_to_the_loop_between_slices() -> None:
+    body = bytes(range(256)) * (3 * GZIP_SLICE // 256 + 1)  # four slices
+
+    async def main() -> tuple[bytes, int]:
+        turns = 0
+        done = False
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.ensure_future(count_turns())
+        await asyncio.sleep(0)
+        before = turns
+        compressed = await otlp._gzip(body)
+        done = True
+        await counter
+        return compressed, turns - before
+
+    compressed, turns = asyncio.run(main())
+    assert gzip.decompress(compressed) == body
+    assert turns >= 3  # the loop ran between the four slices
