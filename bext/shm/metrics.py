@@ -133,10 +133,14 @@ class WorkerMetrics:
     def upstream_time(self, upstream: int, seconds: float) -> None:
         """Time from sending the request to the response head, for upstream ``upstream``."""
         values = self._values
-        base = UPSTREAM_TIME + min(upstream, MAX_UPSTREAMS - 1) * _HISTOGRAM
+        base = (
+            UPSTREAM_TIME
+            + (upstream if upstream < MAX_UPSTREAMS else MAX_UPSTREAMS - 1) * _HISTOGRAM
+        )
         values[base + bisect_left(DURATION_BUCKETS, seconds)] += 1
         values[base + _BUCKETS] += int(seconds * 1_000_000)
-        self._changed()
+        if not self._tally.armed:  # per proxied response: _changed() spelled out
+            self._tally.changed()
 
     def upstream_error(self, upstream: int, kind: str) -> None:
         index = ERROR_KINDS.index(kind) if kind in ERROR_KINDS else len(ERROR_KINDS) - 1
