@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from bext.http.message import Request
 from bext.observe.tracing import identity_lines
@@ -46,6 +47,19 @@ _METHODS = {
 }
 """The request line's method for the common ones, without an encode per request."""
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+
+
+def connection_names(value: bytes, dropped: frozenset[bytes]) -> AbstractSet[bytes]:
+    """What a ``Connection`` value names beyond the fields in ``dropped`` (RFC 9110
+    §7.6.1: the recipient removes the fields it names). The usual value, ``keep-alive``,
+    names a hop-by-hop field, so it costs one comparison and no set."""
+    lowered = value.lower()
+    if lowered == b"keep-alive":
+        return _NOTHING
+    return {token.strip() for token in lowered.split(b",")} - dropped
+
+
+_NOTHING: frozenset[bytes] = frozenset()
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -125,7 +139,9 @@ def upstream_request_head(
     for name, value in request.headers:
         if name in drop:
             if name == b"connection" or name == b"proxy-connection":
-                named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
+                names = connection_names(value, drop)
+                if names:
+                    named = (named or set()) | names
             elif name == b"forwarded" and trusted_peer:
                 parts += [name, b": ", value, b"\r\n"]
             elif name == b"traceparent":
@@ -140,7 +156,7 @@ def upstream_request_head(
         if name == b"host":
             host = value
         parts += [name, b": ", value, b"\r\n"]
-    if named and not named <= drop:
+    if named:
         return upstream_request_head(
             request, target, trusted, content_length, chunked, upgrade, drop | named
         )
@@ -179,7 +195,9 @@ def client_response_headers(headers: Headers) -> tuple[Headers, bool]:
         lowered = name.lower()  # upstream names come as sent: "Connection", "X-Accel-..."
         if lowered in _RESPONSE_DROP:
             if lowered == b"connection" or lowered == b"proxy-connection":
-                named = (named or set()) | {t.strip().lower() for t in value.split(b",")}
+                names = connection_names(value, _RESPONSE_DROP)
+                if names:
+                    named = (named or set()) | names
             continue
         if lowered.startswith(b"x-accel-"):
             if lowered == b"x-accel-buffering" and value.strip().lower() == b"no":

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bext.http.body import EMPTY_BODY
 from bext.http.message import Request
-from bext.proxy.headers import TrustedProxies, client_response_headers, upstream_request_head
+from bext.proxy.headers import (
+    HOP_BY_HOP,
+    TrustedProxies,
+    client_response_headers,
+    connection_names,
+    upstream_request_head,
+)
 
 
 def test_fields_named_by_connection_are_dropped_whatever_their_case() -> None:
@@ -112,3 +120,23 @@ def test_forwarded_chain_only_from_a_trusted_peer() -> None:
     untrusted = upstream_request_head(request, b"/", TrustedProxies([]), None, False)
     assert b"x-forwarded-for: 127.0.0.1\r\n" in untrusted
     assert b"203.0.113.9" not in untrusted
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (b"keep-alive", set()),  # the usual value: names a hop-by-hop field only
+        (b"Keep-Alive", set()),
+        (b"close", {b"close"}),
+        (b"Upgrade", set()),
+        (b"keep-alive, X-Foo", {b"x-foo"}),
+        (b" x-a ,X-B,keep-alive", {b"x-a", b"x-b"}),
+    ],
+)
+def test_connection_names_what_it_names_beyond_the_dropped_fields(
+    value: bytes, named: set[bytes]
+) -> None:
+    assert set(connection_names(value, HOP_BY_HOP)) == named
+    headers = [(b"Connection", value), (b"X-Foo", b"1"), (b"X-A", b"2"), (b"ETag", b'"1"')]
+    out, _ = client_response_headers(headers)
+    assert out == [(n, v) for n, v in headers[1:] if n.lower() not in named]
