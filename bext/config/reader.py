@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -290,11 +291,12 @@ def string_list(ctx: Context, path: str, value: Any) -> list[tuple[str, str]]:
 
 
 def header_table(
-    t: Table, key: str, check_name: Callable[[str], str], example: str
+    t: Table, key: str, check_name: Callable[[str], str], example: str, *, secret: bool = False
 ) -> tuple[tuple[str, str], ...]:
     """`key = { name = "value" }`: header fields, names checked (and lowercased) by
     ``check_name``, values printable ASCII; a name given twice (in any case) is refused.
-    ``example`` shows the form in the message for a value that is not a table."""
+    ``example`` shows the form in the message for a value that is not a table; with
+    ``secret`` (API keys) no message repeats a value."""
     raw = t.take(key)
     path = t.sub(key)
     if raw is MISSING:
@@ -313,7 +315,8 @@ def header_table(
             lowered = None
         if not ctx.expect(header_path, value, "str"):
             continue
-        if checked(ctx, header_path, values.check_header_value, value) is None:
+        check_value = partial(values.check_header_value, secret=secret)
+        if checked(ctx, header_path, check_value, value) is None:
             continue
         if lowered is not None:
             seen.add(lowered)

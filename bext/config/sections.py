@@ -787,7 +787,7 @@ def _read_otlp(ctx: Context, t: Table) -> dict[str, Any]:
         interval = 5.0
     queue = t.get_int("otlp_max_queue", 2048, lo=1, hi=_OTLP_QUEUE_MAX)
     headers = header_table(t, "otlp_headers", values.check_export_header_name,
-                           '{ authorization = "Bearer <key>" }')  # fmt: skip
+                           '{ authorization = "Bearer <key>" }', secret=True)  # fmt: skip
     compression = t.get_choice("otlp_compression", "none", OTLP_COMPRESSIONS)
     return {"otlp_endpoint": endpoint, "otlp_service_name": service, "otlp_interval": interval,
             "otlp_max_queue": queue, "otlp_headers": headers,

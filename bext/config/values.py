@@ -43,7 +43,9 @@ _MANAGED_HEADERS = frozenset(
     {"connection", "content-length", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 # What bext's own requests (OTLP export) say about themselves.
-_EXPORT_MANAGED_HEADERS = frozenset({"host", "content-type", "content-encoding"})
+_EXPORT_MANAGED_HEADERS = frozenset(
+    {"host", "content-type", "content-encoding", "user-agent", "expect"}
+)
 _FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
 # C0 and C1 control characters (NUL included) and lone surrogates: no file name a config
 # means, and things no system call takes (NUL) or no log line shows faithfully.
@@ -260,18 +262,20 @@ def check_export_header_name(name: str) -> str:
     return lowered
 
 
-def check_header_value(value: str) -> str:
+def check_header_value(value: str, *, secret: bool = False) -> str:
     """Refuse CR, LF and NUL, which would let a value split the response (RFC 9110 5.5).
 
     Other control characters and non-ASCII text are refused too: they are not portable in
     header fields, and catching them here beats a worker failing to encode them later.
+    ``secret``: the value (an API key) is not repeated in the message.
     """
+    shown = "the value is not shown" if secret else f"got {quote(value)}"
     if any(ch in value for ch in _FORBIDDEN_IN_VALUES):
-        raise ValueError(f"must not contain CR, LF or NUL characters, got {quote(value)}")
+        raise ValueError(f"must not contain CR, LF or NUL characters, {shown}")
     if not all(ch == "\t" or " " <= ch <= "~" for ch in value):
         raise ValueError(
-            "must be printable ASCII (encode other text, e.g. as RFC 8187 or "
-            f"percent-encoding), got {quote(value)}"
+            f"must be printable ASCII (encode other text, e.g. as RFC 8187 or "
+            f"percent-encoding), {shown}"
         )
     return value
 

@@ -98,6 +98,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._received = 0
         self._head_only = False
         self._message_done = False
+        self._interim = False  # the message being parsed is a 1xx interim response
         self._last_read = 0.0
         self._sent_at = 0.0
         self._reading_paused = False
@@ -203,6 +204,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._received = 0
         self._head_only = head_only
         self._message_done = False
+        self._interim = False
         self._upgraded = False
         self.request_sent = not has_body
         self._last_read = self._sent_at = self.loop.time()
@@ -288,9 +290,10 @@ class UpstreamConnection(asyncio.Protocol):
         if status == 101:
             self._upgraded = True
         elif 100 <= status < 200:
-            # Interim responses (100 Continue, 103 Early Hints) are not forwarded.
-            self._parser = httptools.HttpResponseParser(self)
-            self._headers = []
+            # Interim responses (100 Continue, 103 Early Hints) are not forwarded. The
+            # parser reads one as a message of its own (no body), then the final response
+            # as the next one: on_message_complete skips the interim one.
+            self._interim = True
             return
         length = None
         for name, value in self._headers:
@@ -310,6 +313,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._body.feed(data)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            self._headers = []  # the final response's fields come next
+            return
         if not self._message_done:
             self._complete()
 
@@ -331,6 +338,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = None
         self._head_waiter = None
         if keep_alive and not self.closed:
+            if self._reading_paused:
+                # Paused by this response's buffer (full before its reader came): the
+                # next response on this connection must be read all the same.
+                self.resume_reading()
             self.idle_since = self.loop.time()
             self._on_idle(self)
         elif not self._upgraded:

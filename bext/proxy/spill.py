@@ -144,7 +144,10 @@ class SpillBuffer:
             self._wake()
 
     def end(self) -> None:
+        """The producer is done. It is not paused or resumed any more: the connection it
+        reads from may go on to another response while this one waits for its reader."""
         self._done = True
+        self._on_pause = self._on_resume = None
         if self._waiter is not None:
             self._wake()
 

@@ -167,7 +167,9 @@ def test_headers_and_compression(load: Load) -> None:
         ('{ "content-length" = "1" }', '"content-length" is set by bext'),
         ('{ "transfer-encoding" = "chunked" }', '"transfer-encoding" is set by bext'),
         ('{ "bad name" = "x" }', "is not a valid HTTP header name"),
-        ('{ "x-key" = "a\\r\\nHost: evil" }', "must not contain CR, LF or NUL"),
+        ('{ "x-key" = "s3cret\\r\\nHost: evil" }', "must not contain CR, LF or NUL"),
+        ('{ "x-key" = "s3cret\u00e9" }', "must be printable ASCII"),
+        ('{ "User-Agent" = "x" }', '"user-agent" is set by bext'),
         ('{ "x-key" = 42 }', "expected a string, got 42"),
         ('{ "X-Key" = "a", "x-key" = "b" }', '"x-key" is set twice'),
     ],
@@ -176,6 +178,7 @@ def test_bad_headers_are_refused(problems: Problems, headers: str, reason: str) 
     found = problems(f"[metrics]\notlp_headers = {headers}\n")
     assert len(found) == 1 and found[0].startswith("metrics.otlp_headers"), found
     assert reason in found[0], found
+    assert "s3cret" not in found[0]  # an API key is never repeated in a message
 
 
 def test_bad_compression_is_refused(problems: Problems) -> None:

@@ -79,6 +79,25 @@ def test_upstream_dying_mid_response_truncates(start_bext: Start) -> None:
             httpx.get(server.base_url + "/die")
 
 
+@pytest.mark.parametrize("path", ["/interim", "/interim-split"])
+def test_interim_responses_are_dropped_and_the_final_one_relayed(
+    start_bext: Start, path: str
+) -> None:
+    # 103 Early Hints or 100 Continue before the 200, in one read or two: the client gets
+    # the 200 (interim responses are not forwarded), well before the read timeout, and the
+    # upstream connection stays in step for the next request.
+    with fake_upstream() as upstream:
+        server = start_bext(proxy_config(upstream.port, read_timeout_ms=3000))
+        with httpx.Client(timeout=10) as client:
+            for _ in range(3):
+                started = time.monotonic()
+                r = client.get(server.base_url + path)
+                assert r.status_code == 200 and r.text == f"ok {upstream.port}"
+                assert "link" not in r.headers  # the 103's field stays with the 103
+                assert time.monotonic() - started < 2
+        assert upstream.connections == 1 and len(upstream.requests) == 3
+
+
 def test_one_of_two_servers_down_no_request_fails(start_bext: Start) -> None:
     with fake_upstream() as upstream:
         server = start_bext(proxy_config(free_port(), upstream.port, workers=2))

@@ -7,12 +7,15 @@ threaded socket server answers by path:
 * ``/hang``: reads the request, never answers
 * ``/die``: announces 100000 bytes, sends 1000, closes
 * ``/close``: reads the request, closes without a byte
+* ``/interim``: ``103 Early Hints`` and the final ``200`` in one write
+* ``/interim-split``: ``100 Continue``, a pause, then the final ``200``
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -98,7 +101,15 @@ class FakeUpstream:
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"d" * 1000)
                     return
                 body = b"ok %d" % self.port
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+                final = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+                if path.startswith(b"/interim-split"):
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    time.sleep(0.2)
+                elif path.startswith(b"/interim"):
+                    final = (
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" + final
+                    )
+                conn.sendall(final)
                 if self.close_after_response:
                     return
         except OSError:
