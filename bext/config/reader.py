@@ -305,6 +305,7 @@ def header_table(
     if not isinstance(raw, dict):
         ctx.error(path, f"expected a table such as {example}, got {show_value(raw)}")
         return ()
+    check_value = partial(values.check_header_value, secret=secret)
     headers: list[tuple[str, str]] = []
     seen: set[str] = set()
     for name, value in raw.items():
@@ -315,7 +316,6 @@ def header_table(
             lowered = None
         if not ctx.expect(header_path, value, "str"):
             continue
-        check_value = partial(values.check_header_value, secret=secret)
         if checked(ctx, header_path, check_value, value) is None:
             continue
         if lowered is not None:

@@ -241,12 +241,7 @@ def check_header_name(name: str) -> str:
     Names are lowercased once here because HTTP/2 and HTTP/3 require lowercase on the
     wire and HTTP/1.1 does not care.
     """
-    if not _TOKEN_RE.fullmatch(name):
-        raise ValueError(f"{quote(name)} is not a valid HTTP header name")
-    lowered = name.lower()
-    if lowered in _MANAGED_HEADERS:
-        raise ValueError(f"{quote(lowered)} is managed by bext and cannot be set by a rule")
-    return lowered
+    return _header_name(name, _MANAGED_HEADERS, "is managed by bext and cannot be set by a rule")
 
 
 def check_export_header_name(name: str) -> str:
@@ -254,11 +249,18 @@ def check_export_header_name(name: str) -> str:
 
     Collectors want authentication here (``authorization``, ``x-api-key``...); the fields
     that frame the request or say what its body is stay bext's."""
+    return _header_name(
+        name, _MANAGED_HEADERS | _EXPORT_MANAGED_HEADERS, "is set by bext on export requests"
+    )
+
+
+def _header_name(name: str, refused: frozenset[str], why: str) -> str:
+    """``name`` lowercased, if it is a token and not one of ``refused`` (``why`` says)."""
     if not _TOKEN_RE.fullmatch(name):
         raise ValueError(f"{quote(name)} is not a valid HTTP header name")
     lowered = name.lower()
-    if lowered in _MANAGED_HEADERS or lowered in _EXPORT_MANAGED_HEADERS:
-        raise ValueError(f"{quote(lowered)} is set by bext on export requests")
+    if lowered in refused:
+        raise ValueError(f"{quote(lowered)} {why}")
     return lowered
 
 
