@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 from typing import Protocol
 
 from bext.http.body import EMPTY_BODY, RequestBody
+from bext.http.deferred import Deferred
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
 from bext.protocol.events import Headers
@@ -222,12 +223,13 @@ class ProxyHandler:
 
     def _send_now(
         self, request: Request, head: bytes, pools: list[ConnectionPool]
-    ) -> asyncio.Future[Response] | None:
+    ) -> Deferred[Response] | None:
         """The commonest proxied request without a coroutine: a body-less idempotent
         request, a warm connection in the first of ``pools`` (the servers to try, in
-        order), no ``max_conns``. The head
-        goes out now, and the response is made in a callback when its head arrives; None
-        when the request needs the whole of :meth:`_exchange`.
+        order), no ``max_conns``. The head goes out now, and the response is made when its
+        head arrives, in the read that brought it (a :class:`Deferred`, not a future: the
+        exchange goes on at once, not one loop turn later); None when the request needs
+        the whole of :meth:`_exchange`.
 
         A failure of this first try is handed to :meth:`_exchange`, with the attempts
         left, exactly as if it had happened there.
@@ -238,13 +240,9 @@ class ProxyHandler:
         if conn is None:
             return None
         buffer = self._response_buffer(conn)
-        # The connection's loop, not asyncio.get_running_loop(): that one checks the pid,
-        # and getpid() is a system call on every request.
-        result: asyncio.Future[Response] = conn.loop.create_future()
-        abandon = partial(_abandon, conn, buffer)
-        headed = partial(self._headed, request, head, pools, conn, buffer, result, abandon)
+        result: Deferred[Response] = Deferred(partial(_abandon, conn, buffer))
+        headed = partial(self._headed, request, head, pools, conn, buffer, result)
         conn.begin(head, request.method == "HEAD", buffer, False, headed)
-        result.add_done_callback(abandon)
         return result
 
     def _headed(
@@ -254,8 +252,7 @@ class ProxyHandler:
         pools: list[ConnectionPool],
         conn: UpstreamConnection,
         buffer: SpillBuffer,
-        result: asyncio.Future[Response],
-        abandon: Callable[[asyncio.Future[Response]], None],
+        result: Deferred[Response],
         waiter: asyncio.Future[ResponseHead],
     ) -> None:
         """:meth:`_send_now`'s response head (or failure) arrived. The connection calls
@@ -266,11 +263,9 @@ class ProxyHandler:
         try:
             error = waiter.exception()
             if error is None:
-                answer = self._answer(request, pools[0], conn, buffer, waiter.result())
-                # Answered: nothing left to abandon, and a done callback would cost a
-                # scheduled call per request only to find the result was not cancelled.
-                result.remove_done_callback(abandon)
-                result.set_result(answer)
+                # The exchange goes on from here, in this call (it sends the response);
+                # what it raises, the deferred reports, as a done callback's would be.
+                result.set_result(self._answer(request, pools[0], conn, buffer, waiter.result()))
                 return
             buffer.close()
             conn.abort()
@@ -283,7 +278,7 @@ class ProxyHandler:
                 return
             retry = asyncio.ensure_future(self._exchange(request, head, None, False, attempts))
             retry.add_done_callback(partial(_settle, result))
-            result.add_done_callback(partial(_cancel_with, retry))
+            result.on_cancel = retry.cancel
         except BaseException as exc:  # never leave the exchange waiting for ever
             buffer.close()
             conn.abort()
@@ -599,17 +594,14 @@ class _Relay:
             sender.cancel()
 
 
-def _abandon(
-    conn: UpstreamConnection, buffer: SpillBuffer, result: asyncio.Future[Response]
-) -> None:
+def _abandon(conn: UpstreamConnection, buffer: SpillBuffer) -> None:
     """A :meth:`ProxyHandler._send_now` answer nobody waits for any more (the client went
     away): the upstream must not go on filling a buffer nobody will read."""
-    if result.cancelled():
-        buffer.close()
-        conn.abort()
+    buffer.close()
+    conn.abort()
 
 
-def _settle(result: asyncio.Future[Response], retry: asyncio.Future[Response]) -> None:
+def _settle(result: Deferred[Response], retry: asyncio.Future[Response]) -> None:
     """Pass the retry's outcome on to the answer the exchange waits for."""
     if result.done():
         return
@@ -619,11 +611,6 @@ def _settle(result: asyncio.Future[Response], retry: asyncio.Future[Response]) -
         result.set_exception(error)
     else:
         result.set_result(retry.result())
-
-
-def _cancel_with(retry: asyncio.Future[Response], result: asyncio.Future[Response]) -> None:
-    if result.cancelled():
-        retry.cancel()
 
 
 def _busy(request: Request, exc: Overloaded) -> Response:

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Protocol
 
 from bext.http.body import EMPTY_BODY, BodyError
+from bext.http.deferred import Deferred
 from bext.http.errors import error_response
 from bext.http.filebody import FileBody
 from bext.http.message import PendingResponse, Request, Response
@@ -171,10 +172,10 @@ def start(
         return None
     exchange = Exchange(ctx, request, sender, result)
     pending = result.pending if type(result) is PendingResponse else result
-    if isinstance(pending, asyncio.Future):
+    if isinstance(pending, Deferred):
         # An answer that a callback will complete (the proxy's warm-connection path):
-        # no task unless its body must be streamed.
-        pending.add_done_callback(exchange.resolved)
+        # no task unless its body must be streamed, and no loop turn before it is sent.
+        pending.then(exchange.resolved)
     else:
         exchange.task = asyncio.get_running_loop().create_task(exchange.run())
     return exchange
@@ -232,17 +233,17 @@ class Exchange:
             if rest is not None:
                 await rest
 
-    def resolved(self, future: asyncio.Future[Response]) -> None:
-        """The done callback of a handler's future (see :func:`start`)."""
+    def resolved(self, answer: Deferred[Response]) -> None:
+        """The consumer of a handler's :class:`Deferred` (see :func:`start`)."""
         result = self._result
         self._result = None
-        if result is None or future.cancelled():
+        if result is None or answer.cancelled():
             return  # cancelled: released by cancel()
-        error = future.exception()
+        error = answer.exception()
         if error is not None:
             response = self._failed(error)
         else:
-            response = future.result()
+            response = answer.result()
             if type(result) is PendingResponse:
                 try:
                     response = result.finish(response)
@@ -395,5 +396,5 @@ def _discard(result: Response | Awaitable[Response]) -> None:
         _discard(result.pending)
     elif inspect.iscoroutine(result):
         result.close()
-    elif isinstance(result, asyncio.Future):
+    elif isinstance(result, (Deferred, asyncio.Future)):
         result.cancel()

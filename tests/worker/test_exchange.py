@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from bext.http.body import EMPTY_BODY, BodyError
+from bext.http.deferred import Deferred
 from bext.http.filebody import FileBody
-from bext.http.message import Request, Response
+from bext.http.message import PendingResponse, Request, Response
 from bext.observe.accesslog import AccessLog
 from bext.protocol.events import ParserLimits
 from bext.protocol.h1_ref import H11Parser
@@ -325,3 +326,77 @@ def test_cancel_before_start_closes_a_pending_coroutine() -> None:
 
     asyncio.run(main())  # a coroutine never awaited would warn; closing it does not
     assert started == []
+
+
+def test_a_deferred_answer_is_sent_in_the_call_that_settles_it_without_a_task() -> None:
+    # The proxy's warm-connection path: the upstream connection's read settles the
+    # deferred, and the response goes to the sender in that same call (no loop turn).
+    answers: list[Deferred[Response]] = []
+
+    def later(request: Request) -> Deferred[Response]:
+        answers.append(Deferred())
+        return answers[0]
+
+    async def main() -> tuple[FakeSender, Exchange | None]:
+        ctx = context(later)
+        sender = FakeSender(ctx)
+        exchange = start(ctx, request(), sender)
+        assert sender.calls == []
+        answers[0].set_result(Response(200, [], b"late"))
+        assert sender.calls == [("whole", 200, b"late")]  # before any loop turn
+        return sender, exchange
+
+    sender, exchange = asyncio.run(main())
+    assert exchange is not None and exchange.task is None
+    assert sender.ctx.recorded == [(200, 4)]
+
+
+def test_a_deferred_answer_goes_through_the_response_phases() -> None:
+    answer: Deferred[Response] = Deferred()
+
+    def phase(request: Request, response: Response) -> Response:
+        return Response(response.status, response.headers, response.body + b" +phase")
+
+    def pending(request: Request) -> PendingResponse:
+        return PendingResponse(request, answer, [phase])
+
+    async def main() -> FakeSender:
+        ctx = context(pending)
+        sender = FakeSender(ctx)
+        start(ctx, request(), sender)
+        answer.set_result(Response(200, [], b"ok"))
+        return sender
+
+    sender = asyncio.run(main())
+    assert sender.calls == [("whole", 200, b"ok +phase")]
+
+
+def test_a_deferred_that_fails_is_a_500() -> None:
+    answer: Deferred[Response] = Deferred()
+
+    async def main() -> FakeSender:
+        ctx = context(lambda r: answer)
+        sender = FakeSender(ctx)
+        start(ctx, request(), sender)
+        answer.set_exception(RuntimeError("upstream code broke"))
+        return sender
+
+    sender = asyncio.run(main())
+    assert sender.calls[0][:2] == ("whole", 500)
+
+
+def test_cancelling_the_exchange_cancels_a_deferred_answer_and_stops_its_producer() -> None:
+    stopped: list[str] = []
+    answer: Deferred[Response] = Deferred(lambda: stopped.append("abort upstream"))
+
+    async def main() -> FakeSender:
+        ctx = context(lambda r: answer)
+        sender = FakeSender(ctx)
+        exchange = start(ctx, request(), sender)
+        assert exchange is not None
+        exchange.cancel()  # the client went away
+        assert stopped == ["abort upstream"]  # at once, not a loop turn later
+        return sender
+
+    sender = asyncio.run(main())
+    assert answer.cancelled() and sender.calls == [] and sender.ctx.recorded == []
