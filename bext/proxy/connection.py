@@ -21,6 +21,7 @@ import httptools
 from bext.protocol.events import Headers
 from bext.proxy.spill import SpillBuffer
 from bext.proxy.tunnel import Tunnel
+from bext.runtime.outbox import outbox_for
 
 
 class UpstreamError(Exception):
@@ -80,6 +81,8 @@ HeadListener = Callable[["asyncio.Future[ResponseHead]"], None]
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, read_timeout: float, on_idle: Callable[[UpstreamConnection], None]) -> None:
         self.loop = asyncio.get_running_loop()
+        self._outbox = outbox_for(self.loop)
+        self._held: bytes | None = None  # a request head waiting for the end of the turn
         self._read_timeout = read_timeout
         self._on_idle = on_idle
         self.transport: asyncio.Transport | None = None
@@ -209,10 +212,24 @@ class UpstreamConnection(asyncio.Protocol):
         self.request_sent = not has_body
         self._last_read = self._sent_at = self.loop.time()
         self._arm_timer()
-        self.transport.write(head)
+        # Sent at the end of this turn of the loop, with the other connections' writes
+        # (bext.runtime.outbox): the upstream is not woken while this worker is busy.
+        self._held = head
+        self._outbox.hold(self)
         return waiter
 
+    def send_held(self) -> None:
+        """Write the held request head (:class:`~bext.runtime.outbox.Outbox`)."""
+        head = self._held
+        if head is not None:
+            self._held = None
+            transport = self.transport
+            if transport is not None and not self.closed and not transport.is_closing():
+                transport.write(head)
+
     def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self.send_held()  # the head first
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
@@ -269,11 +286,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._early.clear()
 
     def close(self) -> None:
+        self._held = None  # a request nobody waits for any more
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
+        self._held = None
         if self.transport is not None:
             self.closed = True
             self.transport.abort()

@@ -41,6 +41,7 @@ from bext.protocol.h1_writer import (
 )
 from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
+from bext.runtime.outbox import HOLD_LIMIT, outbox_for
 from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
 from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange
@@ -74,6 +75,8 @@ class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
+        self._outbox = outbox_for(self._loop)
+        self._held: bytes | None = None  # responses waiting for the end of the loop's turn
         self._parser = ctx.parser_factory(ctx.limits)
         self._transport: asyncio.Transport | None = None
         self._client = ("", 0)
@@ -207,6 +210,7 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._held = None
         self._ctx.leave(self)
         if self._tunnel is not None:
             self._tunnel.close()
@@ -278,7 +282,7 @@ class H1Connection(asyncio.Protocol):
 
     def send_continue(self) -> None:
         if not self._response_started and self._transport is not None and not self._closed:
-            self._transport.write(CONTINUE)
+            self._write(self._transport, CONTINUE)
 
     # -- graceful stop --------------------------------------------------------------------
 
@@ -297,6 +301,7 @@ class H1Connection(asyncio.Protocol):
             self._timer.arm(now + DRAIN_IDLE_GRACE)
 
     def abort(self) -> None:
+        self._held = None
         if self._transport is not None:
             self._transport.abort()
 
@@ -455,11 +460,41 @@ class H1Connection(asyncio.Protocol):
             )
         body = response.body if with_body else b""
         if len(body) < _LARGE_BODY:
-            transport.write(head + body)
+            self._hold(transport, head + body)
         else:
-            transport.write(head)
+            self._write(transport, head)
             transport.write(body)
         return len(body)
+
+    def _hold(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data`` at the end of this turn of the loop (:mod:`bext.runtime.outbox`),
+        after what is held already."""
+        held = self._held
+        if held is None:
+            self._held = data
+            self._outbox.hold(self)
+        elif len(held) + len(data) <= HOLD_LIMIT:
+            self._held = held + data  # responses to pipelined requests: one write
+        else:
+            self._held = None
+            transport.write(held)
+            transport.write(data)
+
+    def send_held(self) -> None:
+        """Write what :meth:`_hold` held (the outbox calls this at the end of the turn;
+        anything that writes or closes calls it first)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(held)
+
+    def _write(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data`` now, after anything held."""
+        if self._held is not None:
+            self.send_held()
+        transport.write(data)
 
     def _shared_head(self, response: Response, keep_alive: bool, http10: bool) -> bytes:
         """The head of a Response that goes out again and again: its fields are
@@ -489,10 +524,11 @@ class H1Connection(asyncio.Protocol):
         self._chunked = with_body and length is None and not http10
         self._keep_alive = keep_alive
         self._response_started = True
-        transport.write(
+        self._write(
+            transport,
             response_head(
                 response.status, response.headers, self._ctx.preamble(), length, keep_alive, http10
-            )
+            ),
         )
         if not with_body:
             self._finish(request, response.status, 0, keep_alive)
@@ -507,11 +543,11 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed:
             raise ConnectionResetError("client closed the connection")
-        transport.write(chunk(data) if self._chunked else data)
+        self._write(transport, chunk(data) if self._chunked else data)
 
     def send_end(self, request: Request, response: Response, sent: int) -> None:
         if self._chunked and self._transport is not None:
-            self._transport.write(LAST_CHUNK)
+            self._write(self._transport, LAST_CHUNK)
         self._finish(request, response.status, sent, self._keep_alive)
 
     def break_off(self) -> None:
@@ -597,8 +633,8 @@ class H1Connection(asyncio.Protocol):
         if not self._parser.upgrade_pending:
             return False  # the client did not ask to switch: never hand it a tunnel
         self._response_started = True
-        transport.write(
-            response_head(101, response.headers, self._ctx.preamble(), None, True, False)
+        self._write(
+            transport, response_head(101, response.headers, self._ctx.preamble(), None, True, False)
         )
         self._timer.cancel()
         self._head_started = self._idle_since = None
@@ -664,7 +700,8 @@ class H1Connection(asyncio.Protocol):
             response = error_response(exc.status, None, exc.reason)
             self._response_started = True
             self._ctx.record_unparsed(self._client[0], exc.status, len(response.body))
-            transport.write(
+            self._write(
+                transport,
                 response_head(
                     exc.status,
                     response.headers,
@@ -673,7 +710,7 @@ class H1Connection(asyncio.Protocol):
                     False,
                     False,
                 )
-                + response.body
+                + response.body,
             )
         self._close()
 
@@ -689,6 +726,8 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         if self._closed or transport is None:
             return
+        if self._held is not None:
+            self.send_held()
         self._closed = True
         linger = self._ctx.timeouts.lingering
         # Only when input is known to be unread (as nginx's "lingering_close on"): an idle
