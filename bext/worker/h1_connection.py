@@ -197,6 +197,10 @@ class H1Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._held is not None:
+            # Returning False closes the transport, and a close sends only what the
+            # transport has: the held responses go to it first.
+            self.send_held()
         if self._lingering:
             return False  # what we waited for: close now
         receiving = self._receiving

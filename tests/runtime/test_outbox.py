@@ -176,6 +176,26 @@ def test_a_connection_holds_at_most_the_limit(tmp_path: Path) -> None:
     assert written.count(b"x" * size) == 5  # whole, in order: no response cut by another
 
 
+def test_a_client_that_half_closes_after_its_request_still_gets_the_response(
+    tmp_path: Path,
+) -> None:
+    # The request and the client's FIN in one turn: eof_received lets the transport close
+    # (asyncio closes it when eof_received returns a false value), and what is held must
+    # be written before that.
+    async def main() -> list[tuple[str, bytes]]:
+        conn, transport, pipeline = connection(tmp_path)
+        conn.data_received(GET % 1)
+        if not conn.eof_received():
+            transport.close()
+        await asyncio.sleep(0)
+        pipeline.close()
+        return transport.events
+
+    events = asyncio.run(main())
+    assert [kind for kind, _ in events] == ["write", "close"]
+    assert events[0][1].startswith(b"HTTP/1.1 200 OK")
+
+
 def test_a_client_gone_before_the_turn_ends_gets_nothing(tmp_path: Path) -> None:
     async def main() -> list[tuple[str, bytes]]:
         conn, transport, pipeline = connection(tmp_path)
