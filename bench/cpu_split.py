@@ -24,19 +24,20 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
-from procs import Processes, free_port
+from backends import bext_server_toml
+from procs import Processes, free_port, nginx_temp_paths, run_tool, wait_bext_ready, wait_http
 
 BODY = "x" * 1024
 
 
-def write_configs(root: Path, backend: int, port: int) -> None:
-    temp = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in
-                    ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
+def write_configs(root: Path, nginx: str, backend: int) -> None:
+    """The backend nginx's config and bext's: the bench's own ``[server]`` and ``[log]``
+    tables (:func:`~backends.bext_server_toml`, 2 workers) and proxy-fast's upstream."""
+    nginx_v = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
+    temp = nginx_temp_paths(root, nginx_v).replace("\n", " ")
     (root / "nginx.conf").write_text(
         f"worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
         "events { worker_connections 1024; }\n"
@@ -44,14 +45,7 @@ def write_configs(root: Path, backend: int, port: int) -> None:
         f"  server {{ listen 127.0.0.1:{backend}; keepalive_requests 1000000;\n"
         f'    location / {{ default_type text/plain; return 200 "{BODY}"; }} }} }}\n'
     )
-    (root / "bext.toml").write_text(f"""
-[server]
-port = {port}
-host = "127.0.0.1"
-workers = 2
-max_keepalive_requests = 1000000
-[log]
-access = "off"
+    (root / "bext.toml").write_text(f"""{bext_server_toml(2)}
 [upstreams.app]
 keepalive = 64
 [[upstreams.app.servers]]
@@ -76,33 +70,25 @@ def snapshot(procs: list[psutil.Process]) -> list[float]:
 
 def measure(tree: Path, bext: str, nginx: str, duration: int) -> str:
     root = Path(tempfile.mkdtemp(prefix="bench-cpu-split-"))
-    backend, port = free_port(), free_port()
-    write_configs(root, backend, port)
+    backend = free_port()
+    write_configs(root, nginx, backend)
     processes = Processes()
     try:
-        processes.start(
+        upstream = processes.start(
             "backend-nginx",
             [nginx, "-p", str(root), "-e", f"{root}/error.log", "-c", str(root / "nginx.conf")],
             root,
         )
+        wait_http(upstream, f"http://127.0.0.1:{backend}/")
         server = processes.start("bext", [bext, "run", "-c", str(root / "bext.toml")], root,
                                  env=dict(os.environ, PYTHONPATH=str(tree)))  # fmt: skip
-        url = f"http://127.0.0.1:{port}/proxy-fast/1k"
-        for _ in range(150):
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if len(answer.read()) == len(BODY):
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise server.failed(f"did not answer on {url}")
-        subprocess.run(["wrk", "-t2", "-c64", "-d2s", url], capture_output=True, check=True)
+        url = wait_bext_ready(server).split(",")[0].strip().rstrip("/") + "/proxy-fast/1k"
+        wait_http(server, url)
+        run_tool(["wrk", "-t2", "-c64", "-d2s", url], 2)
         master = psutil.Process(server.pid)
         procs = [master, *master.children(recursive=True)]
         before = snapshot(procs)
-        out = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", url],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = run_tool(["wrk", "-t2", "-c64", f"-d{duration}s", url], duration)
         after = snapshot(procs)
         found = re.search(r"(\d+) requests in", out)
         assert found is not None, out

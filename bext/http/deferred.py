@@ -18,7 +18,11 @@ The contract is a future's, cut down to what an exchange needs:
 * :meth:`cancel` (the client went away) runs :attr:`on_cancel`, the producer's way to stop
   (abort the upstream connection), at once;
 * awaiting it works too (the cache's miss path awaits whatever the proxy returns), and a
-  task cancelled while awaiting it cancels it, as with a future.
+  task cancelled while awaiting it cancels it, as with a future. The task's cancellation
+  reaches the deferred one loop turn later (a done callback of the future the task
+  waits on); a value set in between is refused (:meth:`set_result` returns False, and the
+  deferred is cancelled then, ``on_cancel`` included), so it is never left with nobody to
+  consume or release it.
 
 An exception raised by the consumer goes to the event loop's exception handler, as one
 raised by a future's done callback would: it must not unwind into the producer's read.
@@ -43,13 +47,14 @@ _CANCELLED = 3
 class Deferred(Generic[T]):
     """A value to come (see the module's docstring)."""
 
-    __slots__ = ("_consumer", "_error", "_state", "_value", "_waiter", "on_cancel")
+    __slots__ = ("_consumed", "_consumer", "_error", "_state", "_value", "_waiter", "on_cancel")
 
     def __init__(self, on_cancel: Callable[[], object] | None = None) -> None:
         self._state = _PENDING
         self._value: T | None = None
         self._error: BaseException | None = None
         self._consumer: Callable[[Deferred[T]], None] | None = None
+        self._consumed = False  # then() was called
         self._waiter: asyncio.Future[None] | None = None  # made only when awaited
         self.on_cancel = on_cancel
         """Called once if the deferred is cancelled while pending: stop making the value.
@@ -89,8 +94,9 @@ class Deferred(Generic[T]):
 
     def then(self, consumer: Callable[[Deferred[T]], None]) -> None:
         """Call ``consumer(self)`` once this is done: now if it is, else when it is."""
-        if self._consumer is not None:
+        if self._consumed:
             raise RuntimeError("a deferred has one consumer")
+        self._consumed = True
         if self._state == _PENDING:
             self._consumer = consumer
         else:
@@ -103,9 +109,11 @@ class Deferred(Generic[T]):
         self._state = _CANCELLED
         on_cancel = self.on_cancel
         self.on_cancel = None
-        if on_cancel is not None:
-            on_cancel()
-        self._finished()
+        try:
+            if on_cancel is not None:
+                on_cancel()
+        finally:
+            self._finished()  # the consumer and an awaiter hear of it whatever on_cancel did
         return True
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -119,17 +127,24 @@ class Deferred(Generic[T]):
 
     # -- what the producer does --------------------------------------------------------------
 
-    def set_result(self, value: T) -> None:
+    def set_result(self, value: T) -> bool:
+        """Settle with ``value``; False (and the deferred cancelled) when the task that
+        awaited it was cancelled meanwhile: the caller still owns ``value`` then."""
         if self._state != _PENDING:
             raise asyncio.InvalidStateError("already done")
+        if self._awaiter_gone():
+            return False
         self._state = _SETTLED
         self._value = value
         self.on_cancel = None
         self._finished()
+        return True
 
     def set_exception(self, error: BaseException) -> None:
         if self._state != _PENDING:
             raise asyncio.InvalidStateError("already done")
+        if self._awaiter_gone():
+            return
         self._state = _FAILED
         self._error = error
         self.on_cancel = None
@@ -153,6 +168,15 @@ class Deferred(Generic[T]):
             asyncio.get_running_loop().call_exception_handler(
                 {"message": f"exception in the consumer of {self!r}", "exception": exc}
             )
+
+    def _awaiter_gone(self) -> bool:
+        """The awaiting task was cancelled and :meth:`_awaiter_left` has not run yet:
+        cancel now (True)."""
+        waiter = self._waiter
+        if waiter is not None and waiter.cancelled():
+            self.cancel()
+            return True
+        return False
 
     def _awaiter_left(self, waiter: asyncio.Future[None]) -> None:
         """The task awaiting this was cancelled: so is the value it waited for."""

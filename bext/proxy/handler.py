@@ -30,6 +30,7 @@ from bext.http.body import EMPTY_BODY, RequestBody
 from bext.http.deferred import Deferred
 from bext.http.errors import error_response
 from bext.http.message import Request, Response
+from bext.http.streams import release
 from bext.protocol.events import Headers
 from bext.proxy.balancer import RETRY_AFTER as BUSY_RETRY_AFTER
 from bext.proxy.balancer import Lease, Overloaded, UpstreamGroup
@@ -265,6 +266,8 @@ class ProxyHandler:
             if error is None:
                 # The exchange goes on from here, in this call (it sends the response);
                 # what it raises, the deferred reports, as a done callback's would be.
+                # Refused (the awaiting task was just cancelled), the answer needs no
+                # release: the cancel ran _abandon, which let go of its buffer and conn.
                 result.set_result(self._answer(request, pools[0], conn, buffer, waiter.result()))
                 return
             buffer.close()
@@ -602,15 +605,19 @@ def _abandon(conn: UpstreamConnection, buffer: SpillBuffer) -> None:
 
 
 def _settle(result: Deferred[Response], retry: asyncio.Future[Response]) -> None:
-    """Pass the retry's outcome on to the answer the exchange waits for."""
-    if result.done():
-        return
+    """Pass the retry's outcome on to the answer the exchange waits for; a response
+    nobody takes any more (the client went away meanwhile) is released here."""
     if retry.cancelled():
         result.cancel()
-    elif (error := retry.exception()) is not None:
-        result.set_exception(error)
-    else:
-        result.set_result(retry.result())
+        return
+    error = retry.exception()
+    if error is not None:
+        if not result.done():
+            result.set_exception(error)
+        return
+    response = retry.result()
+    if result.done() or not result.set_result(response):
+        asyncio.get_running_loop().create_task(release(response))  # a relay holds a conn
 
 
 def _busy(request: Request, exc: Overloaded) -> Response:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
 from bext.http.body import EMPTY_BODY, BodyError
@@ -228,10 +228,8 @@ class Exchange:
                 raise
             except Exception as exc:
                 response = self._failed(exc)
-        if response is not None:
-            rest = self._deliver(response)
-            if rest is not None:
-                await rest
+        if response is not None and not self._sent_whole(response):
+            await self._send_and_release(response)
 
     def resolved(self, answer: Deferred[Response]) -> None:
         """The consumer of a handler's :class:`Deferred` (see :func:`start`)."""
@@ -250,10 +248,12 @@ class Exchange:
                 except Exception as exc:
                     asyncio.get_running_loop().create_task(release(response))
                     response = self._failed(exc)
-        if response is not None:
-            rest = self._deliver(response)
-            if rest is not None:
-                self.task = asyncio.get_running_loop().create_task(rest)
+        if response is not None and not self._sent_whole(response):
+            # Streamed by a task. The response stays on the exchange until the task
+            # starts, so that a cancel() before then releases it: a task cancelled
+            # before its first step never runs its coroutine, nor its finally.
+            self._result = response
+            self.task = asyncio.get_running_loop().create_task(self.run())
 
     def _failed(self, exc: BaseException) -> Response | None:
         """The answer to send after the handler raised ``exc`` (None: nobody to tell)."""
@@ -268,9 +268,9 @@ class Exchange:
                   exc_info=exc)  # fmt: skip
         return error_response(500, request.header(b"accept"))
 
-    def _deliver(self, response: Response) -> Coroutine[None, None, None] | None:
-        """Send ``response``: at once when it is whole, else the coroutine that streams
-        it (and releases it whatever happens)."""
+    def _sent_whole(self, response: Response) -> bool:
+        """Send ``response`` at once if it is whole (True); False when it must be
+        streamed, by :meth:`_send_and_release` (which releases it whatever happens)."""
         status = response.status
         sender = self.sender
         if (
@@ -283,8 +283,8 @@ class Exchange:
             # The common answer (a proxied page, an error): nothing to stream or release.
             if not sender.gone:
                 sender.send_whole(self.request, response, with_body(self.request, status))
-            return None
-        return self._send_and_release(response)
+            return True
+        return False
 
     async def _send_and_release(self, response: Response) -> None:
         done_with = False

@@ -145,3 +145,45 @@ def test_awaiting_a_cancelled_deferred_raises_cancelled() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(main())
+
+
+def test_a_value_set_after_the_awaiting_task_was_cancelled_is_refused() -> None:
+    # The task's cancellation reaches the deferred one loop turn later; a value set in
+    # between (the upstream read that completes the head) must not be left with nobody
+    # to consume or release it: refused, and the deferred cancelled (on_cancel runs).
+    async def main() -> tuple[bool, list[str], bool]:
+        stopped: list[str] = []
+        answer: Deferred[str] = Deferred(lambda: stopped.append("abort upstream"))
+
+        async def wait() -> str:
+            return await answer
+
+        task = asyncio.ensure_future(wait())
+        await asyncio.sleep(0)
+        task.cancel()  # the client went away
+        taken = answer.set_result("a response holding an upstream connection")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return taken, stopped, answer.cancelled()
+
+    assert asyncio.run(main()) == (False, ["abort upstream"], True)
+
+
+def test_a_failing_on_cancel_still_tells_the_consumer() -> None:
+    def broken() -> None:
+        raise RuntimeError("abort failed")
+
+    answer: Deferred[int] = Deferred(broken)
+    told: list[bool] = []
+    answer.then(lambda done: told.append(done.cancelled()))
+    with pytest.raises(RuntimeError):
+        answer.cancel()
+    assert told == [True]
+
+
+def test_a_second_consumer_is_refused_after_the_value_too() -> None:
+    answer: Deferred[int] = Deferred()
+    answer.then(lambda done: None)
+    answer.set_result(1)
+    with pytest.raises(RuntimeError):
+        answer.then(lambda done: None)

@@ -56,11 +56,11 @@ def test_a_warm_get_is_answered_in_the_read_that_brings_the_response() -> None:
             finally:
                 reading[0] = False
 
-        UpstreamConnection.data_received = watched  # type: ignore[method-assign]
+        UpstreamConnection.data_received = watched  # type: ignore[method-assign,assignment]
         try:
             cold = handler(get(b"/cold"))  # no pooled connection yet: a coroutine
             assert not isinstance(cold, Deferred | Response)
-            await cold  # type: ignore[misc]
+            await cold
             warm = handler(get(b"/warm"))
             assert isinstance(warm, Deferred)
             warm.then(lambda done: inside_read.append(reading[0]))
@@ -84,3 +84,39 @@ def test_a_warm_get_is_answered_in_the_read_that_brings_the_response() -> None:
     assert inside_read == [True]  # settled in the upstream read, not a loop turn later
     assert body == b"ok"
     assert cancelled and idle == 0  # the aborted connection never went back to the pool
+
+
+def test_a_retry_answer_nobody_takes_any_more_is_released() -> None:
+    # The retry finished (its done callback, _settle, is queued) and the exchange is
+    # cancelled before _settle runs: the retry's response is released, not orphaned.
+    from functools import partial
+
+    from bext.proxy.handler import _settle
+
+    class Stream:
+        closed = 0
+
+        def __aiter__(self) -> Stream:
+            return self
+
+        async def __anext__(self) -> bytes:
+            raise StopAsyncIteration
+
+        async def aclose(self) -> None:
+            Stream.closed += 1
+
+    async def main() -> None:
+        async def retry_exchange() -> Response:
+            return Response(200, [], stream=Stream())
+
+        result: Deferred[Response] = Deferred()
+        retry = asyncio.ensure_future(retry_exchange())
+        retry.add_done_callback(partial(_settle, result))
+        result.on_cancel = retry.cancel
+        await asyncio.sleep(0)  # the retry is done; _settle is queued
+        result.cancel()  # the client went away
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert Stream.closed == 1

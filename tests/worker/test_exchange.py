@@ -400,3 +400,27 @@ def test_cancelling_the_exchange_cancels_a_deferred_answer_and_stops_its_produce
 
     sender = asyncio.run(main())
     assert answer.cancelled() and sender.calls == [] and sender.ctx.recorded == []
+
+
+def test_a_streamed_deferred_answer_is_released_if_cancelled_before_its_task_starts() -> None:
+    # The upstream read settles the deferred with a streamed response (a task will send
+    # it); the client's connection_lost, already queued, cancels the exchange before that
+    # task's first step. A coroutine that never started never runs its finally: the
+    # exchange must release the response itself.
+    stream = Closing()
+    answer: Deferred[Response] = Deferred()
+
+    async def main() -> FakeSender:
+        ctx = context(lambda r: answer)
+        sender = FakeSender(ctx)
+        exchange = start(ctx, request(), sender)
+        assert exchange is not None
+        answer.set_result(Response(200, [], stream=stream))
+        assert exchange.task is not None
+        exchange.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return sender
+
+    sender = asyncio.run(main())
+    assert sender.calls == [] and stream.closed == 1 and not stream.read
