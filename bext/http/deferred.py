@@ -132,7 +132,7 @@ class Deferred(Generic[T]):
         awaited it was cancelled meanwhile: the caller still owns ``value`` then."""
         if self._state != _PENDING:
             raise asyncio.InvalidStateError("already done")
-        if self._awaiter_gone():
+        if self._waiter is not None and self._awaiter_gone():  # no call when not awaited
             return False
         self._state = _SETTLED
         self._value = value
