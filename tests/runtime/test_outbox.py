@@ -17,6 +17,7 @@ from bext.runtime.outbox import HOLD_LIMIT, Outbox, outbox_for
 from bext.shm.counters import NullCounters
 from bext.worker import main as worker_main
 from bext.worker.h1_connection import H1Connection
+from bext.worker.h2_connection import H2Connection
 from bext.worker.pipeline import Pipeline
 
 
@@ -243,3 +244,64 @@ def test_an_aborted_request_never_goes_out() -> None:
         return transport.events
 
     assert asyncio.run(main()) == [("abort", b"")]
+
+
+# -- an HTTP/2 connection -------------------------------------------------------------------
+
+
+def h2_exchange(tmp_path: Path, streams: int, then: str) -> tuple[list[str], list[Any]]:
+    """An HTTP/2 client (the h2 library) sends ``streams`` GETs in one read; ``then`` is
+    what happens in the same turn: "nothing", "drain" (a graceful stop: GOAWAY) or "eof"
+    (the client's FIN). Returns what the transport saw (kinds) and the client's events."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def main() -> tuple[list[str], list[Any]]:
+        conn, transport, pipeline = connection(tmp_path)
+        transport.events.clear()
+        server = H2Connection(conn._ctx)
+        server.connection_made(transport)  # type: ignore[arg-type]
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        for index in range(streams):
+            client.send_headers(
+                2 * index + 1,
+                [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")],
+                end_stream=True,
+            )
+        server.data_received(client.data_to_send())
+        assert transport.events == [], "nothing written before the turn ends"
+        if then == "drain":
+            server.shutdown()
+        elif then == "eof" and not server.eof_received():
+            transport.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        events = client.receive_data(transport.written())
+        pipeline.close()
+        return [kind for kind, _ in transport.events], events
+
+    return asyncio.run(main())
+
+
+def test_http2_frames_of_one_turn_go_out_in_one_write(tmp_path: Path) -> None:
+    import h2.events
+
+    kinds, events = h2_exchange(tmp_path, 3, "nothing")
+    assert kinds == ["write"]  # SETTINGS, the ACK and three responses together
+    bodies = [e.data for e in events if isinstance(e, h2.events.DataReceived)]
+    assert bodies == [b"hello"] * 3
+
+
+def test_http2_held_frames_go_before_the_goaway_and_the_close(tmp_path: Path) -> None:
+    import h2.events
+
+    kinds, events = h2_exchange(tmp_path, 1, "drain")
+    assert kinds[:2] == ["write", "write"]  # the held frames, then the GOAWAY after them
+    assert [type(e).__name__ for e in events if not isinstance(e, h2.events.SettingsAcknowledged)
+            ][-1] == "ConnectionTerminated"  # fmt: skip
+    assert any(isinstance(e, h2.events.DataReceived) and e.data == b"hello" for e in events)
+    kinds, events = h2_exchange(tmp_path, 1, "eof")
+    assert kinds == ["write", "close"]
+    assert any(isinstance(e, h2.events.DataReceived) and e.data == b"hello" for e in events)
