@@ -474,7 +474,14 @@ class H1Connection(asyncio.Protocol):
         """Write ``data`` at the end of this turn of the loop (:mod:`bext.runtime.outbox`),
         after what is held already."""
         held = self._held
-        if held is None:
+        if transport.is_closing():
+            # Closed by the loop (the client's FIN): it sends what it is given until its
+            # buffer is empty, then reports the connection lost. No waiting for the turn.
+            self._held = None
+            if held is not None:
+                transport.write(held)
+            transport.write(data)
+        elif held is None:
             self._held = data
             self._outbox.hold(self)
         elif len(held) + len(data) <= HOLD_LIMIT:

@@ -708,8 +708,16 @@ class H2Connection(asyncio.Protocol):
         data = self._engine.data_to_send()
         if not data or self._closed or self._transport is None:
             return
+        transport = self._transport
         held = self._held
-        if held is None:
+        if transport.is_closing():
+            # Closed by the loop after the client's FIN: it sends what it is given until
+            # its buffer is empty, then reports the connection lost. Held, the end of a
+            # response would miss that.
+            if held is not None:
+                self._held = None
+                data = held + data
+        elif held is None:
             if len(data) <= HOLD_LIMIT:
                 self._held = data
                 self._outbox.hold(self)
@@ -720,7 +728,7 @@ class H2Connection(asyncio.Protocol):
         else:
             self._held = None
             data = held + data
-        self._write(self._transport, data)
+        self._write(transport, data)
 
     def send_held(self) -> None:
         """Write the frames :meth:`_flush` held (the outbox, at the end of the turn; a

@@ -27,6 +27,7 @@ class Recording:
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes]] = []
         self.closed = False
+        self.closing = False  # closed by the loop after a FIN: it sends what it has, then goes
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         extra = {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 80)}
@@ -52,7 +53,7 @@ class Recording:
     def set_write_buffer_limits(self, *args: object) -> None: ...
 
     def is_closing(self) -> bool:
-        return self.closed
+        return self.closed or self.closing
 
     def can_write_eof(self) -> bool:
         return True
@@ -305,3 +306,41 @@ def test_http2_held_frames_go_before_the_goaway_and_the_close(tmp_path: Path) ->
     kinds, events = h2_exchange(tmp_path, 1, "eof")
     assert kinds == ["write", "close"]
     assert any(isinstance(e, h2.events.DataReceived) and e.data == b"hello" for e in events)
+
+
+def test_a_closing_transport_gets_its_bytes_at_once(tmp_path: Path) -> None:
+    # After the client's FIN the loop closes the transport, which still sends what it is
+    # given until its buffer is empty, then reports the connection lost: bytes held for
+    # the end of the turn would be dropped. (Found with a real h2c client that sent a FIN
+    # after its request and read a 1 MB response slowly: the last 29 KiB never came.)
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def main() -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], list[Any]]:
+        conn, transport, pipeline = connection(tmp_path)
+        transport.closing = True
+        conn.data_received(GET % 1)
+        h1_events = list(transport.events)
+        server = H2Connection(conn._ctx)
+        h2_transport = Recording()
+        server.connection_made(h2_transport)  # type: ignore[arg-type]
+        h2_transport.closing = True
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.send_headers(
+            1,
+            [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")],
+            end_stream=True,
+        )
+        server.data_received(client.data_to_send())
+        h2_events = list(h2_transport.events)
+        answered = client.receive_data(h2_transport.written())
+        pipeline.close()
+        return h1_events, h2_events, answered
+
+    h1_events, h2_events, answered = asyncio.run(main())
+    assert [kind for kind, _ in h1_events] == ["write"]  # before any turn ended
+    assert h1_events[0][1].startswith(b"HTTP/1.1 200 OK")
+    assert [kind for kind, _ in h2_events][-1:] == ["write"]
+    assert any(isinstance(e, h2.events.StreamEnded) for e in answered)
