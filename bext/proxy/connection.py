@@ -21,7 +21,7 @@ import httptools
 from bext.protocol.events import Headers
 from bext.proxy.spill import SpillBuffer
 from bext.proxy.tunnel import Tunnel
-from bext.runtime.outbox import outbox_for
+from bext.runtime.outbox import HeldBytes
 
 
 class UpstreamError(Exception):
@@ -81,8 +81,7 @@ HeadListener = Callable[["asyncio.Future[ResponseHead]"], None]
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, read_timeout: float, on_idle: Callable[[UpstreamConnection], None]) -> None:
         self.loop = asyncio.get_running_loop()
-        self._outbox = outbox_for(self.loop)
-        self._held: bytes | None = None  # a request head waiting for the end of the turn
+        self._held = HeldBytes(self.loop, self)  # a request head for the end of the turn
         self._read_timeout = read_timeout
         self._on_idle = on_idle
         self.transport: asyncio.Transport | None = None
@@ -214,21 +213,21 @@ class UpstreamConnection(asyncio.Protocol):
         self._arm_timer()
         # Sent at the end of this turn of the loop, with the other connections' writes
         # (bext.runtime.outbox): the upstream is not woken while this worker is busy.
-        self._held = head
-        self._outbox.hold(self)
+        now = self._held.add(self.transport, head)
+        if now is not None:
+            self.transport.write(now)
         return waiter
 
     def send_held(self) -> None:
         """Write the held request head (:class:`~bext.runtime.outbox.Outbox`)."""
-        head = self._held
+        head = self._held.take()
         if head is not None:
-            self._held = None
             transport = self.transport
             if transport is not None and not self.closed and not transport.is_closing():
                 transport.write(head)
 
     def write(self, data: bytes) -> None:
-        if self._held is not None:
+        if self._held.data is not None:
             self.send_held()  # the head first
         if self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -286,13 +285,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._early.clear()
 
     def close(self) -> None:
-        self._held = None  # a request nobody waits for any more
+        self._held.take()  # a request nobody waits for any more
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
-        self._held = None
+        self._held.take()
         if self.transport is not None:
             self.closed = True
             self.transport.abort()

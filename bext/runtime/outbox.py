@@ -14,10 +14,11 @@ involuntary context switches from about 1.1 to 0.8 per request. The number of sy
 calls does not change: one write per connection per turn, as before (or fewer: the
 responses to pipelined requests of one read go out in one write).
 
-A connection holds its bytes itself (:class:`Holder`) and tells the loop's outbox once;
-every other write, and any close, sends what it holds first, so bytes never overtake one
-another. The hold lasts until the ready callbacks of the turn run (``call_soon``), never
-across a wait for I/O.
+A connection keeps its held bytes in a :class:`HeldBytes` (the one rule for what may be
+held) and the loop's outbox calls it back once per turn (:class:`Holder`); every other
+write, and any close, sends what it holds first, so bytes never overtake one another.
+The hold lasts until the ready callbacks of the turn run (``call_soon``), never across a
+wait for I/O.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import asyncio
 import weakref
 from typing import Protocol
 
-__all__ = ["HOLD_LIMIT", "Holder", "Outbox", "outbox_for"]
+__all__ = ["HOLD_LIMIT", "HeldBytes", "Holder", "Outbox", "outbox_for"]
 
 HOLD_LIMIT = 64 * 1024
 """Bytes a connection holds at most; past that it writes at once (pipelined responses
@@ -67,6 +68,46 @@ class Outbox:
                 self._loop.call_exception_handler(
                     {"message": "sending held bytes failed", "exception": exc}
                 )
+
+
+class HeldBytes:
+    """One connection's bytes waiting for the end of the turn, and the rule for holding:
+    at most :data:`HOLD_LIMIT`, and nothing for a closing transport (closed by the loop
+    after the peer's FIN, it sends what it is given until its buffer is empty, then it is
+    gone: held bytes would miss it)."""
+
+    __slots__ = ("_outbox", "_owner", "data")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: Holder) -> None:
+        self._outbox = outbox_for(loop)
+        self._owner = owner
+        self.data: bytes | None = None
+        """What is held (None: nothing); test it before writing or closing."""
+
+    def add(self, transport: asyncio.Transport, data: bytes) -> bytes | None:
+        """Hold ``data`` after what is held; or return what must be written now instead
+        (what was held, then ``data``): past the limit, or on a closing transport."""
+        held = self.data
+        if transport.is_closing():
+            if held is None:
+                return data
+        elif held is None:
+            if len(data) <= HOLD_LIMIT:
+                self.data = data
+                self._outbox.hold(self._owner)
+                return None
+            return data
+        elif len(held) + len(data) <= HOLD_LIMIT:
+            self.data = held + data  # e.g. responses to pipelined requests: one write
+            return None
+        self.data = None
+        return held + data
+
+    def take(self) -> bytes | None:
+        """What is held, no longer held (to write now, or to drop)."""
+        data = self.data
+        self.data = None
+        return data
 
 
 _OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = (

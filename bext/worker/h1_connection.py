@@ -41,7 +41,7 @@ from bext.protocol.h1_writer import (
 )
 from bext.protocol.h2_guard import PREFACE
 from bext.proxy.tunnel import Tunnel
-from bext.runtime.outbox import HOLD_LIMIT, outbox_for
+from bext.runtime.outbox import HeldBytes
 from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
 from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange
@@ -75,8 +75,7 @@ class H1Connection(asyncio.Protocol):
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
-        self._outbox = outbox_for(self._loop)
-        self._held: bytes | None = None  # responses waiting for the end of the loop's turn
+        self._held = HeldBytes(self._loop, self)  # responses for the end of the loop's turn
         self._parser = ctx.parser_factory(ctx.limits)
         self._transport: asyncio.Transport | None = None
         self._client = ("", 0)
@@ -197,7 +196,7 @@ class H1Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
-        if self._held is not None:
+        if self._held.data is not None:
             # Returning False closes the transport, and a close sends only what the
             # transport has: the held responses go to it first.
             self.send_held()
@@ -214,7 +213,7 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._held = None
+        self._held.take()  # dropped: the client is gone
         self._ctx.leave(self)
         if self._tunnel is not None:
             self._tunnel.close()
@@ -305,7 +304,7 @@ class H1Connection(asyncio.Protocol):
             self._timer.arm(now + DRAIN_IDLE_GRACE)
 
     def abort(self) -> None:
-        self._held = None
+        self._held.take()
         if self._transport is not None:
             self._transport.abort()
 
@@ -473,37 +472,21 @@ class H1Connection(asyncio.Protocol):
     def _hold(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` at the end of this turn of the loop (:mod:`bext.runtime.outbox`),
         after what is held already."""
-        held = self._held
-        if transport.is_closing():
-            # Closed by the loop (the client's FIN): it sends what it is given until its
-            # buffer is empty, then reports the connection lost. No waiting for the turn.
-            self._held = None
-            if held is not None:
-                transport.write(held)
-            transport.write(data)
-        elif held is None:
-            self._held = data
-            self._outbox.hold(self)
-        elif len(held) + len(data) <= HOLD_LIMIT:
-            self._held = held + data  # responses to pipelined requests: one write
-        else:
-            self._held = None
-            transport.write(held)
-            transport.write(data)
+        now = self._held.add(transport, data)
+        if now is not None:
+            transport.write(now)
 
     def send_held(self) -> None:
         """Write what :meth:`_hold` held (the outbox calls this at the end of the turn;
         anything that writes or closes calls it first)."""
-        held = self._held
-        if held is not None:
-            self._held = None
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
-                transport.write(held)
+        held = self._held.take()
+        transport = self._transport
+        if held is not None and transport is not None and not transport.is_closing():
+            transport.write(held)
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` now, after anything held."""
-        if self._held is not None:
+        if self._held.data is not None:
             self.send_held()
         transport.write(data)
 
@@ -737,7 +720,7 @@ class H1Connection(asyncio.Protocol):
         transport = self._transport
         if self._closed or transport is None:
             return
-        if self._held is not None:
+        if self._held.data is not None:
             self.send_held()
         self._closed = True
         linger = self._ctx.timeouts.lingering

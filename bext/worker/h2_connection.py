@@ -46,7 +46,7 @@ from bext.protocol.h2_headers import (
     check_request,
     check_trailers,
 )
-from bext.runtime.outbox import HOLD_LIMIT, outbox_for
+from bext.runtime.outbox import HeldBytes
 from bext.worker.context import BODY_RATE_WINDOW, WorkerContext
 from bext.worker.deadlines import BodyRate, LazyTimer
 from bext.worker.exchange import NO_BODY_STATUS, Exchange, StreamSender, with_body
@@ -209,8 +209,7 @@ class H2Connection(asyncio.Protocol):
         self._settings_acked = False
         self._write_paused = False
         self._write_paused_since = 0.0
-        self._outbox = outbox_for(self._loop)
-        self._held: bytes | None = None  # frames waiting for the end of the loop's turn
+        self._held = HeldBytes(self._loop, self)  # frames for the end of the loop's turn
         self._head_deadline: float | None = None
         self._idle_since: float | None = None
         self._timer = LazyTimer(self._loop, self._on_timer)
@@ -272,13 +271,13 @@ class H2Connection(asyncio.Protocol):
         self._pump()
 
     def eof_received(self) -> bool:
-        if self._held is not None:
+        if self._held.data is not None:
             self.send_held()  # the transport closes now, with what it has
         return False  # the client will send nothing more: close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._held = None
+        self._held.take()  # dropped: the client is gone
         self._ctx.leave(self)
         self._timer.cancel()
         self._failed = True  # nothing may be sent any more
@@ -308,7 +307,7 @@ class H2Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self._closed = True
-        self._held = None
+        self._held.take()
         if self._transport is not None:
             self._transport.abort()
 
@@ -708,37 +707,17 @@ class H2Connection(asyncio.Protocol):
         data = self._engine.data_to_send()
         if not data or self._closed or self._transport is None:
             return
-        transport = self._transport
-        held = self._held
-        if transport.is_closing():
-            # Closed by the loop after the client's FIN: it sends what it is given until
-            # its buffer is empty, then reports the connection lost. Held, the end of a
-            # response would miss that.
-            if held is not None:
-                self._held = None
-                data = held + data
-        elif held is None:
-            if len(data) <= HOLD_LIMIT:
-                self._held = data
-                self._outbox.hold(self)
-                return
-        elif len(held) + len(data) <= HOLD_LIMIT:
-            self._held = held + data
-            return
-        else:
-            self._held = None
-            data = held + data
-        self._write(transport, data)
+        now = self._held.add(self._transport, data)
+        if now is not None:
+            self._write(self._transport, now)
 
     def send_held(self) -> None:
         """Write the frames :meth:`_flush` held (the outbox, at the end of the turn; a
         direct write or the end of input first)."""
-        held = self._held
-        if held is not None:
-            self._held = None
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
-                self._write(transport, held)
+        held = self._held.take()
+        transport = self._transport
+        if held is not None and transport is not None and not transport.is_closing():
+            self._write(transport, held)
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
         transport.write(data)
@@ -825,7 +804,7 @@ class H2Connection(asyncio.Protocol):
         self._goaway_id = self._engine.highest_inbound_stream_id
         if not self._failed and self._transport is not None:
             self._flush()  # keep frame order: what the engine queued goes first
-            if self._held is not None:
+            if self._held.data is not None:
                 self.send_held()
             self._transport.write(goaway_frame(self._goaway_id, _NO_ERROR))
         if not self._streams:

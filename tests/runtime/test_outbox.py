@@ -167,7 +167,8 @@ def test_a_connection_holds_at_most_the_limit(tmp_path: Path) -> None:
     async def main() -> list[tuple[str, bytes]]:
         conn, transport, pipeline = connection(tmp_path, "x" * size)
         conn.data_received(b"".join(GET % n for n in range(5)))
-        assert all(len(data) <= HOLD_LIMIT for _, data in transport.events)
+        held = conn._held.data
+        assert held is not None and len(held) <= HOLD_LIMIT  # the rest was written already
         await asyncio.sleep(0)
         pipeline.close()
         return transport.events
