@@ -143,7 +143,7 @@ class Deferred(Generic[T]):
     def set_exception(self, error: BaseException) -> None:
         if self._state != _PENDING:
             raise asyncio.InvalidStateError("already done")
-        if self._awaiter_gone():
+        if self._waiter is not None and self._awaiter_gone():
             return
         self._state = _FAILED
         self._error = error
@@ -179,9 +179,8 @@ class Deferred(Generic[T]):
         return False
 
     def _awaiter_left(self, waiter: asyncio.Future[None]) -> None:
-        """The task awaiting this was cancelled: so is the value it waited for."""
-        if waiter.cancelled():
-            self.cancel()
+        """The waiter's done callback: a cancelled awaiting task cancels the value too."""
+        self._awaiter_gone()
 
     def __repr__(self) -> str:
         state = ("pending", "settled", "failed", "cancelled")[self._state]

@@ -220,11 +220,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send_held(self) -> None:
         """Write the held request head (:class:`~bext.runtime.outbox.Outbox`)."""
-        head = self._held.take()
-        if head is not None:
-            transport = self.transport
-            if transport is not None and not self.closed and not transport.is_closing():
-                transport.write(head)
+        self._held.send(self.transport)  # close() and abort() dropped it already
 
     def write(self, data: bytes) -> None:
         if self._held.data is not None:

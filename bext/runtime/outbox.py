@@ -104,10 +104,22 @@ class HeldBytes:
         return held + data
 
     def take(self) -> bytes | None:
-        """What is held, no longer held (to write now, or to drop)."""
+        """What is held, no longer held (to drop it)."""
         data = self.data
         self.data = None
         return data
+
+    def send(self, transport: asyncio.Transport | None) -> bool:
+        """Write what is held to ``transport`` now, unless it is gone or closing (the
+        bytes are dropped then); True if something was written."""
+        data = self.data
+        if data is None:
+            return False
+        self.data = None
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
 
 
 _OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = (

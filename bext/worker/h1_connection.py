@@ -463,26 +463,20 @@ class H1Connection(asyncio.Protocol):
             )
         body = response.body if with_body else b""
         if len(body) < _LARGE_BODY:
-            self._hold(transport, head + body)
+            # Written at the end of this turn of the loop (bext.runtime.outbox), after
+            # what is held already; or now, with it, past the limit or when closing.
+            now = self._held.add(transport, head + body)
+            if now is not None:
+                transport.write(now)
         else:
             self._write(transport, head)
             transport.write(body)
         return len(body)
 
-    def _hold(self, transport: asyncio.Transport, data: bytes) -> None:
-        """Write ``data`` at the end of this turn of the loop (:mod:`bext.runtime.outbox`),
-        after what is held already."""
-        now = self._held.add(transport, data)
-        if now is not None:
-            transport.write(now)
-
     def send_held(self) -> None:
-        """Write what :meth:`_hold` held (the outbox calls this at the end of the turn;
-        anything that writes or closes calls it first)."""
-        held = self._held.take()
-        transport = self._transport
-        if held is not None and transport is not None and not transport.is_closing():
-            transport.write(held)
+        """Write the responses :meth:`_write_whole` held (the outbox calls this at the end
+        of the turn; anything that writes or closes calls it first)."""
+        self._held.send(self._transport)
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` now, after anything held."""

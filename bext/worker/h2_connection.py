@@ -714,13 +714,17 @@ class H2Connection(asyncio.Protocol):
     def send_held(self) -> None:
         """Write the frames :meth:`_flush` held (the outbox, at the end of the turn; a
         direct write or the end of input first)."""
-        held = self._held.take()
         transport = self._transport
-        if held is not None and transport is not None and not transport.is_closing():
-            self._write(transport, held)
+        if self._held.send(transport):
+            assert transport is not None
+            self._check_output(transport)
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
         transport.write(data)
+        self._check_output(transport)
+
+    def _check_output(self, transport: asyncio.Transport) -> None:
+        """After a write: drop a client whose unread output passed the limit."""
         if (
             self._write_paused
             and transport.get_write_buffer_size() > self._limits.max_output_buffer
